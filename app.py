@@ -1,0 +1,41 @@
+"""The Flask app factory: `flask --app app run` or `create_app(config)` in tests."""
+import os
+
+from flask import Flask
+from flask_migrate import Migrate
+
+from models import db
+from panel.celery_setup import celery_init_app
+from panel.config import ROOT, load_settings
+from panel.database import engine_options
+from panel.logs import setup_logging
+
+migrate = Migrate()
+
+
+def create_app(config=None):
+    """Code defaults, then `.env` and the environment, then the test dict."""
+    app = Flask(__name__, instance_path=None, root_path=str(ROOT))
+    app.config.update(load_settings())
+    app.config.update(config or {})
+    app.instance_path = app.config["INSTANCE_PATH"]
+    for sub in ("logs", "run"):
+        os.makedirs(os.path.join(app.instance_path, sub), exist_ok=True)
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(app.config["SQLALCHEMY_DATABASE_URI"])
+    setup_logging(app.instance_path)
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
+    celery_init_app(app)
+
+    from panel.history import recorder_for
+    from panel.supervisor import Supervisor
+    app.extensions["supervisor"] = Supervisor(app.config, app.extensions["celery"], on_event=recorder_for(app))
+
+    from panel.api_errors import register_error_handlers
+    from panel.routes_api import api
+    from panel.routes_pages import pages
+    app.register_blueprint(pages)
+    app.register_blueprint(api)
+    register_error_handlers(app)
+    return app

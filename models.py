@@ -1,0 +1,146 @@
+"""Database tables: scheduled tasks, their runs, the schedule change marker, process history."""
+from datetime import datetime, timezone
+
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Integer, String, Text, event
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+db = SQLAlchemy(model_class=Base)
+
+# Task statuses as seed 001 uses them; Celery states stay in TaskLog.state.
+PENDING, RUNNING, COMPLETED, FAILED = "pending", "running", "completed", "failed"
+TASK_STATUSES = (PENDING, RUNNING, COMPLETED, FAILED)
+
+
+def utcnow():
+    """Naive UTC: the one time form stored in every database we support."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class ScheduledTask(db.Model):
+    """A Celery task sent on an interval or crontab, read by Beat from here."""
+
+    __tablename__ = "scheduled_tasks"
+    # Columns whose change alters what Beat sends; the rest is run bookkeeping.
+    SCHEDULE_FIELDS = ("name", "task", "args", "kwargs", "interval_seconds", "crontab", "enabled")
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    task: Mapped[str] = mapped_column(String(200))
+    args: Mapped[list] = mapped_column(JSON, default=list)
+    kwargs: Mapped[dict] = mapped_column(JSON, default=dict)
+    interval_seconds: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    crontab: Mapped[str | None] = mapped_column(String(120), nullable=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    status: Mapped[str] = mapped_column(String(20), default=PENDING)
+    last_run_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    next_run_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    run_count: Mapped[int] = mapped_column(Integer, default=0)
+    disabled_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+    runs = relationship("TaskLog", back_populates="scheduled_task", passive_deletes=True)
+
+
+class TaskLog(db.Model):
+    """One run of a Celery task, from the moment it is sent until it ends."""
+
+    __tablename__ = "task_logs"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    scheduled_task_id: Mapped[int | None] = mapped_column(
+        ForeignKey("scheduled_tasks.id", ondelete="SET NULL"), nullable=True, index=True)
+    celery_task_id: Mapped[str] = mapped_column(String(64), unique=True)
+    task_name: Mapped[str] = mapped_column(String(200), index=True)
+    status: Mapped[str] = mapped_column(String(20), default=PENDING, index=True)
+    state: Mapped[str] = mapped_column(String(20), default="PENDING")
+    args: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    kwargs: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    queued_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    worker: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    result: Mapped[str | None] = mapped_column(Text, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    traceback: Mapped[str | None] = mapped_column(Text, nullable=True)
+    retries: Mapped[int] = mapped_column(Integer, default=0)
+    next_retry_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+    scheduled_task = relationship("ScheduledTask", back_populates="runs")
+
+
+class ScheduleChange(db.Model):
+    """The change marker Beat polls: one row, bumped with every schedule edit."""
+
+    __tablename__ = "schedule_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    changed_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class ProcessEvent(db.Model):
+    """History of what the panel did to the worker and Beat (live state is the process table)."""
+
+    __tablename__ = "process_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    program: Mapped[str] = mapped_column(String(20))
+    action: Mapped[str] = mapped_column(String(20))
+    outcome: Mapped[str] = mapped_column(String(20))
+    pids: Mapped[list] = mapped_column(JSON, default=list)
+    message: Mapped[str] = mapped_column(Text, default="")
+
+
+MARKER_ID = 1
+
+
+def bump_schedule_marker(session):
+    """Move the change marker inside the caller's transaction."""
+    table = ScheduleChange.__table__
+    updated = session.execute(
+        table.update().where(table.c.id == MARKER_ID)
+        .values(version=table.c.version + 1, changed_at=utcnow()))
+    if updated.rowcount == 0:
+        session.execute(table.insert().values(id=MARKER_ID, version=1, changed_at=utcnow()))
+
+
+def _touches_schedule(obj, state_of):
+    if not isinstance(obj, ScheduledTask):
+        return False
+    state = state_of(obj)
+    return any(state.attrs[f].history.has_changes() for f in ScheduledTask.SCHEDULE_FIELDS)
+
+
+@event.listens_for(Session, "before_flush")
+def _mark_schedule_edits(session, _ctx, _instances):
+    """Any insert, delete or schedule-field edit of a task bumps the marker in the same flush."""
+    from sqlalchemy import inspect
+
+    changed = any(isinstance(o, ScheduledTask) for o in list(session.new) + list(session.deleted))
+    changed = changed or any(_touches_schedule(o, inspect) for o in session.dirty)
+    if changed:
+        bump_schedule_marker(session)
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _mark_bulk_schedule_edits(orm_execute_state):
+    """Bulk UPDATE/DELETE statements on tasks bump the marker too (enable-all, disable-all)."""
+    if not (orm_execute_state.is_update or orm_execute_state.is_delete):
+        return
+    mapper = orm_execute_state.bind_mapper
+    if mapper is None or mapper.class_ is not ScheduledTask:
+        return
+    if orm_execute_state.is_update:
+        values = getattr(orm_execute_state.statement, "_values", None) or {}
+        names = {getattr(k, "key", k) for k in values}
+        if names and not names & set(ScheduledTask.SCHEDULE_FIELDS):
+            return
+    bump_schedule_marker(orm_execute_state.session)

@@ -1,0 +1,1 @@
+"""Internals of the Celery Control Panel: one module per noun."""

@@ -1,0 +1,46 @@
+"""Celery wired to the Flask app in one function (Flask's examples/celery pattern)."""
+from celery import Celery, Task
+
+
+BUILTIN_TASK_MODULES = ("panel.tasks",)
+
+
+def celery_init_app(app):
+    """Create the Celery app from the panel's settings and register our signals."""
+    cfg = app.config
+
+    class FlaskTask(Task):
+        def __call__(self, *args, **kwargs):
+            with app.app_context():
+                return self.run(*args, **kwargs)
+
+    user_modules = tuple(m.strip() for m in cfg["CELERY_IMPORTS"].split(",") if m.strip())
+    celery = Celery(app.import_name, task_cls=FlaskTask)
+    celery.conf.update(
+        broker_url=cfg["CELERY_BROKER_URL"],
+        result_backend=cfg["CELERY_RESULT_BACKEND"],
+        timezone=cfg["CELERY_TIMEZONE"],
+        enable_utc=True,
+        imports=BUILTIN_TASK_MODULES + user_modules,
+        task_track_started=True,
+        result_extended=True,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        broker_connection_retry_on_startup=True,
+        # Short socket timeouts so a dead broker is an answer in seconds, not a hang.
+        broker_transport_options={"socket_connect_timeout": 3, "socket_timeout": 5},
+        redis_socket_connect_timeout=3,
+        redis_socket_timeout=5,
+        result_backend_transport_options={"socket_connect_timeout": 3},
+        beat_max_loop_interval=cfg["BEAT_MAX_INTERVAL_S"],
+        beat_scheduler="panel.beat_scheduler:DatabaseScheduler",
+        worker_hijack_root_logger=False,
+    )
+    celery.set_default()
+    # The panel validates task names too, so it imports the same modules the worker does.
+    celery.loader.import_default_modules()
+    app.extensions["celery"] = celery
+    celery.flask_app = app
+    from panel import recorder
+    recorder.connect(app, celery)
+    return celery

@@ -1,0 +1,76 @@
+"""Settings: code defaults, then a `.env` file, then the environment (which wins)."""
+import os
+import secrets
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_INSTANCE = ROOT / "instance"
+
+DEFAULTS = {
+    "PANEL_HOST": "127.0.0.1",
+    "PANEL_PORT": "5000",
+    "CELERY_BROKER_URL": "redis://127.0.0.1:6379/0",
+    "CELERY_RESULT_BACKEND": "",
+    "CELERY_TIMEZONE": "UTC",
+    "CELERY_IMPORTS": "",
+    "WORKER_CONCURRENCY": "2",
+    "WORKER_POOL": "prefork",
+    "WORKER_QUEUES": "celery",
+    "WORKER_LOGLEVEL": "info",
+    "WORKER_NODENAME": "worker@%h",
+    "STOP_GRACE_S": "10",
+    "START_TIMEOUT_S": "30",
+    "BEAT_MAX_INTERVAL_S": "2",
+    "BEAT_LOCK_TTL_S": "15",
+    "CONTROL_LOCK_WAIT_S": "60",
+    "RECORD_RUNS": "1",
+}
+
+
+def read_env(env_file=None):
+    """Merge `.env` under the process environment; the environment wins."""
+    path = Path(env_file) if env_file else ROOT / ".env"
+    merged = {k: v for k, v in dotenv_values(path).items() if v is not None} if path.is_file() else {}
+    merged.update(os.environ)
+    if "CELERY_BROKER_URL" not in merged and merged.get("BROKER_URL"):
+        merged["CELERY_BROKER_URL"] = merged["BROKER_URL"]
+    return merged
+
+
+def instance_path(env):
+    """The folder for this panel's database, logs, pid files and locks."""
+    return Path(env.get("PANEL_INSTANCE_PATH") or DEFAULT_INSTANCE).resolve()
+
+
+def _secret_key(folder):
+    """A secret kept in the instance folder so sessions survive restarts."""
+    key_file = folder / "secret_key"
+    if key_file.is_file():
+        return key_file.read_text().strip()
+    key = secrets.token_hex(32)
+    key_file.write_text(key)
+    key_file.chmod(0o600)
+    return key
+
+
+def load_settings(env_file=None):
+    """All settings as a flat dict of Flask config keys."""
+    env = read_env(env_file)
+    folder = instance_path(env)
+    (folder / "logs").mkdir(parents=True, exist_ok=True)
+    (folder / "run").mkdir(parents=True, exist_ok=True)
+    values = {key: env.get(key, default) for key, default in DEFAULTS.items()}
+    broker = values["CELERY_BROKER_URL"]
+    values.update(
+        INSTANCE_PATH=str(folder),
+        SECRET_KEY=env.get("SECRET_KEY") or _secret_key(folder),
+        SQLALCHEMY_DATABASE_URI=env.get("DATABASE_URL") or f"sqlite:///{folder / 'panel.db'}",
+        CELERY_RESULT_BACKEND=values["CELERY_RESULT_BACKEND"] or broker,
+    )
+    for key in ("PANEL_PORT", "WORKER_CONCURRENCY", "STOP_GRACE_S", "START_TIMEOUT_S",
+                "BEAT_MAX_INTERVAL_S", "BEAT_LOCK_TTL_S", "CONTROL_LOCK_WAIT_S"):
+        values[key] = float(values[key]) if key.endswith("_S") else int(values[key])
+    values["RECORD_RUNS"] = str(values["RECORD_RUNS"]).lower() not in ("0", "false", "no", "off")
+    return values

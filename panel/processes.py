@@ -1,0 +1,140 @@
+"""The process table: the one place that decides whether a process is this app's worker or Beat."""
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+from panel.config import DEFAULT_INSTANCE, ROOT
+
+WORKER, BEAT = "worker", "beat"
+KINDS = (WORKER, BEAT)
+APP_MODULE = "celery_app"
+INSTANCE_ENV = "PANEL_INSTANCE_PATH"
+# Global celery options that take a value, so the value is not read as the subcommand.
+_VALUE_OPTIONS = {"-A", "--app", "-b", "--broker", "--result-backend", "--loader", "--config", "--workdir"}
+
+
+@dataclass(frozen=True)
+class ProcessRef:
+    """A process as we saw it: (pid, create_time) and command line identify it."""
+
+    pid: int
+    create_time: float
+    cmdline: tuple
+    kind: str
+    children: tuple = field(default=())
+
+    def as_dict(self):
+        return {"pid": self.pid, "kind": self.kind, "pool_pids": list(self.children),
+                "started_at": self.create_time}
+
+
+def _celery_args(argv):
+    """The arguments after the celery program, or None when argv does not run celery itself."""
+    if not argv:
+        return None
+    first = os.path.basename(argv[0])
+    if first == "celery":
+        return argv[1:]
+    if first.startswith("python") and len(argv) > 1:
+        if os.path.basename(argv[1]) == "celery":
+            return argv[2:]
+        if argv[1:3] == ["-m", "celery"]:
+            return argv[3:]
+    return None
+
+
+def classify(argv, app_module=APP_MODULE):
+    """'worker', 'beat' or None for a command line; pure, so decoys are easy to test."""
+    args = _celery_args(list(argv))
+    if args is None:
+        return None
+    app, sub, i = None, None, 0
+    while i < len(args):
+        token = args[i]
+        if token in ("-A", "--app"):
+            app = args[i + 1] if i + 1 < len(args) else None
+            i += 2
+            continue
+        if token.startswith("--app="):
+            app = token.split("=", 1)[1]
+        elif token.startswith("-A") and len(token) > 2:
+            app = token[2:]
+        elif token in _VALUE_OPTIONS:
+            i += 1
+        elif not token.startswith("-"):
+            sub = token
+            break
+        i += 1
+    if app != app_module or sub not in KINDS:
+        return None
+    return sub
+
+
+def _instance_of(proc):
+    """The instance folder a Celery process serves; untagged processes serve the default one."""
+    tag = proc.environ().get(INSTANCE_ENV)
+    return str(Path(tag).resolve()) if tag else str(DEFAULT_INSTANCE)
+
+
+def _is_ours(proc, instance):
+    """Same project folder and same instance: never a neighbour's or another test run's Celery."""
+    try:
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return proc.cwd() == str(ROOT) and _instance_of(proc) == instance
+    except (psutil.Error, OSError):
+        return False
+
+
+def scan(instance, app_module=APP_MODULE):
+    """All of this instance's workers and Beats, pool children folded under their worker."""
+    candidates = {}
+    for proc in psutil.process_iter(["cmdline"]):
+        kind = classify(proc.info["cmdline"] or (), app_module)
+        if kind:
+            candidates[proc.pid] = (proc, kind)
+    found, pool = {}, {}
+    for pid, (proc, kind) in candidates.items():
+        if not _is_ours(proc, instance):
+            continue
+        try:
+            ppid = proc.ppid()
+            parent = candidates.get(ppid)
+            if kind == WORKER and parent and parent[1] == WORKER:
+                pool.setdefault(ppid, []).append(pid)
+                continue
+            found[pid] = (proc.create_time(), tuple(proc.info["cmdline"]), kind)
+        except psutil.Error:
+            continue
+    refs = [ProcessRef(pid, ct, cmd, kind, tuple(sorted(pool.get(pid, ()))))
+            for pid, (ct, cmd, kind) in sorted(found.items())]
+    return {kind: [r for r in refs if r.kind == kind] for kind in KINDS}
+
+
+def still_same(ref):
+    """True when the pid still names the very process we saw, not a reused pid."""
+    try:
+        proc = psutil.Process(ref.pid)
+        return (proc.create_time() == ref.create_time and tuple(proc.cmdline()) == ref.cmdline
+                and proc.status() != psutil.STATUS_ZOMBIE)
+    except psutil.Error:
+        return False
+
+
+def main(argv=None):
+    """`python -m panel.processes beat|worker`: print this instance's PIDs, exit 1 when none."""
+    import sys
+
+    from panel.config import instance_path, read_env
+
+    args = sys.argv[1:] if argv is None else argv
+    kind = args[0] if args else BEAT
+    refs = scan(str(instance_path(read_env())))[kind]
+    print(" ".join(str(r.pid) for r in refs))
+    return 0 if refs else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,152 @@
+"""The run log: Celery signals move each run's row from sent to its end, in whatever process fires them."""
+import json
+import logging
+from datetime import datetime, timezone
+
+from celery import signals
+from sqlalchemy import func, insert, select, update
+
+from models import COMPLETED, FAILED, PENDING, RUNNING, ScheduledTask, TaskLog, db, utcnow
+from panel.database import dispose_after_fork
+
+log = logging.getLogger("panel.recorder")
+SCHEDULE_HEADER = "panel_schedule_id"
+RESULT_MAX_CHARS = 64 * 1024
+logs_t = TaskLog.__table__
+tasks_t = ScheduledTask.__table__
+
+_engine = None
+
+
+def _write(*statements):
+    """One short transaction; a recording failure is logged, never raised into the task."""
+    try:
+        with _engine.begin() as conn:
+            results = [conn.execute(s) for s in statements]
+        return results
+    except Exception:
+        log.exception("could not record a run change")
+        return None
+
+
+def _clip(text, limit=RESULT_MAX_CHARS):
+    return text if text is None or len(text) <= limit else text[:limit] + "…[truncated]"
+
+
+def _as_naive_utc(value):
+    if not value:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo:
+        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value
+
+
+def _schedule_of(task_id):
+    return select(logs_t.c.scheduled_task_id).where(logs_t.c.celery_task_id == task_id).scalar_subquery()
+
+
+def _set_schedule_status(task_id, status):
+    return update(tasks_t).where(tasks_t.c.id == _schedule_of(task_id)).values(status=status)
+
+
+def on_publish(sender=None, body=None, headers=None, **_):
+    """A message is on its way: first send inserts the row, a retry's resend updates it."""
+    headers = headers or {}
+    task_id = headers.get("id")
+    if not task_id:
+        return
+    schedule_id = headers.get(SCHEDULE_HEADER)
+    retries = int(headers.get("retries") or 0)
+    eta = _as_naive_utc(headers.get("eta"))
+    statements = []
+    if retries:
+        statements.append(update(logs_t).where(logs_t.c.celery_task_id == task_id).values(
+            status=PENDING, state="RETRY", retries=retries, next_retry_at=eta))
+    else:
+        args, kwargs = (body[0], body[1]) if isinstance(body, (list, tuple)) and len(body) >= 2 else (None, None)
+        statements.append(insert(logs_t).values(
+            celery_task_id=task_id, task_name=headers.get("task") or sender, scheduled_task_id=schedule_id,
+            status=PENDING, state="PENDING", args=list(args or []), kwargs=dict(kwargs or {}),
+            queued_at=utcnow(), retries=0, next_retry_at=eta))
+    _write(*statements)
+
+
+def on_schedule_publish(sender=None, headers=None, **_):
+    """A scheduled task was sent (by Beat, run-now or anyone): its last run and count move."""
+    headers = headers or {}
+    schedule_id = headers.get(SCHEDULE_HEADER)
+    if not schedule_id or int(headers.get("retries") or 0):
+        return
+    _write(update(tasks_t).where(tasks_t.c.id == int(schedule_id)).values(
+        last_run_at=utcnow(), run_count=tasks_t.c.run_count + 1, status=PENDING))
+
+
+def on_prerun(task_id=None, task=None, args=None, kwargs=None, **_):
+    """The worker began executing: running, with the worker's name and the start time."""
+    now = utcnow()
+    worker = getattr(task.request, "hostname", None)
+    done = _write(update(logs_t).where(logs_t.c.celery_task_id == task_id).values(
+        status=RUNNING, state="STARTED", started_at=now, worker=worker, next_retry_at=None),
+        _set_schedule_status(task_id, RUNNING))
+    if done and done[0].rowcount == 0:  # sent by a producer that records nothing
+        _write(insert(logs_t).values(
+            celery_task_id=task_id, task_name=task.name, status=RUNNING, state="STARTED",
+            args=list(args or []), kwargs=dict(kwargs or {}), queued_at=now, started_at=now,
+            worker=worker, retries=int(task.request.retries or 0)))
+
+
+def on_success(sender=None, result=None, **_):
+    task_id = sender.request.id
+    _write(update(logs_t).where(logs_t.c.celery_task_id == task_id).values(
+        status=COMPLETED, state="SUCCESS", finished_at=utcnow(),
+        result=_clip(json.dumps(result, default=repr)), error=None),
+        _set_schedule_status(task_id, COMPLETED))
+
+
+def on_failure(sender=None, task_id=None, exception=None, einfo=None, **_):
+    _write(update(logs_t).where(logs_t.c.celery_task_id == task_id).values(
+        status=FAILED, state="FAILURE", finished_at=utcnow(),
+        error=_clip(f"{type(exception).__name__}: {exception}"),
+        traceback=_clip(getattr(einfo, "traceback", None))),
+        _set_schedule_status(task_id, FAILED))
+
+
+def on_retry(sender=None, request=None, reason=None, **_):
+    """The run will be tried again: count it and keep the last error."""
+    _write(update(logs_t).where(logs_t.c.celery_task_id == request.id).values(
+        status=PENDING, state="RETRY", retries=int(request.retries or 0) + 1, error=_clip(str(reason))))
+
+
+def on_revoked(request=None, terminated=False, signum=None, expired=False, **_):
+    """Revoked before or during execution: the run ends failed, and says why."""
+    why = ("terminated by signal %s" % signum) if terminated else ("expired" if expired else "revoked")
+    task_id = request.id
+    _write(update(logs_t).where(logs_t.c.celery_task_id == task_id)
+           .where(logs_t.c.status.in_((PENDING, RUNNING))).values(
+               status=FAILED, state="REVOKED", finished_at=utcnow(), error=f"Task {why}"),
+           _set_schedule_status(task_id, FAILED))
+
+
+def connect(app, celery):
+    """Bind the handlers to this app's engine; weak=False keeps them alive in every process."""
+    global _engine
+    with app.app_context():
+        _engine = db.engine
+    signals.worker_process_init.connect(lambda **_: dispose_after_fork(app), weak=False)
+    signals.before_task_publish.connect(on_schedule_publish, weak=False)
+    if not app.config["RECORD_RUNS"]:
+        return
+    signals.before_task_publish.connect(on_publish, weak=False)
+    signals.task_prerun.connect(on_prerun, weak=False)
+    signals.task_success.connect(on_success, weak=False)
+    signals.task_failure.connect(on_failure, weak=False)
+    signals.task_retry.connect(on_retry, weak=False)
+    signals.task_revoked.connect(on_revoked, weak=False)
+
+
+def count_runs():
+    """Rows in the run log (for benchmarks and checks)."""
+    with _engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(logs_t)).scalar_one()
