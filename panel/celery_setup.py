@@ -1,4 +1,6 @@
 """Celery wired to the Flask app in one function (Flask's examples/celery pattern)."""
+import logging
+
 from celery import Celery, Task
 
 
@@ -37,8 +39,12 @@ def celery_init_app(app):
         worker_hijack_root_logger=False,
     )
     celery.set_default()
-    # The panel validates task names too, so it imports the same modules the worker does.
-    celery.loader.import_default_modules()
+    # The panel validates task names too, so it imports the same modules the worker does;
+    # a broken user module must not take the panel down with it (the worker reports it).
+    try:
+        celery.loader.import_default_modules()
+    except Exception:
+        logging.getLogger("panel.celery").exception("could not import the task modules %s", user_modules)
     app.extensions["celery"] = celery
     celery.flask_app = app
     from panel import recorder

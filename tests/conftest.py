@@ -1,0 +1,107 @@
+"""Fixtures: a private Redis per session, SQLite and PostgreSQL databases, apps and Celery stacks."""
+import uuid
+
+import psycopg2
+import pytest
+from psycopg2 import sql
+
+from app import create_app
+from models import db
+from panel.processes import KINDS
+from tests.helpers import LocalSite, RedisServer
+
+PG_DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres connect_timeout=5"
+BACKENDS = ("sqlite", "postgresql")
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A throw-away database on the machine's PostgreSQL; fails (never skips) when it is missing."""
+    name = f"panel_test_{uuid.uuid4().hex[:10]}"
+    admin = psycopg2.connect(PG_DSN)
+    admin.autocommit = True
+    admin.cursor().execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    admin.cursor().execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    admin.close()
+
+
+def _db_url(backend, folder, pg_server_url):
+    return f"sqlite:///{folder / 'panel.db'}" if backend == "sqlite" else pg_server_url
+
+
+def build_app(folder, db_url, broker_url, **extra):
+    """An app on its own instance folder with a fresh schema."""
+    config = {
+        "INSTANCE_PATH": str(folder),
+        "SQLALCHEMY_DATABASE_URI": db_url,
+        "CELERY_BROKER_URL": broker_url,
+        "CELERY_RESULT_BACKEND": broker_url,
+        "CELERY_IMPORTS": "tests.sample_tasks",
+        "STOP_GRACE_S": 3.0,
+        "START_TIMEOUT_S": 30.0,
+        "TESTING": True,
+    }
+    config.update(extra)
+    app = create_app(config)
+    with app.app_context():
+        db.drop_all()
+        db.create_all()
+    return app
+
+
+@pytest.fixture
+def make_app(tmp_path, redis_server, request):
+    """Factory for apps; every worker and Beat an app started is stopped at teardown."""
+    apps = []
+
+    def factory(backend="sqlite", **extra):
+        folder = tmp_path / f"instance{len(apps)}"
+        pg_url = request.getfixturevalue("pg_server") if backend == "postgresql" else None
+        app = build_app(folder, _db_url(backend, folder, pg_url), redis_server.url, **extra)
+        apps.append(app)
+        return app
+
+    yield factory
+    for app in apps:
+        stop_everything(app)
+
+
+def stop_everything(app):
+    """Finalizer: stop this instance's Celery processes, whatever the test left behind."""
+    sup = app.extensions["supervisor"]
+    sup.grace_s = 2.0
+    sup.lock_wait_s = 120
+    sup.stop(KINDS)
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    return request.param
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def site():
+    server = LocalSite()
+    yield server
+    server.stop()

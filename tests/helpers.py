@@ -1,0 +1,109 @@
+"""Test helpers: private services, bounded waits, small local servers."""
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+WAIT_POLL_S = 0.1
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout_s, message="condition"):
+    """Poll until predicate() is truthy; fail the test with `message` after timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {message}")
+        time.sleep(WAIT_POLL_S)
+
+
+class RedisServer:
+    """A private redis-server in a temp dir on a free loopback port; never the shared one."""
+
+    def __init__(self, folder):
+        binary = shutil.which("redis-server")
+        if not binary:
+            raise RuntimeError("redis-server is not installed; the suite needs a real Redis (apt-get install redis-server)")
+        self.port = free_port()
+        self.folder = folder
+        self.proc = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(folder), "--logfile", str(folder / "redis.log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        wait_for(self._answers, 10, "private redis-server to answer")
+
+    def _answers(self):
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def log_message(self, *_):
+        pass
+
+    def do_GET(self):
+        server = self.server
+        server.hits.append(self.path)
+        if self.path.startswith("/slow"):
+            server.slow_started.set()
+            server.release.wait(timeout=300)
+        code = 500 if self.path.startswith("/500") else 200
+        body = f"<html><head><title>Page {self.path}</title></head><body>ok</body></html>".encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+class LocalSite:
+    """A small HTTP server on loopback for crawl tests: /ok, /500 and /slow."""
+
+    def __init__(self):
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self.server.daemon_threads = True
+        self.server.hits = []
+        self.server.slow_started = threading.Event()
+        self.server.release = threading.Event()
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    @property
+    def hits(self):
+        return self.server.hits
+
+    def stop(self):
+        self.server.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def env_without_panel_settings():
+    """The environment a hand-started process would have, minus anything of the test run."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("PANEL_", "CELERY_", "DATABASE_URL"))}

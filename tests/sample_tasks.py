@@ -1,0 +1,24 @@
+"""Tasks used only by the tests, imported by test workers through CELERY_IMPORTS."""
+import signal
+import time
+
+from celery import shared_task
+
+
+@shared_task(name="tests.add")
+def add(x, y):
+    return x + y
+
+
+@shared_task(name="tests.sleep_ignoring_term")
+def sleep_ignoring_term(seconds):
+    """Stands for a task stuck in a C call: it does not react to SIGTERM."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    time.sleep(seconds)
+    return seconds
+
+
+@shared_task(name="tests.sleep")
+def sleep(seconds):
+    time.sleep(seconds)
+    return seconds

@@ -1,0 +1,235 @@
+"""Process supervision against real celery worker and beat processes, real signals and psutil."""
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import psutil
+import pytest
+
+from models import RUNNING, ScheduledTask, TaskLog, db
+from panel import oscontrol, processes
+from panel.config import ROOT
+from panel.processes import BEAT, WORKER, ProcessRef
+from tests.helpers import env_without_panel_settings, wait_for
+
+
+def child_env(app, **extra):
+    env = app.extensions["supervisor"].child_env()
+    env.update(extra)
+    return env
+
+
+def scan(app):
+    return processes.scan(app.config["INSTANCE_PATH"])
+
+
+def test_start_celery_starts_worker_and_beat_and_status_reports_them(app, client):
+    resp = client.post("/scheduler/start-celery/")
+    body = resp.get_json()
+    assert resp.status_code == 200, body
+    assert body["status"] == "success"
+    assert len(body["worker_pids"]) == 1 and len(body["beat_pids"]) == 1
+    for pid in body["worker_pids"] + body["beat_pids"]:
+        assert psutil.pid_exists(pid)
+
+    status = client.get("/scheduler/celery-status/").get_json()
+    assert status["status"] == "running"
+    assert status["worker"]["active"] and status["worker"]["pids"] == body["worker_pids"]
+    assert status["beat"]["active"] and status["beat"]["pids"] == body["beat_pids"]
+    assert client.get("/celery_status").get_json() == {"running": True, "pids": body["beat_pids"], "count": 1}
+
+
+def test_pool_children_are_reported_under_their_worker_not_as_workers(app, client):
+    client.post("/scheduler/start-celery/")
+    worker = client.get("/scheduler/celery-status/").get_json()["worker"]
+    main = worker["pids"][0]
+    real_children = {p.pid for p in psutil.Process(main).children()}
+    assert worker["count"] == 1
+    assert worker["pool_processes"] == app.config["WORKER_CONCURRENCY"] == 2
+    assert set(worker["pool_pids"][str(main)]) == real_children
+
+
+def test_second_start_duplicates_nothing(app, client):
+    first = client.post("/scheduler/start-celery/").get_json()
+    second = client.post("/scheduler/start-celery/").get_json()
+    assert second["status"] == "success"
+    assert second["worker_pids"] == first["worker_pids"] and second["beat_pids"] == first["beat_pids"]
+    assert "already running" in second["message"]
+    assert len(scan(app)[BEAT]) == 1 and len(scan(app)[WORKER]) == 1
+
+
+def test_two_concurrent_start_requests_leave_exactly_one_beat_and_one_worker(app):
+    answers = []
+
+    def start():
+        answers.append(app.test_client().post("/scheduler/start-celery/"))
+
+    threads = [threading.Thread(target=start) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert sorted(a.status_code for a in answers) in ([200, 200], [200, 409])
+    table = scan(app)
+    assert len(table[BEAT]) == 1 and len(table[WORKER]) == 1
+
+
+def test_stop_celery_stops_both_and_counts_main_processes_only(app, client):
+    started = client.post("/scheduler/start-celery/").get_json()
+    pool = client.get("/scheduler/celery-status/").get_json()["worker"]["pool_pids"]
+    resp = client.post("/scheduler/stop-celery/")
+    body = resp.get_json()
+    assert resp.status_code == 200, body
+    assert body["status"] == "success"
+    assert body["workers_killed"] == 1 and body["beats_killed"] == 1
+    every_pid = started["worker_pids"] + started["beat_pids"] + [p for ps in pool.values() for p in ps]
+    assert not [p for p in every_pid if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    status = client.get("/scheduler/celery-status/").get_json()
+    assert status["status"] == "stopped" and not status["worker"]["active"] and not status["beat"]["active"]
+
+
+def test_hand_started_beat_is_found_and_the_script_refuses_a_second(app, client):
+    env = child_env(app)
+    first = subprocess.run([str(ROOT / "start_celery_beat.sh")], env=env, capture_output=True, text=True, timeout=60)
+    assert first.returncode == 0, first.stderr
+    assert "PID" in first.stdout and "beat.log" in first.stdout
+    pid = int(first.stdout.split("PID ")[1].split(")")[0])
+    status = client.get("/celery_status").get_json()
+    assert status == {"running": True, "pids": [pid], "count": 1}
+
+    second = subprocess.run([str(ROOT / "start_celery_beat.sh")], env=env, capture_output=True, text=True, timeout=60)
+    assert second.returncode == 1
+    assert "already running" in second.stderr
+    assert client.get("/celery_status").get_json()["count"] == 1
+
+
+def test_restart_beat_reports_old_and_new_pids(app, client):
+    client.post("/scheduler/start-celery/")
+    old = client.get("/celery_status").get_json()["pids"]
+    resp = client.post("/restart_celery_beat")
+    body = resp.get_json()
+    assert resp.status_code == 200, body
+    assert body["success"] is True and body["old_pids"] == old
+    assert len(body["new_pids"]) == 1 and body["new_pids"] != old
+    assert not psutil.pid_exists(old[0]) or psutil.Process(old[0]).status() == psutil.STATUS_ZOMBIE
+    assert client.get("/celery_status").get_json()["pids"] == body["new_pids"]
+
+
+def test_restart_when_beat_is_not_running_is_200_with_instructions(client):
+    resp = client.post("/restart_celery_beat")
+    assert resp.status_code == 200
+    assert resp.get_json() == {
+        "success": False, "not_running": True, "message": "Celery Beat is not currently running",
+        "instructions": "Please start Celery Beat manually using: ./start_celery_beat.sh",
+        "manual_start_command": "./start_celery_beat.sh"}
+    assert client.get("/celery_status").get_json() == {"running": False, "pids": [], "count": 0}
+
+
+def _spawn_decoy(argv, cwd, env):
+    return subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+@pytest.fixture
+def decoys(app, tmp_path):
+    """Processes whose command lines mention celery, worker or beat without being ours."""
+    fake = tmp_path / "celery"
+    fake.write_text(f"#!{sys.executable}\nimport time\ntime.sleep(120)\n")
+    fake.chmod(0o755)
+    log = tmp_path / "worker.log"
+    log.write_text("celery worker beat\n")
+    ours = child_env(app)
+    other_instance = dict(ours, PANEL_INSTANCE_PATH=str(tmp_path / "another-instance"))
+    procs = [
+        _spawn_decoy([str(fake), "-A", "celery_app", "worker"], str(tmp_path), ours),      # right argv, wrong folder
+        _spawn_decoy([str(fake), "-A", "celery_app", "beat"], str(ROOT), other_instance),  # another instance's
+        _spawn_decoy(["tail", "-f", str(log)], str(ROOT), ours),
+        _spawn_decoy(["grep", "celery -A celery_app worker beat"], str(ROOT), ours),
+        _spawn_decoy(["bash", "-c", "sleep 120; echo celery -A celery_app beat"], str(ROOT), ours),
+        _spawn_decoy(["bash", "-c", 'exec -a "celery -A celery_app worker" sleep 120'], str(ROOT), ours),
+    ]
+    yield procs
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+
+
+def test_decoys_are_neither_matched_nor_signalled(app, client, decoys):
+    time.sleep(0.3)  # let exec settle so the table shows the final command lines
+    table = scan(app)
+    decoy_pids = {p.pid for p in decoys}
+    assert not decoy_pids & {r.pid for refs in table.values() for r in refs}
+    client.post("/scheduler/start-celery/")
+    body = client.post("/scheduler/stop-celery/").get_json()
+    assert body["workers_killed"] == 1 and body["beats_killed"] == 1
+    assert all(p.poll() is None for p in decoys), "a decoy was signalled"
+
+
+def test_a_stale_pid_and_create_time_is_not_signalled():
+    victim = subprocess.Popen(["sleep", "60"])
+    try:
+        proc = psutil.Process(victim.pid)
+        stale = ProcessRef(victim.pid, proc.create_time() - 100.0, tuple(proc.cmdline()), WORKER)
+        assert oscontrol.send_signal(stale, signal.SIGTERM) is False
+        other_cmd = ProcessRef(victim.pid, proc.create_time(), ("celery", "-A", "celery_app", "worker"), WORKER)
+        assert oscontrol.send_signal(other_cmd, signal.SIGTERM) is False
+        time.sleep(0.2)
+        assert victim.poll() is None
+    finally:
+        victim.kill()
+        victim.wait(timeout=10)
+
+
+def test_worker_busy_with_a_task_ignoring_term_is_killed_after_the_grace(app, client):
+    client.post("/scheduler/start-celery/")
+    celery = app.extensions["celery"]
+    result = celery.send_task("tests.sleep_ignoring_term", args=[120])
+    with app.app_context():
+        wait_for(lambda: db.session.query(TaskLog).filter_by(celery_task_id=result.id, status=RUNNING).first()
+                 or db.session.rollback(), 30, "the task to run")
+    pids = client.get("/scheduler/celery-status/").get_json()["worker"]
+    tree = [pids["pids"][0]] + pids["pool_pids"][str(pids["pids"][0])]
+    started = time.monotonic()
+    body = client.post("/scheduler/stop-celery/").get_json()
+    elapsed = time.monotonic() - started
+    assert body["workers_killed"] == 1
+    assert elapsed >= app.config["STOP_GRACE_S"], "killed before the grace period ended"
+    assert elapsed < app.config["STOP_GRACE_S"] + 10
+    assert not [p for p in tree if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    with app.app_context():
+        row = db.session.query(TaskLog).filter_by(celery_task_id=result.id).one()
+        assert row.status == "failed" and row.finished_at is not None
+        assert "stopped from the panel" in row.error
+
+
+def test_start_with_the_broker_down_is_503_and_starts_nothing(make_app):
+    from tests.helpers import free_port
+    app = make_app(CELERY_BROKER_URL=f"redis://127.0.0.1:{free_port()}/0")
+    resp = app.test_client().post("/scheduler/start-celery/")
+    assert resp.status_code == 503
+    body = resp.get_json()
+    assert body["status"] == "error" and "broker unreachable" in body["message"]
+    assert scan(app) == {WORKER: [], BEAT: []}
+
+
+def test_a_worker_that_cannot_start_is_a_failure_with_its_log(make_app):
+    app = make_app(CELERY_IMPORTS="no_such_module_for_the_panel")
+    resp = app.test_client().post("/scheduler/start-celery/")
+    body = resp.get_json()
+    assert resp.status_code == 500
+    assert body["status"] == "error"
+    assert "no_such_module_for_the_panel" in body["log_tail"]["worker"]
+    assert scan(app)[WORKER] == []
+
+
+def test_api_errors_are_json_with_fitting_codes(client):
+    missing = client.get("/scheduler/no-such-thing/")
+    assert missing.status_code == 404 and missing.get_json()["status"] == "error"
+    wrong = client.get("/scheduler/stop-celery/")
+    assert wrong.status_code == 405 and wrong.get_json()["status"] == "error"
+    seed = client.get("/restart_celery_beat")
+    assert seed.status_code == 405 and seed.get_json()["success"] is False
