@@ -1,9 +1,9 @@
 """Fixtures: a private Redis per session, SQLite and PostgreSQL databases, apps and Celery stacks."""
 import uuid
 
-import psycopg2
+import psycopg
 import pytest
-from psycopg2 import sql
+from psycopg import sql
 
 from app import create_app
 from models import db
@@ -25,11 +25,10 @@ def redis_server(tmp_path_factory):
 def pg_server():
     """A throw-away database on the machine's PostgreSQL; fails (never skips) when it is missing."""
     name = f"panel_test_{uuid.uuid4().hex[:10]}"
-    admin = psycopg2.connect(PG_DSN)
-    admin.autocommit = True
-    admin.cursor().execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    admin = psycopg.connect(PG_DSN, autocommit=True)
+    admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    admin.cursor().execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
     admin.close()
 
 

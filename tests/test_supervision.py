@@ -153,8 +153,10 @@ def decoys(app, tmp_path):
     ]
     yield procs
     for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # each decoy leads its own session; take its children too
+        except ProcessLookupError:
+            pass
         proc.wait(timeout=10)
 
 

@@ -1,0 +1,238 @@
+"""The DB-backed Beat and the run log, against a real Redis, worker and Beat, on SQLite and PostgreSQL."""
+import json
+import signal
+import subprocess
+import time
+from datetime import timedelta
+
+import pytest
+
+from models import ScheduleChange, ScheduledTask, TaskLog, db, utcnow
+from panel import processes, schedules
+from panel.config import ROOT
+from panel.processes import BEAT
+from tests.helpers import free_port, wait_for
+
+EDIT_SEEN_S = 5
+
+
+def rows(app, **filters):
+    """Run rows read in a fresh transaction, so polling never looks at a stale snapshot."""
+    with app.app_context():
+        try:
+            return db.session.query(TaskLog).filter_by(**filters).order_by(TaskLog.queued_at).all()
+        finally:
+            db.session.remove()
+
+
+def task_row(app, name):
+    with app.app_context():
+        try:
+            return db.session.query(ScheduledTask).filter_by(name=name).one()
+        finally:
+            db.session.remove()
+
+
+def add_task(app, **data):
+    with app.app_context():
+        task = schedules.create(data, set(app.extensions["celery"].tasks))
+        task_id = task.id
+        db.session.remove()
+        return task_id
+
+
+def edit_task(app, task_id, **data):
+    with app.app_context():
+        schedules.edit(task_id, data, set(app.extensions["celery"].tasks))
+        db.session.remove()
+
+
+def start(app, *kinds):
+    results = app.extensions["supervisor"].start(kinds or processes.KINDS)
+    assert all(r.ok for r in results.values()), {k: (r.message, r.log_tail) for k, r in results.items()}
+    return results
+
+
+def test_interval_task_produces_completed_runs_with_worker_names(make_app, backend, site):
+    app = make_app(backend)
+    task_id = add_task(app, name="crawl ok", task="crawl_url", args=[f"{site.base}/ok"], interval_seconds=2)
+    start(app)
+    wait_for(lambda: len(rows(app, scheduled_task_id=task_id, status="completed")) >= 2, 20, "two completed runs")
+    nodename = app.extensions["supervisor"].nodename
+    for run in rows(app, scheduled_task_id=task_id, status="completed")[:2]:
+        assert run.worker == nodename and run.state == "SUCCESS"
+        assert run.queued_at <= run.started_at <= run.finished_at
+        result = json.loads(run.result)
+        assert result["status_code"] == 200 and result["title"] == "Page /ok" and result["size"] > 0
+        assert run.args == [f"{site.base}/ok"]
+    task = task_row(app, "crawl ok")
+    assert task.run_count >= 2 and task.last_run_at is not None and task.next_run_at is not None
+    assert task.status in ("completed", "pending", "running")
+
+
+def test_schedule_edits_are_seen_within_5s_without_a_restart(make_app):
+    app = make_app()
+    start(app)
+    beat_pids = [r.pid for r in processes.scan(app.config["INSTANCE_PATH"])[BEAT]]
+
+    created = add_task(app, name="often", task="tests.add", args=[1, 2], interval_seconds=1)
+    wait_for(lambda: rows(app, scheduled_task_id=created), EDIT_SEEN_S + 2, "a created task to be sent")
+
+    edit_task(app, created, interval_seconds=3600)
+    time.sleep(EDIT_SEEN_S)
+    before = len(rows(app, scheduled_task_id=created))
+    time.sleep(3)
+    assert len(rows(app, scheduled_task_id=created)) == before, "an edited interval was not honoured"
+
+    other = add_task(app, name="to disable", task="tests.add", args=[2, 2], interval_seconds=1)
+    wait_for(lambda: rows(app, scheduled_task_id=other), EDIT_SEEN_S + 2, "the second task to be sent")
+    with app.app_context():
+        schedules.set_enabled(other, False)
+        db.session.remove()
+    time.sleep(EDIT_SEEN_S)
+    before = len(rows(app, scheduled_task_id=other))
+    time.sleep(3)
+    assert len(rows(app, scheduled_task_id=other)) == before, "a disabled task was still sent"
+
+    third = add_task(app, name="to delete", task="tests.add", args=[3, 3], interval_seconds=1)
+    wait_for(lambda: rows(app, task_name="tests.add", scheduled_task_id=third), EDIT_SEEN_S + 2, "the third task")
+    with app.app_context():
+        schedules.delete(third)
+        db.session.remove()
+    time.sleep(EDIT_SEEN_S)
+    before = len(rows(app, task_name="tests.add"))
+    time.sleep(3)
+    assert len(rows(app, task_name="tests.add")) == before, "a deleted task was still sent"
+    assert [r.pid for r in processes.scan(app.config["INSTANCE_PATH"])[BEAT]] == beat_pids
+
+
+def test_crawl_of_a_500_is_a_recorded_result_not_a_retry(make_app, site):
+    app = make_app()
+    start(app, processes.WORKER)
+    result = app.extensions["celery"].send_task("crawl_url", args=[f"{site.base}/500"])
+    wait_for(lambda: rows(app, celery_task_id=result.id, status="completed"), 20, "the crawl to finish")
+    run = rows(app, celery_task_id=result.id)[0]
+    assert json.loads(run.result)["status_code"] == 500
+    assert run.retries == 0 and site.hits.count("/500") == 1
+
+
+def test_crawl_of_a_refusing_host_retries_then_fails_with_the_count(make_app, backend):
+    app = make_app(backend)
+    start(app, processes.WORKER)
+    url = f"http://127.0.0.1:{free_port()}/"
+    result = app.extensions["celery"].send_task(
+        "crawl_url", args=[url], kwargs={"max_retries": 2, "backoff_s": 0.2, "timeout": 2})
+    wait_for(lambda: rows(app, celery_task_id=result.id, status="failed"), 30, "the crawl to give up")
+    run = rows(app, celery_task_id=result.id)[0]
+    assert run.state == "FAILURE" and run.retries == 2
+    assert "ConnectionError" in run.error and run.traceback and run.finished_at
+
+
+def _hand_beat(app, tmp_path):
+    """A second Beat started by hand, in place, beside the panel's."""
+    log = open(tmp_path / "beat2.log", "ab")
+    proc = subprocess.Popen([str(ROOT / "start_celery_beat.sh"), "--foreground"], cwd=str(ROOT),
+                            env=app.extensions["supervisor"].child_env(), stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    return proc, tmp_path / "beat2.log"
+
+
+def _min_gap_s(runs):
+    times = [r.queued_at for r in runs]
+    return min((b - a).total_seconds() for a, b in zip(times, times[1:]))
+
+
+def test_two_beats_send_each_scheduled_run_once_and_the_second_takes_over(make_app, tmp_path):
+    app = make_app(BEAT_LOCK_TTL_S=4.0)
+    task_id = add_task(app, name="once", task="tests.add", args=[1, 1], interval_seconds=2)
+    first = start(app)[BEAT].pids[0]
+    second, second_log = _hand_beat(app, tmp_path)
+    try:
+        wait_for(lambda: "another Beat holds the lock" in second_log.read_text(), 15, "the second Beat to wait")
+        time.sleep(8)
+        sent = rows(app, scheduled_task_id=task_id)
+        assert 3 <= len(sent) <= 6 and _min_gap_s(sent) >= 1.5, [r.queued_at for r in sent]
+
+        import os
+        os.kill(first, signal.SIGKILL)  # no release: the lock must expire
+        killed_at = utcnow()
+        wait_for(lambda: "holding the Beat lock" in second_log.read_text(), 15, "the second Beat to take over")
+        wait_for(lambda: [r for r in rows(app, scheduled_task_id=task_id) if r.queued_at > killed_at], 15,
+                 "runs sent by the second Beat")
+        time.sleep(4)
+        assert _min_gap_s(rows(app, scheduled_task_id=task_id)) >= 1.5
+    finally:
+        second.terminate()
+        second.wait(timeout=15)
+
+
+def test_bad_rows_are_disabled_with_a_reason_and_the_rest_still_runs(make_app):
+    app = make_app()
+    with app.app_context():
+        db.session.add_all([
+            ScheduledTask(name="unknown", task="no.such.task", interval_seconds=1),
+            ScheduledTask(name="bad cron", task="tests.add", args=[1, 1], crontab="99 * * * *"),
+            ScheduledTask(name="no schedule", task="tests.add", args=[1, 1]),
+            ScheduledTask(name="good", task="tests.add", args=[1, 1], interval_seconds=1),
+        ])
+        db.session.commit()
+        db.session.remove()
+    start(app)
+    wait_for(lambda: rows(app, task_name="tests.add", status="completed"), 15, "the good task to run")
+    for name, words in (("unknown", "not a registered"), ("bad cron", "crontab"), ("no schedule", "interval")):
+        row = task_row(app, name)
+        assert row.enabled is False and words in row.disabled_reason, (name, row.disabled_reason)
+    assert processes.scan(app.config["INSTANCE_PATH"])[BEAT], "Beat crashed on a bad row"
+    assert {r.scheduled_task_id for r in rows(app)} == {task_row(app, "good").id}
+
+
+def test_a_run_missed_while_beat_was_down_is_sent_once(make_app):
+    app = make_app()
+    with app.app_context():
+        db.session.add(ScheduledTask(name="hourly", task="tests.add", args=[1, 1], interval_seconds=600,
+                                     last_run_at=utcnow() - timedelta(hours=5), run_count=7))
+        db.session.commit()
+        db.session.remove()
+    start(app)
+    wait_for(lambda: rows(app, task_name="tests.add"), 10, "the missed run")
+    time.sleep(5)
+    assert len(rows(app, task_name="tests.add")) == 1
+    task = task_row(app, "hourly")
+    assert task.run_count == 8 and task.next_run_at > utcnow() + timedelta(seconds=500)
+
+
+def test_the_change_marker_moves_with_edits_and_bulk_edits_but_not_bookkeeping(make_app, backend):
+    app = make_app(backend)
+    registered = set(app.extensions["celery"].tasks)
+
+    def version():
+        db.session.remove()
+        return (db.session.get(ScheduleChange, 1) or ScheduleChange(version=0)).version
+
+    with app.app_context():
+        v0 = version()
+        task = schedules.create({"name": "m", "task": "tests.add", "args": [1, 2], "interval_seconds": 5}, registered)
+        task_id = task.id
+        assert version() == v0 + 1
+        row = db.session.get(ScheduledTask, task_id)
+        row.status, row.run_count = "running", 3
+        db.session.commit()
+        assert version() == v0 + 1, "run bookkeeping must not reload Beat"
+        schedules.edit(task_id, {"interval_seconds": 9}, registered)
+        assert version() == v0 + 2
+        assert schedules.set_all_enabled(False) == 1
+        assert version() == v0 + 3
+        schedules.delete(task_id)
+        assert version() == v0 + 4
+
+
+def test_pool_processes_writing_at_once_lose_no_rows(make_app, backend):
+    app = make_app(backend, WORKER_CONCURRENCY=4)
+    start(app, processes.WORKER)
+    celery = app.extensions["celery"]
+    ids = [celery.send_task("tests.add", args=[i, i]).id for i in range(200)]
+    wait_for(lambda: len(rows(app, status="completed")) == 200, 60, "200 completed runs")
+    done = rows(app)
+    assert {r.celery_task_id for r in done} == set(ids)
+    assert all(r.status == "completed" and r.result == str(2 * int(r.args[0])) for r in done)
+    assert len({r.worker for r in done}) == 1
