@@ -4,9 +4,10 @@ import logging
 from datetime import datetime, timezone
 
 from celery import signals
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 
 from models import COMPLETED, FAILED, PENDING, RUNNING, ScheduledTask, TaskLog, db, utcnow
+from panel import prepared
 from panel.database import dispose_after_fork
 
 log = logging.getLogger("panel.recorder")
@@ -16,14 +17,44 @@ logs_t = TaskLog.__table__
 tasks_t = ScheduledTask.__table__
 
 _engine = None
+_sql = {}
 
 
-def _write(*statements):
+def _by_task_id():
+    return logs_t.c.celery_task_id == bindparam("tid")
+
+
+def _statements():
+    """Every write the recorder makes, as Core statements with named parameters."""
+    run_columns = ("celery_task_id", "task_name", "scheduled_task_id", "status", "state", "args", "kwargs",
+                   "queued_at", "started_at", "worker", "retries", "next_retry_at")
+    schedule_of_run = select(logs_t.c.scheduled_task_id).where(_by_task_id()).scalar_subquery()
+    return {
+        "insert": insert(logs_t).values({c: bindparam(c) for c in run_columns}),
+        "retry_sent": update(logs_t).where(_by_task_id()).values(
+            status=PENDING, state="RETRY", retries=bindparam("retries"), next_retry_at=bindparam("eta")),
+        "schedule_sent": update(tasks_t).where(tasks_t.c.id == bindparam("sid")).values(
+            last_run_at=bindparam("now"), run_count=tasks_t.c.run_count + 1, status=PENDING),
+        "started": update(logs_t).where(_by_task_id()).values(
+            status=RUNNING, state="STARTED", started_at=bindparam("now"), worker=bindparam("worker"),
+            next_retry_at=None),
+        "succeeded": update(logs_t).where(_by_task_id()).values(
+            status=COMPLETED, state="SUCCESS", finished_at=bindparam("now"), result=bindparam("result"), error=None),
+        "failed": update(logs_t).where(_by_task_id()).values(
+            status=FAILED, state="FAILURE", finished_at=bindparam("now"), error=bindparam("error"),
+            traceback=bindparam("tb")),
+        "retrying": update(logs_t).where(_by_task_id()).values(
+            status=PENDING, state="RETRY", retries=bindparam("retries"), error=bindparam("error")),
+        "revoked": update(logs_t).where(_by_task_id()).where(logs_t.c.status.in_((PENDING, RUNNING))).values(
+            status=FAILED, state="REVOKED", finished_at=bindparam("now"), error=bindparam("error")),
+        "schedule_status": update(tasks_t).where(tasks_t.c.id == schedule_of_run).values(status=bindparam("st")),
+    }
+
+
+def _write(*steps):
     """One short transaction; a recording failure is logged, never raised into the task."""
     try:
-        with _engine.begin() as conn:
-            results = [conn.execute(s) for s in statements]
-        return results
+        return prepared.run(_engine, *((_sql[name], values) for name, values in steps))
     except Exception:
         log.exception("could not record a run change")
         return None
@@ -43,34 +74,23 @@ def _as_naive_utc(value):
     return value
 
 
-def _schedule_of(task_id):
-    return select(logs_t.c.scheduled_task_id).where(logs_t.c.celery_task_id == task_id).scalar_subquery()
-
-
-def _set_schedule_status(task_id, status):
-    return update(tasks_t).where(tasks_t.c.id == _schedule_of(task_id)).values(status=status)
-
-
 def on_publish(sender=None, body=None, headers=None, **_):
     """A message is on its way: first send inserts the row, a retry's resend updates it."""
     headers = headers or {}
     task_id = headers.get("id")
     if not task_id:
         return
-    schedule_id = headers.get(SCHEDULE_HEADER)
     retries = int(headers.get("retries") or 0)
     eta = _as_naive_utc(headers.get("eta"))
-    statements = []
     if retries:
-        statements.append(update(logs_t).where(logs_t.c.celery_task_id == task_id).values(
-            status=PENDING, state="RETRY", retries=retries, next_retry_at=eta))
-    else:
-        args, kwargs = (body[0], body[1]) if isinstance(body, (list, tuple)) and len(body) >= 2 else (None, None)
-        statements.append(insert(logs_t).values(
-            celery_task_id=task_id, task_name=headers.get("task") or sender, scheduled_task_id=schedule_id,
-            status=PENDING, state="PENDING", args=list(args or []), kwargs=dict(kwargs or {}),
-            queued_at=utcnow(), retries=0, next_retry_at=eta))
-    _write(*statements)
+        _write(("retry_sent", {"tid": task_id, "retries": retries, "eta": eta}))
+        return
+    args, kwargs = (body[0], body[1]) if isinstance(body, (list, tuple)) and len(body) >= 2 else ((), {})
+    _write(("insert", {
+        "celery_task_id": task_id, "task_name": headers.get("task") or sender,
+        "scheduled_task_id": headers.get(SCHEDULE_HEADER), "status": PENDING, "state": "PENDING",
+        "args": list(args or []), "kwargs": dict(kwargs or {}), "queued_at": utcnow(), "started_at": None,
+        "worker": None, "retries": 0, "next_retry_at": eta}))
 
 
 def on_schedule_publish(sender=None, headers=None, **_):
@@ -79,61 +99,53 @@ def on_schedule_publish(sender=None, headers=None, **_):
     schedule_id = headers.get(SCHEDULE_HEADER)
     if not schedule_id or int(headers.get("retries") or 0):
         return
-    _write(update(tasks_t).where(tasks_t.c.id == int(schedule_id)).values(
-        last_run_at=utcnow(), run_count=tasks_t.c.run_count + 1, status=PENDING))
+    _write(("schedule_sent", {"sid": int(schedule_id), "now": utcnow()}))
 
 
 def on_prerun(task_id=None, task=None, args=None, kwargs=None, **_):
     """The worker began executing: running, with the worker's name and the start time."""
     now = utcnow()
     worker = getattr(task.request, "hostname", None)
-    done = _write(update(logs_t).where(logs_t.c.celery_task_id == task_id).values(
-        status=RUNNING, state="STARTED", started_at=now, worker=worker, next_retry_at=None),
-        _set_schedule_status(task_id, RUNNING))
-    if done and done[0].rowcount == 0:  # sent by a producer that records nothing
-        _write(insert(logs_t).values(
-            celery_task_id=task_id, task_name=task.name, status=RUNNING, state="STARTED",
-            args=list(args or []), kwargs=dict(kwargs or {}), queued_at=now, started_at=now,
-            worker=worker, retries=int(task.request.retries or 0)))
+    counts = _write(("started", {"tid": task_id, "now": now, "worker": worker}),
+                    ("schedule_status", {"tid": task_id, "st": RUNNING}))
+    if counts and counts[0] == 0:  # sent by a producer that records nothing
+        _write(("insert", {
+            "celery_task_id": task_id, "task_name": task.name, "scheduled_task_id": None, "status": RUNNING,
+            "state": "STARTED", "args": list(args or []), "kwargs": dict(kwargs or {}), "queued_at": now,
+            "started_at": now, "worker": worker, "retries": int(task.request.retries or 0),
+            "next_retry_at": None}))
 
 
 def on_success(sender=None, result=None, **_):
     task_id = sender.request.id
-    _write(update(logs_t).where(logs_t.c.celery_task_id == task_id).values(
-        status=COMPLETED, state="SUCCESS", finished_at=utcnow(),
-        result=_clip(json.dumps(result, default=repr)), error=None),
-        _set_schedule_status(task_id, COMPLETED))
+    _write(("succeeded", {"tid": task_id, "now": utcnow(), "result": _clip(json.dumps(result, default=repr))}),
+           ("schedule_status", {"tid": task_id, "st": COMPLETED}))
 
 
 def on_failure(sender=None, task_id=None, exception=None, einfo=None, **_):
-    _write(update(logs_t).where(logs_t.c.celery_task_id == task_id).values(
-        status=FAILED, state="FAILURE", finished_at=utcnow(),
-        error=_clip(f"{type(exception).__name__}: {exception}"),
-        traceback=_clip(getattr(einfo, "traceback", None))),
-        _set_schedule_status(task_id, FAILED))
+    _write(("failed", {"tid": task_id, "now": utcnow(), "error": _clip(f"{type(exception).__name__}: {exception}"),
+                       "tb": _clip(getattr(einfo, "traceback", None))}),
+           ("schedule_status", {"tid": task_id, "st": FAILED}))
 
 
 def on_retry(sender=None, request=None, reason=None, **_):
     """The run will be tried again: count it and keep the last error."""
-    _write(update(logs_t).where(logs_t.c.celery_task_id == request.id).values(
-        status=PENDING, state="RETRY", retries=int(request.retries or 0) + 1, error=_clip(str(reason))))
+    _write(("retrying", {"tid": request.id, "retries": int(request.retries or 0) + 1, "error": _clip(str(reason))}))
 
 
 def on_revoked(request=None, terminated=False, signum=None, expired=False, **_):
     """Revoked before or during execution: the run ends failed, and says why."""
-    why = ("terminated by signal %s" % signum) if terminated else ("expired" if expired else "revoked")
-    task_id = request.id
-    _write(update(logs_t).where(logs_t.c.celery_task_id == task_id)
-           .where(logs_t.c.status.in_((PENDING, RUNNING))).values(
-               status=FAILED, state="REVOKED", finished_at=utcnow(), error=f"Task {why}"),
-           _set_schedule_status(task_id, FAILED))
+    why = f"terminated by signal {signum}" if terminated else ("expired" if expired else "revoked")
+    _write(("revoked", {"tid": request.id, "now": utcnow(), "error": f"Task {why}"}),
+           ("schedule_status", {"tid": request.id, "st": FAILED}))
 
 
 def connect(app, celery):
     """Bind the handlers to this app's engine; weak=False keeps them alive in every process."""
-    global _engine
+    global _engine, _sql
     with app.app_context():
         _engine = db.engine
+    _sql = {name: prepared.Prepared(_engine, stmt) for name, stmt in _statements().items()}
     signals.worker_process_init.connect(lambda **_: dispose_after_fork(app), weak=False)
     signals.before_task_publish.connect(on_schedule_publish, weak=False)
     if not app.config["RECORD_RUNS"]:

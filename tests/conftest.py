@@ -76,7 +76,7 @@ def make_app(tmp_path, redis_server, request):
 def stop_everything(app):
     """Finalizer: stop this instance's Celery processes, whatever the test left behind."""
     sup = app.extensions["supervisor"]
-    sup.grace_s = 2.0
+    sup.grace_s = 5.0
     sup.lock_wait_s = 120
     sup.stop(KINDS)
     with app.app_context():

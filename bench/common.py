@@ -1,0 +1,38 @@
+"""Shared bench plumbing: a private Redis and a panel app on a temp instance, with real Celery."""
+import statistics
+import sys
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.conftest import build_app, stop_everything  # noqa: E402
+from tests.helpers import RedisServer  # noqa: E402
+
+
+@contextmanager
+def private_stack(**config):
+    """A private redis-server and an app on a temp instance; everything stopped on exit."""
+    with tempfile.TemporaryDirectory(prefix="panel-bench-") as tmp:
+        folder = Path(tmp)
+        redis = RedisServer(folder)
+        app = None
+        try:
+            config.setdefault("CELERY_IMPORTS", "bench.bench_tasks")
+            app = build_app(folder / "instance", f"sqlite:///{folder / 'panel.db'}", redis.url, **config)
+            yield app, redis
+        finally:
+            if app is not None:
+                stop_everything(app)
+            redis.stop()
+
+
+def percentile(values, pct):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(pct / 100 * (len(ordered) - 1))))]
+
+
+def summary(label, values_ms):
+    return (f"{label:<44} median {statistics.median(values_ms):8.3f} ms   "
+            f"p95 {percentile(values_ms, 95):8.3f} ms   n={len(values_ms)}")

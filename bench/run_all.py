@@ -1,0 +1,11 @@
+"""Run every bench in turn (`make bench`)."""
+import runpy
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+for name in ("bench.status_latency", "bench.record_throughput"):
+    print(f"\n== {name}")
+    runpy.run_module(name, run_name="__main__")

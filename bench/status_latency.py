@@ -1,0 +1,55 @@
+"""Issue 2: median GET /celery_status through the real app next to `pgrep -f` as a subprocess."""
+import statistics
+import subprocess
+import threading
+import time
+
+import requests
+from werkzeug.serving import make_server
+
+from bench.common import private_stack, summary
+
+ROUNDS = 400
+WARMUP = 20
+
+
+def timed(fn, rounds):
+    for _ in range(WARMUP):
+        fn()
+    out = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - started) * 1000)
+    return out
+
+
+def main():
+    with private_stack() as (app, _redis):
+        results = app.extensions["supervisor"].start()
+        assert all(r.ok for r in results.values()), results
+        client = app.test_client()
+        server = make_server("127.0.0.1", 0, app, threaded=True)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{server.server_port}/celery_status"
+        http = requests.Session()
+        assert client.get("/celery_status").get_json()["running"] is True
+
+        in_app = timed(lambda: client.get("/celery_status"), ROUNDS)
+        over_http = timed(lambda: http.get(url, timeout=5), ROUNDS)
+        pgrep = timed(lambda: subprocess.run(["pgrep", "-f", "celery.*beat"], capture_output=True), ROUNDS)
+        server.shutdown()
+
+    print("GET /celery_status (worker and Beat running, real process table)")
+    print(summary("app (WSGI, in process)", in_app))
+    print(summary("app over HTTP on loopback", over_http))
+    print(summary("pgrep -f 'celery.*beat' (subprocess)", pgrep))
+    ratio = statistics.median(in_app) / statistics.median(pgrep)
+    ratio_http = statistics.median(over_http) / statistics.median(pgrep)
+    print(f"ratio app/pgrep: {ratio:.2f}   ratio http/pgrep: {ratio_http:.2f}   "
+          f"target: app median <= 5 ms and below pgrep -> "
+          f"{'MET' if statistics.median(in_app) <= 5 and ratio < 1 else 'NOT MET'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""`make run`: make sure a broker answers, migrate the database, serve the panel."""
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+from panel import broker
+
+REDIS_START_WAIT_S = 10
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def ensure_broker(url, instance):
+    """Ping the broker; start a private redis-server under instance/ for a local Redis URL if none answers."""
+    try:
+        broker.ping(url)
+        return "running"
+    except broker.BrokerDown as exc:
+        reason = str(exc)
+    parsed = urlparse(url)
+    binary = shutil.which("redis-server")
+    if parsed.scheme != "redis" or parsed.hostname not in LOCAL_HOSTS or not binary:
+        sys.exit(f"{reason}\nStart Redis first: `apt-get install redis-server` (or set CELERY_BROKER_URL "
+                 f"to a broker that runs), then run `make run` again.")
+    folder = Path(instance) / "redis"
+    folder.mkdir(parents=True, exist_ok=True)
+    port = str(parsed.port or 6379)
+    subprocess.run([binary, "--port", port, "--bind", parsed.hostname, "--dir", str(folder), "--daemonize", "yes",
+                    "--pidfile", str(folder / "redis.pid"), "--logfile", str(folder / "redis.log")], check=True)
+    deadline = time.monotonic() + REDIS_START_WAIT_S
+    while time.monotonic() < deadline:
+        try:
+            broker.ping(url)
+            return f"started a private redis-server on port {port} (pid file {folder / 'redis.pid'})"
+        except broker.BrokerDown:
+            time.sleep(0.2)
+    sys.exit(f"started redis-server on port {port} but it does not answer; see {folder / 'redis.log'}")
+
+
+def main():
+    from flask_migrate import upgrade
+
+    from app import create_app
+
+    app = create_app()
+    cfg = app.config
+    print(f"broker: {ensure_broker(cfg['CELERY_BROKER_URL'], cfg['INSTANCE_PATH'])}")
+    with app.app_context():
+        upgrade()
+    print(f"database: {cfg['SQLALCHEMY_DATABASE_URI'].split('@')[-1]} migrated")
+    print(f"panel: http://{cfg['PANEL_HOST']}:{cfg['PANEL_PORT']}/  (log: {cfg['INSTANCE_PATH']}/logs/panel.log)")
+    app.run(host=cfg["PANEL_HOST"], port=cfg["PANEL_PORT"], threaded=True, use_reloader=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+"""The recorder's hot-path writes keep every type intact on SQLite and PostgreSQL."""
+import uuid
+from types import SimpleNamespace
+
+from models import ScheduledTask, TaskLog, db
+from panel import recorder
+
+
+def _task(task_id, hostname="w1@host"):
+    return SimpleNamespace(name="tests.add", request=SimpleNamespace(id=task_id, hostname=hostname, retries=0))
+
+
+def test_a_recorded_run_round_trips_through_each_backend(make_app, backend):
+    app = make_app(backend)
+    with app.app_context():
+        sched = ScheduledTask(name="s", task="tests.add", interval_seconds=5)
+        db.session.add(sched)
+        db.session.commit()
+        sched_id, updated_before = sched.id, sched.updated_at
+    tid = uuid.uuid4().hex
+    recorder.on_publish(sender="tests.add", body=([1, "ü"], {"k": [1, None]}, {}),
+                        headers={"id": tid, "task": "tests.add", recorder.SCHEDULE_HEADER: sched_id})
+    recorder.on_schedule_publish(headers={"id": tid, recorder.SCHEDULE_HEADER: sched_id})
+    recorder.on_prerun(task_id=tid, task=_task(tid))
+    recorder.on_success(sender=_task(tid), result={"answer": 42})
+    with app.app_context():
+        run = db.session.query(TaskLog).filter_by(celery_task_id=tid).one()
+        assert (run.status, run.state, run.worker) == ("completed", "SUCCESS", "w1@host")
+        assert run.args == [1, "ü"] and run.kwargs == {"k": [1, None]} and run.result == '{"answer": 42}'
+        assert run.queued_at <= run.started_at <= run.finished_at and run.scheduled_task_id == sched_id
+        sched = db.session.get(ScheduledTask, sched_id)
+        assert sched.status == "completed" and sched.run_count == 1 and sched.last_run_at is not None
+        assert sched.updated_at >= updated_before
+
+
+def test_a_run_sent_without_recording_is_inserted_when_it_starts(make_app):
+    app = make_app()
+    tid = uuid.uuid4().hex
+    recorder.on_prerun(task_id=tid, task=_task(tid), args=[2, 3], kwargs={})
+    with app.app_context():
+        run = db.session.query(TaskLog).filter_by(celery_task_id=tid).one()
+        assert run.status == "running" and run.args == [2, 3] and run.started_at is not None

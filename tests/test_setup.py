@@ -1,0 +1,76 @@
+"""Set-up a newcomer relies on: settings precedence, migrations, the panel log, the launcher."""
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from flask_migrate import upgrade
+
+from app import create_app
+from models import db
+from panel import config, launcher
+from panel.config import ROOT
+from tests.helpers import free_port, wait_for
+
+
+def test_env_file_is_read_and_the_environment_wins(tmp_path, monkeypatch):
+    env_file = tmp_path / ".env"
+    env_file.write_text("BROKER_URL=redis://from-file:6379/0\nWORKER_CONCURRENCY=7\nSTOP_GRACE_S=3\n")
+    monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
+    monkeypatch.setenv("WORKER_CONCURRENCY", "4")
+    monkeypatch.setenv("PANEL_INSTANCE_PATH", str(tmp_path / "inst"))
+    settings = config.load_settings(env_file)
+    assert settings["CELERY_BROKER_URL"] == "redis://from-file:6379/0"  # the seed's BROKER_URL is accepted
+    assert settings["WORKER_CONCURRENCY"] == 4 and settings["STOP_GRACE_S"] == 3.0
+    assert settings["SQLALCHEMY_DATABASE_URI"] == f"sqlite:///{tmp_path / 'inst' / 'panel.db'}"
+    assert (tmp_path / "inst" / "logs").is_dir()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_migrations_build_exactly_the_models_schema(tmp_path, redis_server, backend, request):
+    url = f"sqlite:///{tmp_path / 'm.db'}" if backend == "sqlite" else request.getfixturevalue("pg_server")
+    app = create_app({"INSTANCE_PATH": str(tmp_path), "SQLALCHEMY_DATABASE_URI": url,
+                      "CELERY_BROKER_URL": redis_server.url})
+    with app.app_context():
+        db.drop_all()
+        with db.engine.begin() as conn:
+            conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
+        upgrade()
+        with db.engine.connect() as conn:
+            diff = compare_metadata(MigrationContext.configure(conn), db.metadata)
+        assert diff == []
+        db.drop_all()
+        with db.engine.begin() as conn:
+            conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
+
+
+def test_control_actions_and_errors_go_to_the_panel_log(make_app):
+    app = make_app(CELERY_BROKER_URL=f"redis://127.0.0.1:{free_port()}/0")
+    client = app.test_client()
+    client.post("/restart_celery_beat")
+    client.post("/scheduler/start-celery/")
+    text = (Path(app.config["INSTANCE_PATH"]) / "logs" / "panel.log").read_text()
+    assert "restart of Celery Beat asked, but Beat is not running" in text
+    assert "control refused: broker unreachable" in text
+
+
+def test_launcher_starts_a_private_redis_when_nothing_answers(tmp_path):
+    port = free_port()
+    outcome = launcher.ensure_broker(f"redis://127.0.0.1:{port}/0", str(tmp_path))
+    pidfile = tmp_path / "redis" / "redis.pid"
+    try:
+        assert "started a private redis-server" in outcome
+        assert launcher.ensure_broker(f"redis://127.0.0.1:{port}/0", str(tmp_path)) == "running"
+    finally:
+        pid = int(wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), 5, "redis pid file"))
+        os.kill(pid, signal.SIGTERM)
+
+
+def test_launcher_stops_with_advice_when_redis_cannot_be_had(tmp_path):
+    with pytest.raises(SystemExit) as stop:
+        launcher.ensure_broker(f"amqp://guest:guest@127.0.0.1:{free_port()}//", str(tmp_path))
+    assert "apt-get install redis-server" in str(stop.value)
