@@ -1,0 +1,64 @@
+"""Seed 001: after stop-celery the database tells the truth, row by row, on SQLite and PostgreSQL."""
+import uuid
+from datetime import timedelta
+
+import psutil
+
+from models import ScheduledTask, TaskLog, db, utcnow
+from panel import processes
+from panel.processes import BEAT, WORKER
+
+
+def _seed_rows():
+    now = utcnow() - timedelta(minutes=5)
+    running = ScheduledTask(name="running one", task="tests.add", interval_seconds=60, status="running")
+    done = ScheduledTask(name="done one", task="tests.add", interval_seconds=60, status="completed")
+    db.session.add_all([running, done])
+    db.session.flush()
+    rows = {
+        "running": TaskLog(celery_task_id=uuid.uuid4().hex, task_name="tests.add", status="running",
+                           state="STARTED", scheduled_task_id=running.id, queued_at=now, started_at=now),
+        "pending": TaskLog(celery_task_id=uuid.uuid4().hex, task_name="tests.add", status="pending",
+                           state="PENDING", queued_at=now),
+        "completed": TaskLog(celery_task_id=uuid.uuid4().hex, task_name="tests.add", status="completed",
+                             state="SUCCESS", queued_at=now, started_at=now, finished_at=now),
+    }
+    db.session.add_all(rows.values())
+    db.session.commit()
+    return {k: r.celery_task_id for k, r in rows.items()}
+
+
+def test_stop_celery_marks_running_rows_failed_and_leaves_the_rest(make_app, backend):
+    app = make_app(backend)
+    with app.app_context():
+        ids = _seed_rows()
+    before = utcnow()
+    body = app.test_client().post("/scheduler/stop-celery/").get_json()
+    assert body["status"] == "success"
+    assert "marked 1 running task(s) and 1 running log(s) as failed" in body["message"]
+    with app.app_context():
+        run = {k: db.session.query(TaskLog).filter_by(celery_task_id=v).one() for k, v in ids.items()}
+        assert run["running"].status == "failed" and run["running"].finished_at >= before
+        assert run["running"].error == "Celery was stopped from the panel while this task was running"
+        assert run["pending"].status == "pending" and run["pending"].finished_at is None
+        assert run["completed"].status == "completed" and run["completed"].error is None
+        tasks = {t.name: t.status for t in db.session.query(ScheduledTask)}
+        assert tasks == {"running one": "failed", "done one": "completed"}
+
+
+def test_processes_are_stopped_even_when_the_database_update_fails(make_app):
+    app = make_app()
+    client = app.test_client()
+    started = client.post("/scheduler/start-celery/").get_json()
+    assert started["status"] == "success", started
+    with app.app_context():
+        with db.engine.begin() as conn:
+            conn.exec_driver_sql("DROP TABLE task_logs")
+    resp = client.post("/scheduler/stop-celery/")
+    body = resp.get_json()
+    assert resp.status_code == 500 and body["status"] == "error"
+    assert "the database update failed" in body["message"]
+    assert body["workers_killed"] == 1 and body["beats_killed"] == 1
+    assert processes.scan(app.config["INSTANCE_PATH"]) == {WORKER: [], BEAT: []}
+    assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
+                   for p in started["worker_pids"] + started["beat_pids"])
