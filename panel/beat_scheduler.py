@@ -10,6 +10,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from models import MARKER_ID, ScheduleChange, ScheduledTask, utcnow
 from panel import recorder
 from panel.beat_lock import BeatLock
+from panel.database import reader
 from panel.schedules import ValidationError, schedule_of
 from panel.supervisor import BEAT_READY_LINE
 
@@ -54,14 +55,14 @@ class DatabaseScheduler(Scheduler):
         logger.info("%s (%d enabled tasks)", BEAT_READY_LINE, len(self._schedule))
 
     def _read_marker(self):
-        with self._engine.connect() as conn:
+        with reader(self._engine).connect() as conn:
             return conn.execute(select(marker_t.c.version).where(marker_t.c.id == MARKER_ID)).scalar() or 0
 
     def _reload(self):
         """Read enabled rows; a DB error keeps the last good schedule, a bad row is disabled."""
         try:
             marker = self._read_marker()
-            with self._engine.connect() as conn:
+            with reader(self._engine).connect() as conn:
                 rows = conn.execute(select(tasks_t).where(tasks_t.c.enabled.is_(True))).all()
         except SQLAlchemyError as exc:
             logger.error("DatabaseScheduler: database error, keeping the last good schedule: %s", exc)

@@ -8,10 +8,16 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 PG_CONNECT_TIMEOUT_S = 5
 
 
+IMMEDIATE = "sqlite_begin_immediate"
+
+
 def engine_options(uri):
     """Options that make each backend safe for several writer processes."""
     if uri.startswith("sqlite"):
-        return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}}
+        # ORM sessions are units of work that may write after reading: they take the write lock up
+        # front, because a deferred reader that later writes gets SQLITE_BUSY at once, not after a wait.
+        return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+                "execution_options": {IMMEDIATE: True}}
     if uri.startswith("postgresql"):
         return {"pool_pre_ping": True, "connect_args": {"connect_timeout": PG_CONNECT_TIMEOUT_S}}
     return {"pool_pre_ping": True}
@@ -33,9 +39,14 @@ def _sqlite_pragmas(dbapi_conn, _record):
 
 @event.listens_for(Engine, "begin")
 def _sqlite_begin(conn):
-    """Deferred BEGIN: in WAL a reader never blocks a writer; writers wait out the busy timeout."""
+    """BEGIN IMMEDIATE for units of work; a plain (deferred) BEGIN for read-only pollers."""
     if conn.dialect.name == "sqlite":
-        conn.exec_driver_sql("BEGIN")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(IMMEDIATE) else "BEGIN")
+
+
+def reader(engine):
+    """The engine for read-only polling: deferred transactions, which never block a writer in WAL."""
+    return engine.execution_options(**{IMMEDIATE: False})
 
 
 def dispose_after_fork(app):

@@ -40,3 +40,39 @@ def test_a_run_sent_without_recording_is_inserted_when_it_starts(make_app):
     with app.app_context():
         run = db.session.query(TaskLog).filter_by(celery_task_id=tid).one()
         assert run.status == "running" and run.args == [2, 3] and run.started_at is not None
+
+
+def test_an_edit_that_reads_first_never_fails_when_a_worker_writes_meanwhile(make_app):
+    """SQLite: a read-then-write unit of work must wait for the lock, not fail with 'database is locked'."""
+    import threading
+    import time
+
+    from panel import schedules
+
+    app = make_app()
+    registered = set(app.extensions["celery"].tasks)
+    with app.app_context():
+        task_id = schedules.create({"name": "e", "task": "tests.add", "args": [1], "interval_seconds": 5},
+                                   registered).id
+    read_done, errors = threading.Event(), []
+
+    def editor():
+        try:
+            with app.app_context():
+                schedules.get(task_id)  # the read that opens the transaction
+                read_done.set()
+                time.sleep(0.5)         # a worker writes now
+                schedules.edit(task_id, {"interval_seconds": 7}, registered)
+        except Exception as exc:  # noqa: BLE001 - the test reports any failure
+            errors.append(exc)
+
+    thread = threading.Thread(target=editor)
+    thread.start()
+    read_done.wait(5)
+    tid = uuid.uuid4().hex
+    recorder.on_publish(sender="tests.add", body=([1], {}, {}), headers={"id": tid, "task": "tests.add"})
+    thread.join(15)
+    assert errors == []
+    with app.app_context():
+        assert db.session.get(ScheduledTask, task_id).interval_seconds == 7
+        assert db.session.query(TaskLog).filter_by(celery_task_id=tid).count() == 1
