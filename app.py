@@ -32,10 +32,14 @@ def create_app(config=None):
     from panel.supervisor import Supervisor
     app.extensions["supervisor"] = Supervisor(app.config, app.extensions["celery"], on_event=recorder_for(app))
 
+    from panel import cli
     from panel.api_errors import register_error_handlers
+    from panel.auth import init_auth
     from panel.routes_api import api
     from panel.routes_pages import pages
     app.register_blueprint(pages)
     app.register_blueprint(api)
     register_error_handlers(app)
+    init_auth(app)
+    cli.register(app)
     return app

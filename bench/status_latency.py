@@ -8,6 +8,7 @@ import requests
 from werkzeug.serving import make_server
 
 from bench.common import private_stack, summary
+from tests.conftest import api_client
 
 ROUNDS = 400
 WARMUP = 20
@@ -28,11 +29,13 @@ def main():
     with private_stack() as (app, _redis):
         results = app.extensions["supervisor"].start()
         assert all(r.ok for r in results.values()), results
-        client = app.test_client()
+        client = api_client(app, "viewer")  # authenticated as curl would be: a Bearer token
+        token = app.extensions["test_tokens"]["viewer"]
         server = make_server("127.0.0.1", 0, app, threaded=True)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         url = f"http://127.0.0.1:{server.server_port}/celery_status"
         http = requests.Session()
+        http.headers["Authorization"] = f"Bearer {token}"
         assert client.get("/celery_status").get_json()["running"] is True
 
         in_app = timed(lambda: client.get("/celery_status"), ROUNDS)
@@ -40,7 +43,7 @@ def main():
         pgrep = timed(lambda: subprocess.run(["pgrep", "-f", "celery.*beat"], capture_output=True), ROUNDS)
         server.shutdown()
 
-    print("GET /celery_status (worker and Beat running, real process table)")
+    print("GET /celery_status (worker and Beat running, real process table, Bearer-token auth)")
     print(summary("app (WSGI, in process)", in_app))
     print(summary("app over HTTP on loopback", over_http))
     print(summary("pgrep -f 'celery.*beat' (subprocess)", pgrep))

@@ -26,6 +26,11 @@ DEFAULTS = {
     "BEAT_LOCK_TTL_S": "15",
     "CONTROL_LOCK_WAIT_S": "60",
     "RECORD_RUNS": "1",
+    "PANEL_AUTH": "on",
+    "PANEL_SECURE_COOKIES": "",
+    "LOGIN_MAX_FAILURES_PER_ACCOUNT": "5",
+    "LOGIN_MAX_FAILURES_PER_ADDRESS": "20",
+    "LOGIN_WINDOW_S": "900",
 }
 
 
@@ -70,7 +75,9 @@ def load_settings(env_file=None):
         CELERY_RESULT_BACKEND=values["CELERY_RESULT_BACKEND"] or broker,
     )
     for key in ("PANEL_PORT", "WORKER_CONCURRENCY", "STOP_GRACE_S", "START_TIMEOUT_S",
-                "BEAT_MAX_INTERVAL_S", "BEAT_LOCK_TTL_S", "CONTROL_LOCK_WAIT_S"):
+                "BEAT_MAX_INTERVAL_S", "BEAT_LOCK_TTL_S", "CONTROL_LOCK_WAIT_S", "LOGIN_WINDOW_S",
+                "LOGIN_MAX_FAILURES_PER_ACCOUNT", "LOGIN_MAX_FAILURES_PER_ADDRESS"):
         values[key] = float(values[key]) if key.endswith("_S") else int(values[key])
     values["RECORD_RUNS"] = str(values["RECORD_RUNS"]).lower() not in ("0", "false", "no", "off")
+    values["PANEL_SECURE_COOKIES"] = str(values["PANEL_SECURE_COOKIES"]).lower() in ("1", "true", "yes", "on")
     return values

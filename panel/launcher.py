@@ -43,13 +43,21 @@ def main():
     from flask_migrate import upgrade
 
     from app import create_app
+    from panel import users
 
     app = create_app()
     cfg = app.config
     print(f"broker: {ensure_broker(cfg['CELERY_BROKER_URL'], cfg['INSTANCE_PATH'])}")
     with app.app_context():
         upgrade()
+        password = None if cfg["PANEL_AUTH"].lower() == "off" else users.bootstrap_admin()
     print(f"database: {cfg['SQLALCHEMY_DATABASE_URI'].split('@')[-1]} migrated")
+    if password:
+        print("\n" + "=" * 72)
+        print(f"No user existed, so one was created:  admin / {password}")
+        print("This password is shown once. Change it with:")
+        print("    .venv/bin/flask --app app users set-password admin")
+        print("=" * 72 + "\n")
     print(f"panel: http://{cfg['PANEL_HOST']}:{cfg['PANEL_PORT']}/  (log: {cfg['INSTANCE_PATH']}/logs/panel.log)")
     app.run(host=cfg["PANEL_HOST"], port=cfg["PANEL_PORT"], threaded=True, use_reloader=False)
 

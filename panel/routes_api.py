@@ -1,10 +1,11 @@
 """JSON routes: the seed endpoints for status and process control."""
 import logging
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, current_app, g, jsonify, request
 
-from panel import runs
+from panel import audit, runs
 from panel.api_errors import error_response
+from panel.auth import admin, operator, public, viewer
 from panel.broker import BrokerDown
 from panel.processes import BEAT, WORKER
 from panel.supervisor import ControlBusy
@@ -38,11 +39,13 @@ def _denied(exc):
 
 
 @api.get("/healthz")
+@public
 def healthz():
     return jsonify({"status": "ok"})
 
 
 @api.get("/celery_status")
+@viewer
 def celery_status():
     """Seed 002: is Beat running, and with which PIDs."""
     beat = supervisor().status()[BEAT]
@@ -50,6 +53,7 @@ def celery_status():
 
 
 @api.post("/restart_celery_beat")
+@operator
 def restart_celery_beat():
     """Seed 002: restart a running Beat; a Beat that is not running is a 200 with instructions."""
     outcome = supervisor().restart_beat()
@@ -68,6 +72,7 @@ def restart_celery_beat():
 
 
 @api.get("/scheduler/celery-status/")
+@viewer
 def scheduler_celery_status():
     """Seed 000: overall running or stopped, and the worker's and Beat's own status."""
     st = supervisor().status()
@@ -86,6 +91,7 @@ def scheduler_celery_status():
 
 
 @api.post("/scheduler/stop-celery/")
+@operator
 def stop_celery():
     """Seed 000/001: stop worker and Beat, then make the database tell the truth."""
     killed, survivors = supervisor().stop()
@@ -107,6 +113,7 @@ def stop_celery():
 
 
 @api.post("/scheduler/start-celery/")
+@operator
 def start_celery():
     """Seed 000: start whichever of worker and Beat is not running; never a second copy."""
     results = supervisor().start()
@@ -119,3 +126,32 @@ def start_celery():
     if not ok:
         body["log_tail"] = {r.kind: r.log_tail for r in (worker, beat) if not r.ok}
     return jsonify(body), (200 if ok else 500)
+
+
+@api.get("/api/me")
+@viewer
+def me():
+    """Who the panel thinks you are, and what you may do."""
+    identity = g.identity
+    return jsonify({"username": identity.username, "role": identity.role, "via": identity.via})
+
+
+@api.get("/api/audit")
+@admin
+def audit_events():
+    """The audit log, newest first; `before` (an id) pages back, `actor` and `action` filter."""
+    try:
+        limit = int(request.args.get("limit", 100))
+        before = int(request.args["before"]) if request.args.get("before") else None
+    except ValueError:
+        return error_response(400, "limit and before must be whole numbers")
+    events = audit.events(limit, before, request.args.get("actor"), request.args.get("action"))
+    return jsonify({"events": [audit.as_dict(e) for e in events],
+                    "next_before": events[-1].id if len(events) == min(max(limit, 1), audit.PAGE_SIZE_MAX) else None})
+
+
+@api.get("/api/openapi.json")
+@viewer
+def openapi_document():
+    from panel.openapi import document
+    return jsonify(document())

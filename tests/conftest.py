@@ -84,6 +84,23 @@ def stop_everything(app):
         db.engine.dispose()
 
 
+TEST_PASSWORD = "correct horse battery"
+
+
+def api_client(app, role="admin"):
+    """A test client that authenticates like curl: a real user of that role and a real Bearer token."""
+    tokens = app.extensions.setdefault("test_tokens", {})
+    if role not in tokens:
+        from panel import users
+        with app.app_context():
+            users.create(f"test-{role}", TEST_PASSWORD, role)
+            tokens[role] = users.create_token(f"test-{role}", "tests")[1]
+            db.session.remove()
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {tokens[role]}"
+    return client
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request):
     return request.param
@@ -96,7 +113,7 @@ def app(make_app):
 
 @pytest.fixture
 def client(app):
-    return app.test_client()
+    return api_client(app)
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from app import create_app
 from models import db
 from panel import config, launcher
 from panel.config import ROOT
+from tests.conftest import api_client
 from tests.helpers import free_port, wait_for
 
 
@@ -50,7 +51,7 @@ def test_migrations_build_exactly_the_models_schema(tmp_path, redis_server, back
 
 def test_control_actions_and_errors_go_to_the_panel_log(make_app):
     app = make_app(CELERY_BROKER_URL=f"redis://127.0.0.1:{free_port()}/0")
-    client = app.test_client()
+    client = api_client(app)
     client.post("/restart_celery_beat")
     client.post("/scheduler/start-celery/")
     text = (Path(app.config["INSTANCE_PATH"]) / "logs" / "panel.log").read_text()

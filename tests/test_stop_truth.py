@@ -7,6 +7,7 @@ import psutil
 from models import ScheduledTask, TaskLog, db, utcnow
 from panel import processes
 from panel.processes import BEAT, WORKER
+from tests.conftest import api_client
 
 
 def _seed_rows():
@@ -33,7 +34,7 @@ def test_stop_celery_marks_running_rows_failed_and_leaves_the_rest(make_app, bac
     with app.app_context():
         ids = _seed_rows()
     before = utcnow()
-    body = app.test_client().post("/scheduler/stop-celery/").get_json()
+    body = api_client(app).post("/scheduler/stop-celery/").get_json()
     assert body["status"] == "success"
     assert "marked 1 running task(s) and 1 running log(s) as failed" in body["message"]
     with app.app_context():
@@ -48,7 +49,7 @@ def test_stop_celery_marks_running_rows_failed_and_leaves_the_rest(make_app, bac
 
 def test_processes_are_stopped_even_when_the_database_update_fails(make_app):
     app = make_app()
-    client = app.test_client()
+    client = api_client(app)
     started = client.post("/scheduler/start-celery/").get_json()
     assert started["status"] == "success", started
     with app.app_context():
@@ -62,3 +63,32 @@ def test_processes_are_stopped_even_when_the_database_update_fails(make_app):
     assert processes.scan(app.config["INSTANCE_PATH"]) == {WORKER: [], BEAT: []}
     assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
                    for p in started["worker_pids"] + started["beat_pids"])
+
+
+def test_a_slow_stop_never_blocks_the_run_log(make_app):
+    """While stop-celery waits out the grace period, workers must still be able to record runs."""
+    import threading
+    import time
+
+    from panel import recorder
+    from tests.helpers import wait_for
+
+    app = make_app(STOP_GRACE_S=3.0)
+    client = api_client(app)
+    assert client.post("/scheduler/start-celery/").get_json()["status"] == "success"
+    stuck = app.extensions["celery"].send_task("tests.sleep_ignoring_term", args=[120])
+    with app.app_context():
+        wait_for(lambda: db.session.query(TaskLog).filter_by(celery_task_id=stuck.id, status="running").first()
+                 or db.session.rollback(), 30, "the stuck task to run")
+        db.session.remove()
+    stopper = threading.Thread(target=lambda: client.post("/scheduler/stop-celery/"))
+    stopper.start()
+    time.sleep(1.0)  # inside the grace period now
+    started = time.monotonic()
+    tid = uuid.uuid4().hex
+    recorder.on_publish(sender="tests.add", body=([1], {}, {}), headers={"id": tid, "task": "tests.add"})
+    took = time.monotonic() - started
+    stopper.join(60)
+    assert took < 1.0, f"recording waited {took:.1f}s for the stop to finish"
+    with app.app_context():
+        assert db.session.query(TaskLog).filter_by(celery_task_id=tid).count() == 1

@@ -13,6 +13,7 @@ from models import RUNNING, ScheduledTask, TaskLog, db
 from panel import oscontrol, processes
 from panel.config import ROOT
 from panel.processes import BEAT, WORKER, ProcessRef
+from tests.conftest import api_client
 from tests.helpers import env_without_panel_settings, wait_for
 
 
@@ -63,11 +64,12 @@ def test_second_start_duplicates_nothing(app, client):
 
 def test_two_concurrent_start_requests_leave_exactly_one_beat_and_one_worker(app):
     answers = []
+    clients = [api_client(app), api_client(app)]  # users and tokens made before the race
 
-    def start():
-        answers.append(app.test_client().post("/scheduler/start-celery/"))
+    def start(client):
+        answers.append(client.post("/scheduler/start-celery/"))
 
-    threads = [threading.Thread(target=start) for _ in range(2)]
+    threads = [threading.Thread(target=start, args=(c,)) for c in clients]
     for t in threads:
         t.start()
     for t in threads:
@@ -211,7 +213,7 @@ def test_worker_busy_with_a_task_ignoring_term_is_killed_after_the_grace(app, cl
 def test_start_with_the_broker_down_is_503_and_starts_nothing(make_app):
     from tests.helpers import free_port
     app = make_app(CELERY_BROKER_URL=f"redis://127.0.0.1:{free_port()}/0")
-    resp = app.test_client().post("/scheduler/start-celery/")
+    resp = api_client(app).post("/scheduler/start-celery/")
     assert resp.status_code == 503
     body = resp.get_json()
     assert body["status"] == "error" and "broker unreachable" in body["message"]
@@ -220,7 +222,7 @@ def test_start_with_the_broker_down_is_503_and_starts_nothing(make_app):
 
 def test_a_worker_that_cannot_start_is_a_failure_with_its_log(make_app):
     app = make_app(CELERY_IMPORTS="no_such_module_for_the_panel")
-    resp = app.test_client().post("/scheduler/start-celery/")
+    resp = api_client(app).post("/scheduler/start-celery/")
     body = resp.get_json()
     assert resp.status_code == 500
     assert body["status"] == "error"

@@ -1,0 +1,51 @@
+"""The audit log: append-only records of every control action and every login."""
+import logging
+from datetime import timedelta
+
+from sqlalchemy import func, select
+
+from models import AuditEvent, db, utcnow
+
+log = logging.getLogger("panel.audit")
+LOGIN = "login"
+PAGE_SIZE_MAX = 500
+
+
+def record(actor, source, action, target, outcome, detail=""):
+    """Append one event in its own transaction; an audit failure is logged loudly, never hidden."""
+    try:
+        db.session.add(AuditEvent(actor=actor or "anonymous", source=source or "", action=action,
+                                  target=(target or "")[:255], outcome=outcome, detail=detail or ""))
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        log.exception("could not write the audit event %s %s %s", actor, action, target)
+
+
+def recent_failures(window_s, actor=None, source=None):
+    """Failed logins in the last window for an account or an address (for rate limiting)."""
+    query = select(func.count()).select_from(AuditEvent).where(
+        AuditEvent.action == LOGIN, AuditEvent.outcome == "failure",
+        AuditEvent.at >= utcnow() - timedelta(seconds=window_s))
+    if actor is not None:
+        query = query.where(AuditEvent.actor == actor)
+    if source is not None:
+        query = query.where(AuditEvent.source == source)
+    return db.session.scalar(query)
+
+
+def events(limit=100, before_id=None, actor=None, action=None):
+    """Newest first, keyset-paged by id."""
+    query = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(min(max(limit, 1), PAGE_SIZE_MAX))
+    if before_id:
+        query = query.where(AuditEvent.id < before_id)
+    if actor:
+        query = query.where(AuditEvent.actor == actor)
+    if action:
+        query = query.where(AuditEvent.action == action)
+    return db.session.scalars(query).all()
+
+
+def as_dict(event):
+    return {"id": event.id, "at": event.at.isoformat() + "Z", "actor": event.actor, "source": event.source,
+            "action": event.action, "target": event.target, "outcome": event.outcome, "detail": event.detail}

@@ -1,0 +1,124 @@
+"""`flask --app app users ...` and `flask --app app tokens ...`: accounts from the command line."""
+import getpass
+import os
+import sys
+
+import click
+from flask.cli import AppGroup
+
+from models import ROLES
+from panel import audit, users
+
+users_cli = AppGroup("users", help="Create, list and change panel users.")
+tokens_cli = AppGroup("tokens", help="Create, list and revoke API tokens.")
+
+
+def _actor():
+    return f"cli:{getpass.getuser()}"
+
+
+def _read_password(from_stdin):
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
+def _fail(exc):
+    raise click.ClickException(str(exc))
+
+
+def _audited(action, target, fn):
+    try:
+        result = fn()
+    except users.UserError as exc:
+        audit.record(_actor(), "cli", action, target, "failure", str(exc))
+        _fail(exc)
+    audit.record(_actor(), "cli", action, target, "success")
+    return result
+
+
+@users_cli.command("create")
+@click.argument("name")
+@click.option("--role", type=click.Choice(ROLES), default="viewer", show_default=True)
+@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin.")
+def create_user(name, role, password_stdin):
+    """Create a user (the password is asked for, or read from stdin)."""
+    password = _read_password(password_stdin)
+    _audited("users.create", name, lambda: users.create(name, password, role))
+    click.echo(f"created {name} ({role})")
+
+
+@users_cli.command("list")
+def list_users():
+    """List users with their role and state."""
+    for user in users.all_users():
+        last = user.last_login_at.isoformat(timespec="seconds") if user.last_login_at else "never"
+        click.echo(f"{user.username:<24} {user.role:<9} {'active' if user.active else 'disabled':<9} last login {last}")
+
+
+@users_cli.command("set-role")
+@click.argument("name")
+@click.argument("role", type=click.Choice(ROLES))
+def set_role(name, role):
+    """Change a user's role."""
+    _audited("users.set-role", f"{name} -> {role}", lambda: users.set_role(name, role))
+    click.echo(f"{name} is now {role}")
+
+
+@users_cli.command("set-password")
+@click.argument("name")
+@click.option("--password-stdin", is_flag=True)
+def set_password(name, password_stdin):
+    """Change a user's password (their open sessions end)."""
+    password = _read_password(password_stdin)
+    _audited("users.set-password", name, lambda: users.set_password(name, password))
+    click.echo(f"password of {name} changed")
+
+
+@users_cli.command("disable")
+@click.argument("name")
+def disable(name):
+    """Disable a user: no login, no tokens, open sessions end."""
+    _audited("users.disable", name, lambda: users.set_active(name, False))
+    click.echo(f"{name} disabled")
+
+
+@users_cli.command("enable")
+@click.argument("name")
+def enable(name):
+    """Enable a disabled user again."""
+    _audited("users.enable", name, lambda: users.set_active(name, True))
+    click.echo(f"{name} enabled")
+
+
+@tokens_cli.command("create")
+@click.argument("user")
+@click.option("--name", default="", help="A label, e.g. what the token is for.")
+def create_token(user, name):
+    """Create a token for USER and print it once (it is stored hashed)."""
+    token, plain = _audited("tokens.create", user, lambda: users.create_token(user, name))
+    click.echo(plain)
+    click.echo(f"token id {token.id} for {user}; shown once, keep it safe. "
+               f'Use it as: curl -H "Authorization: Bearer <token>" ...', err=True)
+
+
+@tokens_cli.command("list")
+def list_tokens():
+    """List tokens (never their secret)."""
+    for t in users.all_tokens():
+        state = f"revoked {t.revoked_at.isoformat(timespec='seconds')}" if t.revoked_at else "live"
+        click.echo(f"{t.id:>4} {t.prefix}…  {t.user.username:<20} {t.name:<20} {state}")
+
+
+@tokens_cli.command("revoke")
+@click.argument("token_id", type=int)
+def revoke(token_id):
+    """Revoke a token by id."""
+    _audited("tokens.revoke", str(token_id), lambda: users.revoke_token(token_id))
+    click.echo(f"token {token_id} revoked")
+
+
+def register(app):
+    app.cli.add_command(users_cli)
+    app.cli.add_command(tokens_cli)
+    os.environ.setdefault("FLASK_APP", "app")

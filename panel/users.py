@@ -1,0 +1,130 @@
+"""Users and API tokens: creation, roles, passwords (hashed), tokens (shown once, stored hashed)."""
+import hashlib
+import secrets
+
+from sqlalchemy import select
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from models import ROLES, ApiToken, User, db, utcnow
+
+MIN_PASSWORD_CHARS = 10
+TOKEN_PREFIX = "ccp_"
+# A hash to check against when the user does not exist, so timing does not reveal usernames.
+_DUMMY_HASH = generate_password_hash("not-a-real-password")
+
+
+class UserError(ValueError):
+    pass
+
+
+def _check_role(role):
+    if role not in ROLES:
+        raise UserError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+
+
+def _check_password(password):
+    if len(password or "") < MIN_PASSWORD_CHARS:
+        raise UserError(f"a password needs at least {MIN_PASSWORD_CHARS} characters")
+
+
+def find(username):
+    return db.session.scalar(select(User).where(User.username == username))
+
+
+def get(username):
+    user = find(username)
+    if user is None:
+        raise UserError(f"no user named {username!r}")
+    return user
+
+
+def create(username, password, role):
+    _check_role(role)
+    _check_password(password)
+    if not username or len(username) > 80 or find(username):
+        raise UserError(f"a user named {username!r} exists already" if username else "a username is required")
+    user = User(username=username, password_hash=generate_password_hash(password), role=role)
+    db.session.add(user)
+    db.session.commit()
+    return user
+
+
+def set_password(username, password):
+    _check_password(password)
+    user = get(username)
+    user.password_hash = generate_password_hash(password)
+    db.session.commit()
+
+
+def set_role(username, role):
+    _check_role(role)
+    user = get(username)
+    user.role = role
+    db.session.commit()
+
+
+def set_active(username, active):
+    user = get(username)
+    user.active = active
+    db.session.commit()
+
+
+def all_users():
+    return db.session.scalars(select(User).order_by(User.username)).all()
+
+
+def authenticate(username, password):
+    """The active user with this password, or None; always spends the time of one hash check."""
+    user = find(username)
+    if user is None:
+        check_password_hash(_DUMMY_HASH, password or "")
+        return None
+    if not check_password_hash(user.password_hash, password or "") or not user.active:
+        return None
+    user.last_login_at = utcnow()
+    db.session.commit()
+    return user
+
+
+def bootstrap_admin():
+    """When no user exists, create `admin` with a random password; returns it once, or None."""
+    if db.session.scalar(select(User.id).limit(1)) is not None:
+        return None
+    password = secrets.token_urlsafe(15)
+    create("admin", password, "admin")
+    return password
+
+
+def _digest(token):
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_token(username, name=""):
+    """A new token for the user: the plain text is returned once and never stored."""
+    user = get(username)
+    plain = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken(user=user, name=name, prefix=plain[:10], token_hash=_digest(plain))
+    db.session.add(token)
+    db.session.commit()
+    return token, plain
+
+
+def user_for_token(plain):
+    """The active user behind a live token, or None."""
+    token = db.session.scalar(select(ApiToken).where(ApiToken.token_hash == _digest(plain)))
+    if token is None or token.revoked_at is not None or not token.user.active:
+        return None
+    return token.user
+
+
+def all_tokens():
+    return db.session.scalars(select(ApiToken).order_by(ApiToken.id)).all()
+
+
+def revoke_token(token_id):
+    token = db.session.get(ApiToken, token_id)
+    if token is None:
+        raise UserError(f"no token with id {token_id}")
+    token.revoked_at = token.revoked_at or utcnow()
+    db.session.commit()
+    return token

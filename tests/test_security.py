@@ -1,0 +1,265 @@
+"""Security: a role matrix generated from the URL map, CSRF, tokens, rate limits, headers, audit, fuzzing."""
+import re
+import subprocess
+import threading
+
+import pytest
+from werkzeug.serving import make_server
+
+from models import AuditEvent, User, db
+from panel import users
+from panel.auth import PUBLIC, RANK, policy_of
+from tests.conftest import TEST_PASSWORD, api_client
+from tests.helpers import free_port
+
+ROLES = (None, "viewer", "operator", "admin")
+SKIP_METHODS = {"HEAD", "OPTIONS"}
+
+
+@pytest.fixture
+def dead_broker_app(make_app):
+    """Controls answer fast (503) instead of starting real processes: the matrix checks access only."""
+    return make_app(CELERY_BROKER_URL=f"redis://127.0.0.1:{free_port()}/0")
+
+
+def _concrete(rule):
+    """A URL for a rule, with made-up values for its arguments."""
+    url = rule.rule
+    for arg, conv in rule._converters.items():
+        value = "999999" if type(conv).__name__ in ("IntegerConverter", "NumberConverter") else "no-such-id"
+        url = re.sub(r"<(?:[^:<>]+:)?%s>" % arg, value, url)
+    return url
+
+
+def _routes(app):
+    for rule in app.url_map.iter_rules():
+        for method in sorted(rule.methods - SKIP_METHODS):
+            yield rule, method
+
+
+def test_every_route_declares_an_access_policy(dead_broker_app):
+    with dead_broker_app.test_request_context():
+        missing = [r.endpoint for r in dead_broker_app.url_map.iter_rules() if policy_of(r.endpoint) is None]
+    assert missing == []
+
+
+def test_role_matrix_over_every_route_and_role(dead_broker_app):
+    app = dead_broker_app
+    clients = {role: (api_client(app, role) if role else app.test_client()) for role in ROLES}
+    seen = 0
+    for rule, method in _routes(app):
+        url = _concrete(rule)
+        with app.test_request_context():
+            access = policy_of(rule.endpoint)
+        for role in ROLES:
+            resp = clients[role].open(url, method=method)
+            where = f"{method} {url} as {role or 'anonymous'} -> {resp.status_code}"
+            seen += 1
+            if access == PUBLIC:  # the access layer lets it through (a failed login form is its own 401)
+                assert resp.status_code != 403 and b"authentication required" not in resp.data, where
+            elif role is None:
+                if rule.rule.startswith(("/api/", "/scheduler/")) or rule.rule in ("/celery_status", "/restart_celery_beat"):
+                    assert resp.status_code == 401 and resp.is_json, where
+                else:
+                    assert resp.status_code == 302 and resp.headers["Location"].startswith("/login"), where
+            elif RANK[role] < RANK[access]:
+                assert resp.status_code == 403, where
+            else:
+                assert resp.status_code not in (401, 403) and resp.status_code < 500 or resp.status_code == 503, where
+    assert seen >= 4 * 12
+
+
+def _login(client, username, password=TEST_PASSWORD):
+    """Log in through the form; returns the answer and the CSRF token of the new session."""
+    page = client.get("/login").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    resp = client.post("/login", data={"username": username, "password": password, "csrf_token": token, "next": "/"})
+    if resp.status_code == 302:  # the session is new after login, and so is its token
+        token = re.search(r'name="csrf-token" content="([^"]+)"', client.get("/").get_data(as_text=True)).group(1)
+    return resp, token
+
+
+def _make_user(app, name, role, password=TEST_PASSWORD):
+    with app.app_context():
+        users.create(name, password, role)
+        db.session.remove()
+
+
+def test_login_sets_a_hardened_session_cookie_and_logout_needs_csrf(app):
+    _make_user(app, "ops", "operator")
+    client = app.test_client()
+    resp, token = _login(client, "ops")
+    assert resp.status_code == 302 and resp.headers["Location"] == "/"
+    cookie = resp.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    assert client.get("/api/me").get_json() == {"username": "ops", "role": "operator", "via": "session"}
+
+    refused = client.post("/logout")
+    assert refused.status_code == 400
+    assert client.get("/api/me").status_code == 200, "a forged logout changed something"
+    wrong = client.post("/scheduler/stop-celery/", headers={"X-CSRFToken": "forged"})
+    assert wrong.status_code == 400 and wrong.get_json()["status"] == "error"
+    assert client.post("/logout", data={"csrf_token": token}).status_code == 302
+    assert client.get("/api/me").status_code == 401
+
+
+def test_a_session_post_with_the_csrf_header_is_accepted(app):
+    _make_user(app, "ops", "operator")
+    client = app.test_client()
+    _, token = _login(client, "ops")
+    resp = client.post("/restart_celery_beat", headers={"X-CSRFToken": token})
+    assert resp.status_code == 200 and resp.get_json()["not_running"] is True
+
+
+def test_a_token_works_from_curl_and_stops_working_when_revoked(app):
+    _make_user(app, "bot", "operator")
+    with app.app_context():
+        token, plain = users.create_token("bot", "curl")
+        token_id = token.id
+        stored = db.session.get(type(token), token_id).token_hash
+        db.session.remove()
+    assert plain not in stored and len(stored) == 64
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    try:
+        curl = lambda *args: subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", *args],  # noqa
+                                            capture_output=True, text=True, timeout=30).stdout
+        assert curl("-H", f"Authorization: Bearer {plain}", f"{base}/celery_status") == "200"
+        assert curl("-X", "POST", "-H", f"Authorization: Bearer {plain}", f"{base}/restart_celery_beat") == "200"
+        assert curl(f"{base}/celery_status") == "401"
+        with app.app_context():
+            users.revoke_token(token_id)
+            db.session.remove()
+        assert curl("-H", f"Authorization: Bearer {plain}", f"{base}/celery_status") == "401"
+    finally:
+        server.shutdown()
+
+
+def test_login_is_rate_limited_per_account(app):
+    _make_user(app, "victim", "viewer")
+    limit = app.config["LOGIN_MAX_FAILURES_PER_ACCOUNT"]
+    client = app.test_client()
+    for _ in range(limit):
+        assert _login(client, "victim", "wrong password!")[0].status_code == 401
+    blocked, _ = _login(client, "victim")  # even the right password
+    assert blocked.status_code == 429 and "Retry-After" in blocked.headers
+    other = app.test_client()
+    _make_user(app, "bystander", "viewer")
+    assert _login(other, "bystander")[0].status_code == 302, "one account's lock must not lock the others"
+
+
+def test_login_is_rate_limited_per_address(make_app):
+    app = make_app(LOGIN_MAX_FAILURES_PER_ADDRESS=3)
+    _make_user(app, "real", "viewer")
+    client = app.test_client()
+    for name in ("a", "b", "c"):
+        assert _login(client, name, "nope-nope-nope")[0].status_code == 401
+    assert _login(client, "real")[0].status_code == 429
+
+
+def test_security_headers_on_pages_and_api(app):
+    for resp in (app.test_client().get("/login"), api_client(app).get("/celery_status")):
+        csp = resp.headers["Content-Security-Policy"]
+        assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp and "unsafe-inline" not in csp
+        assert resp.headers["X-Content-Type-Options"] == "nosniff"
+    page = api_client(app).get("/").get_data(as_text=True)
+    assert "<script>" not in page and "onclick" not in page, "inline script would break the CSP"
+
+
+def test_users_cli_creates_changes_and_disables_users(app):
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["users", "create", "carol", "--role", "operator", "--password-stdin"],
+                           input="a long enough password\n")
+    assert result.exit_code == 0, result.output
+    with app.app_context():
+        carol = db.session.query(User).filter_by(username="carol").one()
+        assert carol.password_hash.startswith("scrypt:") and "a long enough" not in carol.password_hash
+    assert "carol" in runner.invoke(args=["users", "list"]).output
+    assert runner.invoke(args=["users", "set-role", "carol", "admin"]).exit_code == 0
+    client = app.test_client()
+    assert _login(client, "carol", "a long enough password")[0].status_code == 302
+    assert client.get("/api/me").get_json()["role"] == "admin"
+    assert runner.invoke(args=["users", "disable", "carol"]).exit_code == 0
+    assert client.get("/api/me").status_code == 401, "a disabled user's session must end"
+    assert _login(app.test_client(), "carol", "a long enough password")[0].status_code == 401
+    bad = runner.invoke(args=["users", "create", "dan", "--password-stdin"], input="short\n")
+    assert bad.exit_code != 0 and "at least" in bad.output
+
+
+def test_a_password_change_ends_open_sessions(app):
+    _make_user(app, "erin", "viewer")
+    client = app.test_client()
+    _login(client, "erin")
+    assert client.get("/api/me").status_code == 200
+    result = app.test_cli_runner().invoke(args=["users", "set-password", "erin", "--password-stdin"],
+                                          input="a brand new password\n")
+    assert result.exit_code == 0
+    assert client.get("/api/me").status_code == 401
+
+
+def test_tokens_cli_prints_once_lists_without_secret_and_revokes(app):
+    _make_user(app, "robot", "viewer")
+    runner = app.test_cli_runner()
+    created = runner.invoke(args=["tokens", "create", "robot", "--name", "ci"])
+    plain = created.stdout.strip().splitlines()[0]
+    assert plain.startswith("ccp_")
+    listing = runner.invoke(args=["tokens", "list"]).output
+    assert "robot" in listing and plain not in listing
+    client = app.test_client()
+    assert client.get("/api/me", headers={"Authorization": f"Bearer {plain}"}).get_json()["username"] == "robot"
+    token_id = listing.split()[0]
+    assert runner.invoke(args=["tokens", "revoke", token_id]).exit_code == 0
+    assert client.get("/api/me", headers={"Authorization": f"Bearer {plain}"}).status_code == 401
+
+
+def test_bootstrap_admin_happens_once(app):
+    with app.app_context():
+        password = users.bootstrap_admin()
+        assert password and len(password) >= 16
+        assert users.bootstrap_admin() is None
+        assert users.authenticate("admin", password).role == "admin"
+
+
+def test_auth_off_is_loopback_only_and_shows_a_warning(make_app):
+    app = make_app(PANEL_AUTH="off")
+    client = app.test_client()
+    page = client.get("/")
+    assert page.status_code == 200 and "Login is switched off" in page.get_data(as_text=True)
+    assert app.test_client().post("/restart_celery_beat").status_code == 200, "curl on loopback needs nothing"
+    browser = client.post("/restart_celery_beat", headers={"Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site"})
+    assert browser.status_code == 400, "a cross-site browser request must still need the CSRF token"
+    remote = client.get("/api/me", environ_base={"REMOTE_ADDR": "192.0.2.7"})
+    assert remote.status_code == 401
+    with pytest.raises(RuntimeError, match="only allowed on loopback"):
+        make_app(PANEL_AUTH="off", PANEL_HOST="0.0.0.0")
+
+
+def test_the_audit_log_records_logins_and_control_actions_and_is_read_only(app):
+    _make_user(app, "olga", "operator")
+    _login(app.test_client(), "olga", "not her password")
+    client = app.test_client()
+    _, token = _login(client, "olga")
+    client.post("/restart_celery_beat", headers={"X-CSRFToken": token})
+    api_client(app, "viewer").post("/scheduler/stop-celery/")
+    events = api_client(app).get("/api/audit?limit=50").get_json()["events"]
+    summary = {(e["actor"], e["action"], e["outcome"]) for e in events}
+    assert ("olga", "login", "failure") in summary and ("olga", "login", "success") in summary
+    assert ("olga", "api.restart_celery_beat", "success") in summary
+    assert ("test-viewer", "api.stop_celery", "denied") in summary
+    assert all(e["source"] == "127.0.0.1" for e in events if e["actor"] == "olga")
+    assert api_client(app, "operator").get("/api/audit").status_code == 403
+    for rule in app.url_map.iter_rules():
+        if "audit" in rule.rule:
+            assert rule.methods - SKIP_METHODS == {"GET"}, f"{rule} could change the audit log"
+    with app.app_context():
+        assert db.session.query(AuditEvent).count() == 4  # two logins, one action, one refusal
+
+
+def test_the_openapi_document_covers_every_json_route(app):
+    spec = api_client(app, "viewer").get("/api/openapi.json").get_json()
+    documented = {(path, method.upper()) for path, ops in spec["paths"].items() for method in ops}
+    for rule, method in _routes(app):
+        if rule.rule.startswith(("/api/", "/scheduler/", "/healthz", "/celery_status", "/restart_celery_beat")):
+            path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)
+            assert (path, method) in documented, f"{method} {path} is missing from the OpenAPI document"
