@@ -37,8 +37,10 @@ def create_app(config=None):
     from panel.auth import init_auth
     from panel.routes_api import api
     from panel.routes_pages import pages
+    from panel.routes_tasks import tasks_api
     app.register_blueprint(pages)
     app.register_blueprint(api)
+    app.register_blueprint(tasks_api)
     register_error_handlers(app)
     init_auth(app)
     cli.register(app)

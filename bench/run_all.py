@@ -6,6 +6,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-for name in ("bench.status_latency", "bench.record_throughput"):
+for name in ("bench.status_latency", "bench.record_throughput", "bench.cancel_latency"):
     print(f"\n== {name}")
     runpy.run_module(name, run_name="__main__")

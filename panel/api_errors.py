@@ -22,7 +22,28 @@ def is_api_path(path):
     return path.startswith(API_PREFIXES) or path.rstrip("/") in SEED_002_PATHS
 
 
+def _domain_errors():
+    """Failures of the outside world and of bad input, each with its status code."""
+    from panel.broker import BrokerDown
+    from panel.cancel import NotCancellable
+    from panel.schedules import NotFound, ValidationError
+    from panel.supervisor import ControlBusy
+    return {BrokerDown: 503, ControlBusy: 409, NotCancellable: 409, NotFound: 404, ValidationError: 400}
+
+
 def register_error_handlers(app):
+    for exc_type, code in _domain_errors().items():
+        def handler(exc, code=code):
+            log.warning("%s %s -> %s: %s", request.method, request.path, code, exc)
+            extra = {"field": exc.field} if getattr(exc, "field", None) else {}
+            return error_response(code, str(exc), **extra)
+        app.register_error_handler(exc_type, handler)
+
+    @app.errorhandler(PermissionError)
+    def _denied(exc):
+        log.error("permission denied: %s", exc)
+        return error_response(500, f"permission denied while signalling a Celery process: {exc}")
+
     @app.errorhandler(HTTPException)
     def _http_error(exc):
         if not is_api_path(request.path):

@@ -41,3 +41,53 @@ def ping_worker(celery, nodename, timeout_s=1.0):
     """True when the named worker answers a ping addressed to it alone."""
     replies = celery.control.ping(destination=[nodename], timeout=timeout_s, limit=1) or []
     return any(nodename in reply for reply in replies)
+
+
+def active_ids(celery, worker, timeout_s=1.0):
+    """Task ids the named worker is executing now, or None when it did not answer."""
+    replies = celery.control.inspect(destination=[worker], timeout=timeout_s, limit=1).active() or {}
+    if worker not in replies:
+        return None
+    return {task["id"] for task in replies[worker] or []}
+
+
+def revoke(celery, task_ids, terminate=False, sig="SIGTERM", worker=None, timeout_s=1.0):
+    """Revoke runs; addressed to one worker (with its reply) or broadcast to all without waiting."""
+    if worker:
+        replies = celery.control.revoke(task_ids, terminate=terminate, signal=sig, destination=[worker],
+                                        reply=True, timeout=timeout_s, limit=1) or []
+        return any(worker in reply for reply in replies)
+    celery.control.revoke(task_ids, terminate=terminate, signal=sig)
+    return True
+
+
+def send(celery, task_name, args, kwargs, headers=None):
+    """Send a task now; BrokerDown at once when the broker does not answer (no minutes of retries)."""
+    try:
+        return celery.send_task(task_name, args=args, kwargs=kwargs, headers=headers or {},
+                                retry=True, retry_policy={"max_retries": 2, "interval_start": 0,
+                                                          "interval_step": 0.2, "interval_max": 0.5})
+    except Exception as exc:  # kombu raises the transport's own errors
+        raise BrokerDown(f"could not send {task_name}: {exc}") from exc
+
+
+NO_REPLY = object()
+
+
+def executing_pid(celery, worker, task_id, timeout_s=1.0):
+    """The pool process running task_id on worker; None when it runs no more, NO_REPLY when silent."""
+    replies = celery.control.inspect(destination=[worker], timeout=timeout_s, limit=1).active() or {}
+    if worker not in replies:
+        return NO_REPLY
+    for task in replies[worker] or []:
+        if task.get("id") == task_id:
+            return task.get("worker_pid")
+    return None
+
+
+def pool_pids(celery, worker, timeout_s=1.0):
+    """The worker's pool processes as it reports them (works for remote workers), or None."""
+    replies = celery.control.inspect(destination=[worker], timeout=timeout_s, limit=1).stats() or {}
+    if worker not in replies:
+        return None
+    return set(replies[worker].get("pool", {}).get("processes") or [])

@@ -43,7 +43,7 @@ def main():
     from flask_migrate import upgrade
 
     from app import create_app
-    from panel import users
+    from panel import reconciler, users
 
     app = create_app()
     cfg = app.config
@@ -58,6 +58,7 @@ def main():
         print("This password is shown once. Change it with:")
         print("    .venv/bin/flask --app app users set-password admin")
         print("=" * 72 + "\n")
+    reconciler.start(app)
     print(f"panel: http://{cfg['PANEL_HOST']}:{cfg['PANEL_PORT']}/  (log: {cfg['INSTANCE_PATH']}/logs/panel.log)")
     app.run(host=cfg["PANEL_HOST"], port=cfg["PANEL_PORT"], threaded=True, use_reloader=False)
 

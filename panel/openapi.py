@@ -35,6 +35,25 @@ STATUS_WORKER = dict(PROCESS, properties=dict(PROCESS["properties"], pool_proces
                                               pool_pids={"type": "object"}))
 
 
+TASK = _obj(id=INT, name=STR, task=STR, args={"type": "array", "items": {}}, kwargs={"type": "object"},
+            interval_seconds={"nullable": True, **INT}, crontab=STR, enabled=BOOL, status=STR,
+            last_run_at={"nullable": True, **STR}, next_run_at={"nullable": True, **STR}, run_count=INT)
+TASK_INPUT = {"type": "object", "required": ["name", "task"], "properties": {
+    "name": STR, "task": STR, "args": {"type": "array", "items": {}}, "kwargs": {"type": "object"},
+    "interval_seconds": {"type": "integer", "minimum": 1}, "crontab": STR, "enabled": BOOL}}
+RUN = _obj(celery_task_id=STR, task=STR, scheduled_task_id={"nullable": True, **INT}, status=STR, state=STR,
+           worker={"nullable": True, **STR}, retries=INT, error={"nullable": True, **STR})
+CANCELLED = _obj(status=STR, message=STR, confirmed_stopped=BOOL, revoked_queued={"type": "array", "items": STR},
+                 stopped={"type": "array", "items": STR}, forced={"type": "array", "items": STR},
+                 not_confirmed={"type": "array", "items": STR})
+TASK_ID = {"name": "task_id", "in": "path", "required": True, "schema": {"type": "integer"}}
+CELERY_ID = {"name": "celery_task_id", "in": "path", "required": True, "schema": STR}
+
+
+def _body(schema):
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
 def document():
     q = lambda name, schema: {"name": name, "in": "query", "required": False, "schema": schema}  # noqa: E731
     return {
@@ -75,5 +94,35 @@ def document():
                 400, params=[q("limit", {"type": "integer", "minimum": 1, "maximum": 500}),
                              q("before", INT), q("actor", STR), q("action", STR)])},
             "/api/openapi.json": {"get": _op("This document", _json({"type": "object"}))},
+            "/api/tasks": {
+                "get": _op("Scheduled tasks", _json(_obj(tasks={"type": "array", "items": TASK}))),
+                "post": dict(_op("Create a scheduled task", _json(TASK, "Created"), 400),
+                             requestBody=_body(TASK_INPUT)),
+            },
+            "/api/tasks/{task_id}": {
+                "get": _op("One scheduled task", _json(TASK), 404, params=[TASK_ID]),
+                "put": dict(_op("Edit a scheduled task (fields given are changed)", _json(TASK), 400, 404,
+                                params=[TASK_ID]), requestBody=_body({**TASK_INPUT, "required": []})),
+                "delete": _op("Delete a scheduled task", _json(_obj(status=STR, message=STR)), 404, params=[TASK_ID]),
+            },
+            "/api/tasks/{task_id}/run": {"post": _op("Send the task now", _json(_obj(status=STR, celery_task_id=STR)),
+                                                     404, 503, params=[TASK_ID])},
+            "/api/tasks/{task_id}/enable": {"post": _op("Enable the task", _json(TASK), 404, params=[TASK_ID])},
+            "/api/tasks/{task_id}/disable": {"post": _op("Disable the task", _json(TASK), 404, params=[TASK_ID])},
+            "/api/tasks/{task_id}/runs": {"get": _op("The task's runs, newest first",
+                                                     _json(_obj(runs={"type": "array", "items": RUN})), 400, 404,
+                                                     params=[TASK_ID, q("limit", INT)])},
+            "/api/runs/{celery_task_id}": {"get": _op("One run", _json(RUN), 404, params=[CELERY_ID])},
+            "/scheduler/run-all-tasks/": {"post": _op("Send every enabled task now (seed 000)",
+                                                      _json(_obj(status=STR, message=STR, count=INT)), 503)},
+            "/scheduler/stop-all-tasks/": {"post": _op("Disable every task (seed 000)",
+                                                       _json(_obj(status=STR, message=STR, disabled=INT)))},
+            "/scheduler/start-all-tasks/": {"post": _op("Enable every task (seed 000)",
+                                                        _json(_obj(status=STR, message=STR, enabled=INT)))},
+            "/scheduler/cancel-task/{task_id}/": {"post": _op(
+                "Cancel a scheduled task's queued and running runs (seed 001)", _json(CANCELLED), 404, 409, 503,
+                params=[TASK_ID])},
+            "/scheduler/cancel-run/{celery_task_id}/": {"post": _op(
+                "Cancel one run", _json(CANCELLED), 404, 409, 503, params=[CELERY_ID])},
         },
     }

@@ -8,6 +8,8 @@ class Prepared:
         dialect = engine.dialect
         compiled = statement.compile(dialect=dialect)
         self.sql = str(compiled)
+        if "POSTCOMPILE" in self.sql:
+            raise ValueError(f"expanding parameters (IN lists) cannot be prepared once: {self.sql}")
         self.order = list(compiled.positiontup) if dialect.positional else None
         self.processors = {}
         for name, bind in compiled.binds.items():

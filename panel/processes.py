@@ -135,6 +135,18 @@ def scan(instance, app_module=APP_MODULE):
     return {kind: [r for r in refs if r.kind == kind] for kind in KINDS}
 
 
+def pool_child(instance, pid):
+    """A ProcessRef for pid when it is a pool child of one of this instance's workers, else None."""
+    for worker in scan(instance)[WORKER]:
+        if pid in worker.children:
+            try:
+                proc = psutil.Process(pid)
+                return ProcessRef(pid, proc.create_time(), tuple(proc.cmdline()), "pool")
+            except psutil.Error:
+                return None
+    return None
+
+
 def still_same(ref):
     """True when the pid still names the very process we saw, not a reused pid."""
     try:

@@ -4,7 +4,7 @@ import logging
 from datetime import datetime, timezone
 
 from celery import signals
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, func, insert, or_, select, update
 
 from models import COMPLETED, FAILED, PENDING, RUNNING, ScheduledTask, TaskLog, db, utcnow
 from panel import prepared
@@ -24,13 +24,31 @@ def _by_task_id():
     return logs_t.c.celery_task_id == bindparam("tid")
 
 
-def _statements():
+def _still_open():
+    # Two comparisons, not IN (...): an expanding IN cannot be prepared once (see prepared.py).
+    return or_(logs_t.c.status == PENDING, logs_t.c.status == RUNNING)
+
+
+def _upsert_run(dialect_name, columns):
+    """Insert a run; when the worker's start got there first, fill in what only the sender knows."""
+    if dialect_name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    elif dialect_name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    else:
+        return insert(logs_t).values({c: bindparam(c) for c in columns})
+    stmt = dialect_insert(logs_t).values({c: bindparam(c) for c in columns})
+    return stmt.on_conflict_do_update(index_elements=[logs_t.c.celery_task_id], set_={
+        "scheduled_task_id": stmt.excluded.scheduled_task_id, "queued_at": stmt.excluded.queued_at})
+
+
+def _statements(dialect_name):
     """Every write the recorder makes, as Core statements with named parameters."""
     run_columns = ("celery_task_id", "task_name", "scheduled_task_id", "status", "state", "args", "kwargs",
                    "queued_at", "started_at", "worker", "retries", "next_retry_at")
     schedule_of_run = select(logs_t.c.scheduled_task_id).where(_by_task_id()).scalar_subquery()
     return {
-        "insert": insert(logs_t).values({c: bindparam(c) for c in run_columns}),
+        "insert": _upsert_run(dialect_name, run_columns),
         "retry_sent": update(logs_t).where(_by_task_id()).values(
             status=PENDING, state="RETRY", retries=bindparam("retries"), next_retry_at=bindparam("eta")),
         "schedule_sent": update(tasks_t).where(tasks_t.c.id == bindparam("sid")).values(
@@ -40,12 +58,13 @@ def _statements():
             next_retry_at=None),
         "succeeded": update(logs_t).where(_by_task_id()).values(
             status=COMPLETED, state="SUCCESS", finished_at=bindparam("now"), result=bindparam("result"), error=None),
-        "failed": update(logs_t).where(_by_task_id()).values(
+        # A failure after a cancel (the killed process) must not overwrite "Task cancelled manually".
+        "failed": update(logs_t).where(_by_task_id()).where(_still_open()).values(
             status=FAILED, state="FAILURE", finished_at=bindparam("now"), error=bindparam("error"),
             traceback=bindparam("tb")),
         "retrying": update(logs_t).where(_by_task_id()).values(
             status=PENDING, state="RETRY", retries=bindparam("retries"), error=bindparam("error")),
-        "revoked": update(logs_t).where(_by_task_id()).where(logs_t.c.status.in_((PENDING, RUNNING))).values(
+        "revoked": update(logs_t).where(_by_task_id()).where(_still_open()).values(
             status=FAILED, state="REVOKED", finished_at=bindparam("now"), error=bindparam("error")),
         "schedule_status": update(tasks_t).where(tasks_t.c.id == schedule_of_run).values(status=bindparam("st")),
     }
@@ -75,7 +94,7 @@ def _as_naive_utc(value):
 
 
 def on_publish(sender=None, body=None, headers=None, **_):
-    """A message is on its way: first send inserts the row, a retry's resend updates it."""
+    """A message left (after_task_publish: a failed send records nothing): insert, or a retry's update."""
     headers = headers or {}
     task_id = headers.get("id")
     if not task_id:
@@ -145,12 +164,12 @@ def connect(app, celery):
     global _engine, _sql
     with app.app_context():
         _engine = db.engine
-    _sql = {name: prepared.Prepared(_engine, stmt) for name, stmt in _statements().items()}
+    _sql = {name: prepared.Prepared(_engine, stmt) for name, stmt in _statements(_engine.dialect.name).items()}
     signals.worker_process_init.connect(lambda **_: dispose_after_fork(app), weak=False)
-    signals.before_task_publish.connect(on_schedule_publish, weak=False)
+    signals.after_task_publish.connect(on_schedule_publish, weak=False)
     if not app.config["RECORD_RUNS"]:
         return
-    signals.before_task_publish.connect(on_publish, weak=False)
+    signals.after_task_publish.connect(on_publish, weak=False)
     signals.task_prerun.connect(on_prerun, weak=False)
     signals.task_success.connect(on_success, weak=False)
     signals.task_failure.connect(on_failure, weak=False)

@@ -6,9 +6,7 @@ from flask import Blueprint, current_app, g, jsonify, request
 from panel import audit, runs
 from panel.api_errors import error_response
 from panel.auth import admin, operator, public, viewer
-from panel.broker import BrokerDown
 from panel.processes import BEAT, WORKER
-from panel.supervisor import ControlBusy
 
 api = Blueprint("api", __name__)
 log = logging.getLogger("panel.control")
@@ -19,23 +17,6 @@ STOPPED_REASON = "Celery was stopped from the panel while this task was running"
 
 def supervisor():
     return current_app.extensions["supervisor"]
-
-
-@api.errorhandler(ControlBusy)
-def _busy(exc):
-    return error_response(409, str(exc))
-
-
-@api.errorhandler(BrokerDown)
-def _broker_down(exc):
-    log.error("control refused: %s", exc)
-    return error_response(503, str(exc))
-
-
-@api.errorhandler(PermissionError)
-def _denied(exc):
-    log.error("permission denied: %s", exc)
-    return error_response(500, f"permission denied while signalling a Celery process: {exc}")
 
 
 @api.get("/healthz")
@@ -145,6 +126,8 @@ def audit_events():
         before = int(request.args["before"]) if request.args.get("before") else None
     except ValueError:
         return error_response(400, "limit and before must be whole numbers")
+    if before is not None and not 0 < before <= 2**62:
+        return error_response(400, "before must be an event id")
     events = audit.events(limit, before, request.args.get("actor"), request.args.get("action"))
     return jsonify({"events": [audit.as_dict(e) for e in events],
                     "next_before": events[-1].id if len(events) == min(max(limit, 1), audit.PAGE_SIZE_MAX) else None})

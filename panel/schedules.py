@@ -11,6 +11,8 @@ from models import ScheduledTask, db
 
 CRON_FIELDS = 5
 NAME_MAX = 200
+ID_MAX = 2**31 - 1                    # larger ids cannot exist, and would overflow the database's integer
+INTERVAL_MAX_S = 10 * 365 * 24 * 3600  # ten years
 
 
 class ValidationError(ValueError):
@@ -95,6 +97,8 @@ def clean(data, registered, partial=False):
             raise ValidationError("interval_seconds", "must be a whole number of seconds above zero") from exc
         if seconds <= 0 or float(value) != seconds:
             raise ValidationError("interval_seconds", "must be a whole number of seconds above zero")
+        if seconds > INTERVAL_MAX_S:
+            raise ValidationError("interval_seconds", f"must be at most {INTERVAL_MAX_S} (ten years)")
         out.update(interval_seconds=seconds, crontab=None)
     elif has_cron:
         if not isinstance(data["crontab"], str):
@@ -153,7 +157,7 @@ def set_all_enabled(enabled):
 
 
 def get(task_id):
-    task = db.session.get(ScheduledTask, task_id)
+    task = db.session.get(ScheduledTask, task_id) if 0 < task_id <= ID_MAX else None
     if task is None:
         raise NotFound(f"scheduled task {task_id} does not exist")
     return task
@@ -169,3 +173,41 @@ def _commit_unique(name):
     except IntegrityError as exc:
         db.session.rollback()
         raise ValidationError("name", f"a task named {name!r} already exists") from exc
+
+
+def _iso(value):
+    return value.isoformat() + "Z" if value else None
+
+
+def as_dict(task):
+    out = {"id": task.id, "name": task.name, "task": task.task, "args": task.args or [], "kwargs": task.kwargs or {},
+           "enabled": task.enabled, "status": task.status, "last_run_at": _iso(task.last_run_at),
+           "next_run_at": _iso(task.next_run_at), "run_count": task.run_count,
+           "disabled_reason": task.disabled_reason}
+    if task.crontab:
+        out["crontab"] = task.crontab
+    else:
+        out["interval_seconds"] = task.interval_seconds
+    return out
+
+
+def _send(celery, task_id, celery_name, args, kwargs):
+    from panel import broker, recorder
+    return broker.send(celery, celery_name, list(args or []), dict(kwargs or {}),
+                       headers={recorder.SCHEDULE_HEADER: task_id}).id
+
+
+def run_now(task, celery):
+    """Send one run of a scheduled task now; its row and counters follow through the publish signal."""
+    fields = (task.id, task.task, task.args, task.kwargs)
+    db.session.rollback()  # no transaction held while talking to the broker
+    return _send(celery, *fields)
+
+
+def run_all(celery):
+    """Send every enabled task now; returns (name, celery id) pairs."""
+    rows = db.session.execute(select(ScheduledTask.id, ScheduledTask.name, ScheduledTask.task, ScheduledTask.args,
+                                     ScheduledTask.kwargs).where(ScheduledTask.enabled.is_(True))
+                              .order_by(ScheduledTask.name)).all()
+    db.session.rollback()
+    return [(name, _send(celery, task_id, celery_name, args, kwargs)) for task_id, name, celery_name, args, kwargs in rows]

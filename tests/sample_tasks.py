@@ -22,3 +22,9 @@ def sleep_ignoring_term(seconds):
 def sleep(seconds):
     time.sleep(seconds)
     return seconds
+
+
+@shared_task(name="tests.always_fails", bind=True, max_retries=50)
+def always_fails(self, countdown=1.0):
+    """A task stuck in a retry loop."""
+    raise self.retry(exc=RuntimeError("upstream is down"), countdown=countdown)

@@ -76,3 +76,31 @@ def test_an_edit_that_reads_first_never_fails_when_a_worker_writes_meanwhile(mak
     with app.app_context():
         assert db.session.get(ScheduledTask, task_id).interval_seconds == 7
         assert db.session.query(TaskLog).filter_by(celery_task_id=tid).count() == 1
+
+
+def test_a_start_recorded_before_the_senders_insert_keeps_both_halves(make_app, backend):
+    """The worker may start a run before the sender's after-publish insert commits: nothing is lost."""
+    app = make_app(backend)
+    with app.app_context():
+        sched = ScheduledTask(name="race", task="tests.add", interval_seconds=5)
+        db.session.add(sched)
+        db.session.commit()
+        sched_id = sched.id
+    tid = uuid.uuid4().hex
+    recorder.on_prerun(task_id=tid, task=_task(tid), args=[1, 2], kwargs={})
+    recorder.on_publish(sender="tests.add", body=([1, 2], {}, {}),
+                        headers={"id": tid, "task": "tests.add", recorder.SCHEDULE_HEADER: sched_id})
+    with app.app_context():
+        run = db.session.query(TaskLog).filter_by(celery_task_id=tid).one()
+        assert run.status == "running" and run.worker == "w1@host" and run.scheduled_task_id == sched_id
+
+
+def test_every_recorder_statement_prepares_and_a_revoke_is_recorded(make_app, backend):
+    app = make_app(backend)
+    tid = uuid.uuid4().hex
+    recorder.on_publish(sender="tests.add", body=([1], {}, {}), headers={"id": tid, "task": "tests.add"})
+    recorder.on_revoked(request=SimpleNamespace(id=tid), terminated=True, signum=15)
+    recorder.on_failure(sender=None, task_id=tid, exception=RuntimeError("after the revoke"), einfo=None)
+    with app.app_context():
+        run = db.session.query(TaskLog).filter_by(celery_task_id=tid).one()
+        assert (run.status, run.state, run.error) == ("failed", "REVOKED", "Task terminated by signal 15")

@@ -56,7 +56,7 @@ def test_control_actions_and_errors_go_to_the_panel_log(make_app):
     client.post("/scheduler/start-celery/")
     text = (Path(app.config["INSTANCE_PATH"]) / "logs" / "panel.log").read_text()
     assert "restart of Celery Beat asked, but Beat is not running" in text
-    assert "control refused: broker unreachable" in text
+    assert "-> 503: broker unreachable" in text
 
 
 def test_launcher_starts_a_private_redis_when_nothing_answers(tmp_path):
