@@ -134,3 +134,13 @@ def test_run_now_and_run_all_are_recorded_and_executed(app, client, site):
     for cid in everything["celery_task_ids"]:
         wait_for(lambda: client.get(f"/api/runs/{cid}").get_json().get("status") == "completed", 20, "run-all runs")
     assert len(client.get(f"/api/tasks/{ok['id']}/runs").get_json()["runs"]) == 2
+
+
+def test_a_retrying_run_shows_its_count_last_error_and_next_attempt(app, client):
+    assert app.extensions["supervisor"].start((processes.WORKER,))[processes.WORKER].ok
+    result = app.extensions["celery"].send_task("tests.always_fails", kwargs={"countdown": 30})
+    run = wait_for(lambda: (r := client.get(f"/api/runs/{result.id}").get_json()).get("retries", 0) >= 1
+                   and r.get("next_retry_at") and r, 20, "the first retry")
+    assert run["state"] == "RETRY" and run["status"] == "pending"
+    assert "upstream is down" in run["error"]
+    assert run["next_retry_at"] > run["started_at"]
