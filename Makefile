@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum requirements.txt | cut -c1-12)
 
-.PHONY: run test bench venv clean-venv
+.PHONY: run test bench venv clean-venv system-deps
 
 $(STAMP): requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -16,7 +16,17 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(PY) -m panel.launcher
 
-test: $(STAMP)
+# The suite needs a real redis-server and Debian's chromium (page tests); install them when missing.
+system-deps:
+	@missing=""; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	test -x /usr/bin/chromium || missing="$$missing chromium chromium-driver"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+test: $(STAMP) system-deps
 	$(PY) -m pytest
 
 bench: $(STAMP)

@@ -88,6 +88,12 @@ def document():
                 "Stop the worker and Beat; running tasks and logs become failed (seeds 000, 001)",
                 _json(_obj(status=STR, message=STR, workers_killed=INT, beats_killed=INT)), 409, 500)},
             "/api/me": {"get": _op("Who you are", _json(_obj(username=STR, role=STR, via=STR)))},
+            "/api/logs/{program}": {"get": _op(
+                "The last lines of the worker's or Beat's log", _json(_obj(program=STR, path=STR, exists=BOOL,
+                                                                           lines={"type": "array", "items": STR})),
+                400, 404, params=[{"name": "program", "in": "path", "required": True,
+                                   "schema": {"type": "string", "enum": ["worker", "beat"]}},
+                                  q("lines", {"type": "integer", "minimum": 1, "maximum": 1000})])},
             "/api/audit": {"get": _op(
                 "The audit log, newest first (admin)",
                 _json(_obj(events={"type": "array", "items": {"type": "object"}}, next_before={"nullable": True, **INT})),

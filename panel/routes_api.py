@@ -7,6 +7,7 @@ from panel import audit, runs
 from panel.api_errors import error_response
 from panel.auth import admin, operator, public, viewer
 from panel.processes import BEAT, WORKER
+from panel.supervisor import tail
 
 api = Blueprint("api", __name__)
 log = logging.getLogger("panel.control")
@@ -107,6 +108,19 @@ def start_celery():
     if not ok:
         body["log_tail"] = {r.kind: r.log_tail for r in (worker, beat) if not r.ok}
     return jsonify(body), (200 if ok else 500)
+
+
+@api.get("/api/logs/<any(worker, beat):program>")
+@viewer
+def process_log(program):
+    """The last lines of the worker's or Beat's log, as Supervisor's tail shows them."""
+    try:
+        lines = min(max(int(request.args.get("lines", 50)), 1), 1000)
+    except ValueError:
+        return error_response(400, "lines must be a whole number")
+    path = supervisor().log_path(program)
+    return jsonify({"program": program, "path": str(path), "exists": path.exists(),
+                    "lines": tail(path, lines).splitlines()})
 
 
 @api.get("/api/me")

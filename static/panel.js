@@ -1,21 +1,64 @@
-// The dashboard: status badges polled every 30 s (seed 002), never overlapping, paused while hidden.
+// The dashboard. Plain JavaScript: polls never overlap, pause while the tab is hidden, and every
+// action refreshes what it changed at once. Status is always text and icon as well as colour.
 "use strict";
 
 const POLL_MS = 30000;
 const START_COMMAND = "./start_celery_beat.sh";
+const TASK_BADGES = {  // seed 001
+  running: ["yellow", "⟳ Running"], failed: ["red", "✗ Failed"],
+  completed: ["green", "✓ Completed"], pending: ["gray", "… Pending"],
+};
+const TOOLBAR = {
+  "run-all": ["Run every enabled task now?", "/scheduler/run-all-tasks/"],
+  "stop-all": ["Disable all tasks? Beat will stop sending them.", "/scheduler/stop-all-tasks/"],
+  "start-all": ["Enable all tasks? Beat will send them on schedule again.", "/scheduler/start-all-tasks/"],
+  "stop-celery": ["Stop Celery? The worker and Beat are terminated; running tasks are marked failed.", "/scheduler/stop-celery/"],
+  "start-celery": ["Start Celery (worker and Beat)?", "/scheduler/start-celery/"],
+};
+
 let polling = false;
 let beatStopped = false;
+let shownLog = null;
+const $ = (id) => document.getElementById(id);
+const canControl = () => $("page-data").dataset.canControl === "true";
+
+function announce(text) { $("live").textContent = text; }
+
+function showOutcome(text, ok) {
+  const el = $("outcome");
+  el.hidden = false;
+  el.textContent = text;
+  el.className = "outcome " + (ok ? "ok" : "bad");
+  announce(text);
+}
 
 function setBadge(id, text, colour, title) {
-  const el = document.getElementById(id);
-  if (!el) return;
+  const el = $(id);
   const changed = el.textContent !== text;
   el.textContent = text;
   el.className = "badge badge-" + colour + (id === "beat-badge" && beatStopped ? " clickable" : "");
   el.title = title || "";
-  if (changed) document.getElementById("live").textContent = id.replace("-badge", "") + ": " + text;
+  if (changed && text !== "Checking...") announce(id.replace("-badge", "") + ": " + text);
 }
 
+async function request(method, url, body) {
+  const headers = { Accept: "application/json" };
+  if (method !== "GET") headers["X-CSRFToken"] = document.querySelector('meta[name="csrf-token"]').content;
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const resp = await fetch(url, { method, headers, credentials: "same-origin",
+                                  body: body === undefined ? undefined : JSON.stringify(body) });
+  let data = {};
+  try { data = await resp.json(); } catch (e) { data = { message: resp.statusText }; }
+  return { ok: resp.ok, status: resp.status, data };
+}
+
+async function getJSON(url) {
+  const r = await request("GET", url);
+  if (!r.ok) throw new Error(url + " answered " + r.status);
+  return r.data;
+}
+
+// ---- status (seed 000 and 002) ------------------------------------------------------------
 function showStartInstructions() {
   if (!beatStopped) return;
   alert("To start Celery Beat, run this command:\n\n" + START_COMMAND +
@@ -40,30 +83,205 @@ function renderProcesses(data) {
            w.active ? "PIDs: " + w.pids.join(", ") + " (" + w.pool_processes + " pool processes)" : "");
 }
 
-async function getJSON(url) {
-  const resp = await fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" });
-  if (!resp.ok) throw new Error(url + " answered " + resp.status);
-  return resp.json();
+async function refreshStatus() {
+  const [beat, procs] = await Promise.allSettled([getJSON("/celery_status"), getJSON("/scheduler/celery-status/")]);
+  if (beat.status === "fulfilled") renderBeat(beat.value);
+  else { beatStopped = false; setBadge("beat-badge", "❌ Error", "red", "Cannot check status: " + beat.reason); }
+  if (procs.status === "fulfilled") renderProcesses(procs.value);
+  else {
+    setBadge("overall-badge", "❌ Error", "red", String(procs.reason));
+    setBadge("worker-badge", "❌ Error", "red", String(procs.reason));
+  }
 }
 
-async function refreshStatus() {
+// ---- tasks (seed 001) ---------------------------------------------------------------------
+function when(iso) { return iso ? new Date(iso).toLocaleString() : "—"; }
+
+function cell(row, text, cls) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  if (cls) td.className = cls;
+  row.appendChild(td);
+  return td;
+}
+
+function actionButton(label, title, handler, cls) {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.textContent = label;
+  b.title = title;
+  b.setAttribute("aria-label", title);
+  if (cls) b.className = cls;
+  b.disabled = !canControl();
+  b.addEventListener("click", handler);
+  return b;
+}
+
+function renderTasks(tasks) {
+  const body = $("tasks-body");
+  body.replaceChildren();
+  if (!tasks.length) { cell(body.insertRow(), "No scheduled tasks yet.").colSpan = 8; return; }
+  for (const t of tasks) {
+    const row = body.insertRow();
+    row.dataset.taskId = t.id;
+    cell(row, t.name);
+    cell(row, t.task, "mono");
+    cell(row, t.crontab ? "cron " + t.crontab : "every " + t.interval_seconds + " s", "mono");
+    cell(row, t.enabled ? when(t.next_run_at) : "disabled" + (t.disabled_reason ? ": " + t.disabled_reason : ""));
+    cell(row, when(t.last_run_at));
+    cell(row, String(t.run_count));
+    const [colour, label] = TASK_BADGES[t.status] || ["gray", t.status];
+    const badge = document.createElement("span");
+    badge.className = "badge badge-" + colour + " task-status";
+    badge.textContent = label;
+    cell(row, "").appendChild(badge);
+    const actions = cell(row, "", "actions");
+    if (t.status === "running") {
+      actions.appendChild(actionButton("✕", "Cancel " + t.name, () => cancelTask(t), "cancel-x"));
+    }
+    actions.appendChild(actionButton("Run now", "Run " + t.name + " now", () => taskAction(t, "run", "Sent " + t.name)));
+    actions.appendChild(t.enabled
+      ? actionButton("Disable", "Disable " + t.name, () => taskAction(t, "disable", t.name + " disabled"))
+      : actionButton("Enable", "Enable " + t.name, () => taskAction(t, "enable", t.name + " enabled")));
+    actions.appendChild(actionButton("Edit", "Edit " + t.name, () => openTaskForm(t)));
+  }
+}
+
+async function refreshTasks() {
+  try { renderTasks((await getJSON("/api/tasks")).tasks); }
+  catch (e) { showOutcome("Could not load tasks: " + e.message, false); }
+}
+
+async function taskAction(t, verb, message) {
+  const r = await request("POST", "/api/tasks/" + t.id + "/" + verb);
+  showOutcome(r.ok ? message : r.data.message, r.ok);
+  await refreshTasks();
+}
+
+async function cancelTask(t) {
+  if (!confirm("Cancel the running task " + t.name + "? It will be stopped and marked as failed.")) return;
+  const r = await request("POST", "/scheduler/cancel-task/" + t.id + "/");
+  const extra = r.ok && !r.data.confirmed_stopped ? " (its stop could not be confirmed)" : "";
+  showOutcome((r.data.message || "Cancel failed") + extra, r.ok);
+  await refreshTasks();
+}
+
+// ---- the task form and the RESTART NOW flow (seed 002) -----------------------------------
+function openTaskForm(t) {
+  const form = $("task-form");
+  form.reset();
+  form.querySelectorAll(".field-error").forEach((p) => { p.textContent = ""; });
+  $("task-dialog-title").textContent = t ? "Edit " + t.name : "New task";
+  form.elements.id.value = t ? t.id : "";
+  if (t) {
+    form.elements.name.value = t.name;
+    form.elements.task.value = t.task;
+    form.elements.args.value = JSON.stringify(t.args);
+    form.elements.kwargs.value = JSON.stringify(t.kwargs);
+    form.elements.kind.value = t.crontab ? "crontab" : "interval";
+    form.elements.interval_seconds.value = t.interval_seconds || "";
+    form.elements.crontab.value = t.crontab || "";
+  }
+  $("task-dialog").showModal();
+}
+
+async function saveTask(event) {
+  event.preventDefault();
+  const f = event.target.elements;
+  const data = { name: f.name.value, task: f.task.value, args: f.args.value, kwargs: f.kwargs.value };
+  if (f.kind.value === "crontab") { data.crontab = f.crontab.value; data.interval_seconds = null; }
+  else { data.interval_seconds = f.interval_seconds.value === "" ? null : Number(f.interval_seconds.value); }
+  const editing = f.id.value !== "";
+  const r = await request(editing ? "PUT" : "POST", editing ? "/api/tasks/" + f.id.value : "/api/tasks", data);
+  event.target.querySelectorAll(".field-error").forEach((p) => { p.textContent = ""; });
+  if (!r.ok) {
+    const slot = event.target.querySelector('.field-error[data-field="' + (r.data.field || "body") + '"]');
+    slot.textContent = r.data.message;
+    announce("Not saved: " + r.data.message);
+    return;
+  }
+  $("task-dialog").close();
+  showOutcome((editing ? "Saved " : "Created ") + r.data.name + ". Beat picks the change up automatically.", true);
+  await refreshTasks();
+  if (editing) $("restart-dialog").showModal();
+}
+
+async function restartBeat() {
+  const r = await request("POST", "/restart_celery_beat");
+  $("restart-dialog").close();
+  if (r.data.success) {
+    alert("✅ Celery Beat restart signal sent successfully!");
+    showOutcome("Celery Beat restarted (PID " + r.data.new_pids.join(", ") + ")", true);
+  } else if (r.data.not_running) {
+    if (confirm("⚠️ Celery Beat is not currently running.\n\nWould you like to see instructions on how to start it?")) {
+      alert("To start Celery Beat, run this command:\n\n" + START_COMMAND +
+            "\n\nAfter starting, your schedule changes will take effect automatically.");
+    }
+    showOutcome(r.data.message, false);
+  } else {
+    showOutcome("Restart failed: " + r.data.message, false);
+  }
+  await refreshStatus();
+}
+
+// ---- toolbar (seed 000) -------------------------------------------------------------------
+async function toolbarAction(name) {
+  const [question, url] = TOOLBAR[name];
+  if (!confirm(question)) return;
+  const button = document.querySelector('[data-action="' + name + '"]');
+  button.disabled = true;
+  button.setAttribute("aria-busy", "true");
+  try {
+    const r = await request("POST", url);
+    showOutcome(r.data.message || ("Failed: HTTP " + r.status), r.ok && r.data.status !== "error");
+  } finally {
+    button.disabled = false;
+    button.removeAttribute("aria-busy");
+  }
+  await refreshAll();
+  if (shownLog) await showLog(shownLog);
+}
+
+// ---- logs -----------------------------------------------------------------------------------
+async function showLog(program) {
+  shownLog = program;
+  try {
+    const data = await getJSON("/api/logs/" + program + "?lines=80");
+    $("log-view").hidden = false;
+    $("log-path").textContent = data.path + (data.exists ? "" : " (no log yet)");
+    const pre = $("log-lines");
+    pre.textContent = data.lines.join("\n") || "(empty)";
+    pre.scrollTop = pre.scrollHeight;  // the newest lines are the ones that explain a failed start
+  } catch (e) {
+    showOutcome("Could not read the " + program + " log: " + e.message, false);
+  }
+}
+
+// ---- polling --------------------------------------------------------------------------------
+async function refreshAll() {
   if (polling) return;  // polls never overlap
   polling = true;
   try {
-    const [beat, procs] = await Promise.allSettled([getJSON("/celery_status"), getJSON("/scheduler/celery-status/")]);
-    if (beat.status === "fulfilled") renderBeat(beat.value);
-    else { beatStopped = false; setBadge("beat-badge", "❌ Error", "red", "Cannot check status: " + beat.reason); }
-    if (procs.status === "fulfilled") renderProcesses(procs.value);
-    else setBadge("overall-badge", "❌ Error", "red", String(procs.reason));
-    document.getElementById("last-updated").textContent = new Date().toLocaleTimeString();
+    await Promise.all([refreshStatus(), refreshTasks()]);
+    $("last-updated").textContent = new Date().toLocaleTimeString();
   } finally {
     polling = false;
   }
 }
 
 document.addEventListener("DOMContentLoaded", () => {
-  document.getElementById("beat-badge").addEventListener("click", showStartInstructions);
-  refreshStatus();
-  setInterval(() => { if (!document.hidden) refreshStatus(); }, POLL_MS);
-  document.addEventListener("visibilitychange", () => { if (!document.hidden) refreshStatus(); });
+  $("beat-badge").addEventListener("click", showStartInstructions);
+  document.querySelectorAll("[data-action]").forEach((b) =>
+    b.addEventListener("click", () => toolbarAction(b.dataset.action)));
+  document.querySelectorAll("[data-log]").forEach((b) => b.addEventListener("click", () => showLog(b.dataset.log)));
+  $("log-refresh").addEventListener("click", () => showLog(shownLog));
+  const newTask = $("new-task");
+  if (newTask) newTask.addEventListener("click", () => openTaskForm(null));
+  $("task-form").addEventListener("submit", saveTask);
+  $("task-cancel").addEventListener("click", () => $("task-dialog").close());
+  $("restart-close").addEventListener("click", () => $("restart-dialog").close());
+  $("restart-now").addEventListener("click", restartBeat);
+  refreshAll();
+  setInterval(() => { if (!document.hidden) refreshAll(); }, POLL_MS);
+  document.addEventListener("visibilitychange", () => { if (!document.hidden) refreshAll(); });
 });

@@ -1,0 +1,228 @@
+"""The dashboard in headless Chromium against the real panel, worker and Beat (screenshots in tests/artifacts/)."""
+import threading
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+from werkzeug.serving import make_server
+
+from models import db
+from panel import processes, users
+from panel.processes import BEAT, WORKER
+from tests.conftest import TEST_PASSWORD, api_client
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARTIFACTS = Path(__file__).parent / "artifacts"
+UI_WAIT_MS = 30_000
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        raise RuntimeError("Debian's chromium is missing: apt-get install chromium chromium-driver")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def served(app):
+    """The app on a real loopback port, with an operator to log in as."""
+    with app.app_context():
+        users.create("op", TEST_PASSWORD, "operator")
+        db.session.remove()
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield app, f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+@pytest.fixture
+def page(browser, served, request):
+    app, base = served
+    context = browser.new_context(viewport={"width": 1200, "height": 800})
+    page = context.new_page()
+    page.dialogs = []
+
+    def on_dialog(dialog):
+        page.dialogs.append((dialog.type, dialog.message))
+        dialog.accept()
+    page.on("dialog", on_dialog)
+    page.console_warnings = []
+    page.on("console", lambda msg: msg.type == "warning" and page.console_warnings.append(msg.text))
+    page.base = base
+    yield page
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{request.node.name}-end.png"), full_page=True)
+    context.close()
+
+
+def login(page, clock=False):
+    if clock:
+        page.clock.install()
+    page.goto(page.base + "/")
+    page.fill("#username", "op")
+    page.fill("#password", TEST_PASSWORD)
+    page.click("button[type=submit]")
+    expect(page.locator("#overall-badge")).not_to_have_text("Checking...", timeout=UI_WAIT_MS)
+
+
+def shot(page, name):
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def start_all(app):
+    results = app.extensions["supervisor"].start()
+    assert all(r.ok for r in results.values()), {k: r.log_tail for k, r in results.items()}
+    return results
+
+
+def test_the_page_loads_with_the_right_badges(page, served):
+    app, _ = served
+    start_all(app)
+    login(page)
+    expect(page.locator("#overall-badge")).to_have_text("● Running")
+    expect(page.locator("#overall-badge")).to_have_class("badge badge-green")
+    expect(page.locator("#worker-badge")).to_have_text("✓ Active")
+    beat = page.locator("#beat-badge")
+    expect(beat).to_have_text("✓ Active")
+    pid = processes.scan(app.config["INSTANCE_PATH"])[BEAT][0].pid
+    expect(beat).to_have_attribute("title", f"PIDs: {pid}")
+    shot(page, "dashboard-running")
+
+
+def test_stop_celery_then_start_celery_from_the_toolbar(page, served):
+    app, _ = served
+    start_all(app)
+    login(page)
+    page.click("[data-action=stop-celery]")
+    expect(page.locator("#outcome")).to_contain_text("Stopped 1 worker(s) and 1 beat", timeout=UI_WAIT_MS)
+    assert page.dialogs[0][0] == "confirm" and "Stop Celery?" in page.dialogs[0][1]
+    expect(page.locator("#overall-badge")).to_have_text("■ Stopped")
+    expect(page.locator("#overall-badge")).to_have_class("badge badge-red")
+    expect(page.locator("#worker-badge")).to_have_text("○ Inactive")
+    expect(page.locator("#worker-badge")).to_have_class("badge badge-gray")
+    expect(page.locator("#beat-badge")).to_have_text("⚠️ Stopped")
+    assert processes.scan(app.config["INSTANCE_PATH"]) == {WORKER: [], BEAT: []}
+    assert any("Celery Beat is not running" in w for w in page.console_warnings)
+    shot(page, "dashboard-stopped")
+
+    page.locator("#beat-badge").click()
+    assert page.dialogs[-1][0] == "alert" and "./start_celery_beat.sh" in page.dialogs[-1][1]
+
+    page.click("[data-action=start-celery]")
+    expect(page.locator("#outcome")).to_contain_text("Worker: started", timeout=UI_WAIT_MS)
+    expect(page.locator("#overall-badge")).to_have_text("● Running")
+    expect(page.locator("#beat-badge")).to_have_text("✓ Active")
+    table = processes.scan(app.config["INSTANCE_PATH"])
+    assert len(table[WORKER]) == 1 and len(table[BEAT]) == 1
+
+
+def test_a_running_task_is_cancelled_with_its_red_x(page, served):
+    app, _ = served
+    assert app.extensions["supervisor"].start((WORKER,))[WORKER].ok
+    client = api_client(app)
+    task = client.post("/api/tasks", json={"name": "stuck", "task": "tests.sleep", "args": [300],
+                                           "interval_seconds": 36000}).get_json()
+    login(page)
+    row = page.locator(f"tr[data-task-id='{task['id']}']")
+    row.get_by_role("button", name="Run stuck now").click()
+    expect(page.locator("#outcome")).to_have_text("Sent stuck")
+    for _ in range(40):  # the page refreshes on its own poll; here we reload until the worker took it
+        if row.locator(".task-status").inner_text() == "⟳ Running":
+            break
+        page.wait_for_timeout(250)
+        page.reload()
+    expect(row.locator(".task-status")).to_have_text("⟳ Running")
+    expect(row.locator(".task-status")).to_have_class("badge badge-yellow task-status")
+    shot(page, "task-running")
+    row.get_by_role("button", name="Cancel stuck").click()
+    expect(page.locator("#outcome")).to_have_text("Task stuck has been cancelled and marked as failed",
+                                                  timeout=UI_WAIT_MS)
+    expect(row.locator(".task-status")).to_have_text("✗ Failed")
+    expect(row.locator(".task-status")).to_have_class("badge badge-red task-status")
+    expect(row.get_by_role("button", name="Cancel stuck")).to_have_count(0)
+    shot(page, "task-cancelled")
+
+
+def test_a_schedule_edit_goes_through_restart_now(page, served):
+    app, _ = served
+    start_all(app)
+    client = api_client(app)
+    task = client.post("/api/tasks", json={"name": "hourly", "task": "tests.add", "args": [1, 2],
+                                           "interval_seconds": 3600}).get_json()
+    old_beat = client.get("/celery_status").get_json()["pids"]
+    login(page)
+    page.locator(f"tr[data-task-id='{task['id']}']").get_by_role("button", name="Edit hourly").click()
+    page.fill("#f-interval", "1800")
+    page.click("#task-form button[type=submit]")
+    expect(page.locator("#restart-dialog")).to_be_visible()
+    expect(page.locator("#restart-dialog")).to_contain_text("picks up schedule changes from the database automatically")
+    shot(page, "restart-now-dialog")
+    page.click("#restart-now")
+    expect(page.locator("#outcome")).to_contain_text("Celery Beat restarted", timeout=UI_WAIT_MS)
+    assert ("alert", "✅ Celery Beat restart signal sent successfully!") in page.dialogs
+    new_beat = client.get("/celery_status").get_json()["pids"]
+    assert new_beat and new_beat != old_beat
+    assert client.get(f"/api/tasks/{task['id']}").get_json()["interval_seconds"] == 1800
+
+    app.extensions["supervisor"].stop((BEAT,))
+    page.locator(f"tr[data-task-id='{task['id']}']").get_by_role("button", name="Edit hourly").click()
+    page.fill("#f-interval", "900")
+    page.click("#task-form button[type=submit]")
+    page.click("#restart-now")
+    expect(page.locator("#outcome")).to_have_text("Celery Beat is not currently running", timeout=UI_WAIT_MS)
+    kinds = [d for d in page.dialogs if "not currently running" in d[1] or "To start Celery Beat" in d[1]]
+    assert kinds[0][0] == "confirm" and "Would you like to see instructions" in kinds[0][1]
+    assert kinds[1][0] == "alert" and "./start_celery_beat.sh" in kinds[1][1]
+
+
+def test_the_task_form_names_the_bad_field_and_saves_nothing(page, served):
+    app, _ = served
+    login(page)
+    page.click("#new-task")
+    page.fill("#f-name", "bad cron")
+    page.check("input[name=kind][value=crontab]")
+    page.fill("#f-crontab", "61 * * * *")
+    page.click("#task-form button[type=submit]")
+    error = page.locator('.field-error[data-field="crontab"]')
+    expect(error).to_contain_text("crontab: does not parse")
+    shot(page, "form-field-error")
+    assert api_client(app).get("/api/tasks").get_json()["tasks"] == []
+
+
+def test_the_30_second_poll_with_the_page_clock_controlled(page, served):
+    app, _ = served
+    start_all(app)
+    login(page, clock=True)
+    expect(page.locator("#beat-badge")).to_have_text("✓ Active")
+    app.extensions["supervisor"].stop((BEAT,))
+    page.clock.run_for(10_000)
+    expect(page.locator("#beat-badge")).to_have_text("✓ Active")  # no poll before 30 s
+    page.clock.run_for(21_000)
+    expect(page.locator("#beat-badge")).to_have_text("⚠️ Stopped", timeout=UI_WAIT_MS)
+
+
+def test_a_failing_status_call_shows_error(page, served):
+    page.route("**/celery_status", lambda route: route.fulfill(status=500, body="{}"))
+    login(page)
+    expect(page.locator("#beat-badge")).to_have_text("❌ Error")
+    expect(page.locator("#beat-badge")).to_have_class("badge badge-red")
+    shot(page, "status-error")
+
+
+def test_logs_are_shown_on_request_and_controls_work_from_the_keyboard(page, served):
+    app, _ = served
+    start_all(app)
+    login(page)
+    page.click("[data-log=worker]")
+    expect(page.locator("#log-lines")).to_contain_text("ready", timeout=UI_WAIT_MS)
+    page.locator("[data-action=run-all]").focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#outcome")).to_have_text("Sent 0 enabled task(s)", timeout=UI_WAIT_MS)
+    shot(page, "worker-log")
