@@ -13,10 +13,10 @@ from panel.logs import setup_logging
 migrate = Migrate()
 
 
-def create_app(config=None):
-    """Code defaults, then `.env` and the environment, then the test dict."""
+def create_app(config=None, env_file=None):
+    """Code defaults, then `.env` (or env_file) and the environment, then the test dict."""
     app = Flask(__name__, instance_path=None, root_path=str(ROOT))
-    app.config.update(load_settings())
+    app.config.update(load_settings(env_file))
     app.config.update(config or {})
     app.instance_path = app.config["INSTANCE_PATH"]
     for sub in ("logs", "run"):

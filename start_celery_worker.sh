@@ -10,7 +10,8 @@ if [[ "${1:-}" == "--foreground" ]]; then
     --concurrency "${WORKER_CONCURRENCY:-2}" \
     --pool "${WORKER_POOL:-prefork}" \
     --queues "${WORKER_QUEUES:-celery}" \
-    --hostname "${WORKER_NODENAME:-worker@%h}"
+    --hostname "${WORKER_NODENAME:-worker@%h}" \
+    --statedb "$INSTANCE/run/worker-%n.state"
 fi
 
 if pids=$("$PYTHON" -m panel.processes worker); then

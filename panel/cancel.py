@@ -44,7 +44,7 @@ def _wait(alive, timeout_s):
     return True
 
 
-def _stop_running(celery, instance, task_id, worker, outcome):
+def stop_execution(celery, instance, task_id, worker, outcome):
     """SIGTERM through the worker; proof is the pool process gone; SIGKILL it after the grace if local.
 
     Celery drops a terminated request from `active` at once, whether or not its process died, so
@@ -89,7 +89,7 @@ def cancel(celery, instance, open_runs):
         outcome.revoked_queued = pending
     for task_id, worker in running:
         if worker:
-            _stop_running(celery, instance, task_id, worker, outcome)
+            stop_execution(celery, instance, task_id, worker, outcome)
         else:
             broker.revoke(celery, [task_id], terminate=True)
             outcome.not_confirmed.append(task_id)

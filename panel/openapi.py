@@ -130,5 +130,9 @@ def document():
                 params=[TASK_ID])},
             "/scheduler/cancel-run/{celery_task_id}/": {"post": _op(
                 "Cancel one run", _json(CANCELLED), 404, 409, 503, params=[CELERY_ID])},
+            "/scheduler/stop-retries/{celery_task_id}/": {"post": _op(
+                "Stop a run's retry loop for good (as scripts/stop_retries.py)",
+                _json(_obj(status=STR, message=STR, ok=BOOL, steps={"type": "array", "items": {"type": "object"}})),
+                404, 500, 503, params=[CELERY_ID])},
         },
     }

@@ -158,3 +158,16 @@ def cancel_run(celery_task_id):
     outcome = cancel.cancel_run(celery(), current_app.config["INSTANCE_PATH"], run)
     message = f"Run {celery_task_id} has been cancelled and marked as failed"
     return jsonify({"status": "success", "message": message, **outcome.as_dict()})
+
+
+@tasks_api.post("/scheduler/stop-retries/<celery_task_id>/")
+@operator
+def stop_retries(celery_task_id):
+    """The same operation as scripts/stop_retries.py: stop a retry loop for good, step by step."""
+    from panel import taskops
+    run_or_404(celery_task_id)
+    runs.end_transaction()
+    report = taskops.stop_retries(celery(), current_app.config["INSTANCE_PATH"], celery_task_id)
+    status = "success" if report["ok"] else "error"
+    message = f"Retry loop of {celery_task_id} {'stopped' if report['ok'] else 'not confirmed stopped'}"
+    return jsonify({"status": status, "message": message, **report}), (200 if report["ok"] else 500)

@@ -1,0 +1,63 @@
+#!/usr/bin/env python3
+"""Check, locate, revoke and clean up one Celery task by id (seed 004)."""
+import argparse
+import sys
+
+from cli_common import (EXIT_NOT_FOUND, EXIT_OK, add_common, emit, open_app, record_text, run,
+                        steps_text)
+
+
+def where_text(where):
+    if not where["workers"]:
+        return ["  workers: none answered"]
+    lines = [f"  workers answering: {', '.join(where['workers'])}"]
+    for label in ("active", "reserved"):
+        if where[label]:
+            lines.append(f"  {label.upper()} on {', '.join(where[label])}")
+    for entry in where["scheduled"]:
+        lines.append(f"  SCHEDULED on {entry['worker']} for {entry['eta']}")
+    if not (where["active"] or where["reserved"] or where["scheduled"]):
+        lines.append("  not in any worker's active, reserved or scheduled list")
+    return lines
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    add_common(parser)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, text in (("status", "state from the result backend and the panel's database"),
+                       ("info", "everything known, and where the task is now"),
+                       ("revoke", "revoke it and confirm the outcome"),
+                       ("cleanup", "forget its result and close its record")):
+        cmd = sub.add_parser(name, help=text, description=text)
+        cmd.add_argument("task_id")
+        if name == "revoke":
+            cmd.add_argument("--terminate", action="store_true", help="also stop it if it is running")
+    args = parser.parse_args(argv)
+    app = open_app(args)
+    celery = app.extensions["celery"]
+    instance = app.config["INSTANCE_PATH"]
+    from panel import taskops
+
+    report = run(app, lambda: taskops.info(celery, args.task_id))
+    if not taskops.known(report):
+        emit(args, dict(report, found=False), [f"task {args.task_id}: not found (no record, no result, no worker has it)"])
+        return EXIT_NOT_FOUND
+    if args.command in ("status", "info"):
+        if args.command == "status":
+            report.pop("where", None)
+        lines = [f"task {args.task_id}", f"  result backend: {report['backend']['state']}"] + record_text(report["record"])
+        if args.command == "info":
+            lines += where_text(report["where"])
+        emit(args, report, lines)
+        return EXIT_OK
+    if args.command == "revoke":
+        result = run(app, lambda: taskops.revoke(celery, instance, args.task_id, args.terminate))
+    else:
+        result = run(app, lambda: taskops.cleanup(celery, args.task_id))
+    emit(args, result, [f"{args.command} {args.task_id}"] + steps_text(result))
+    return EXIT_OK if result["ok"] else EXIT_NOT_FOUND
+
+
+if __name__ == "__main__":
+    sys.exit(main())
