@@ -14,18 +14,4 @@ if [[ "${1:-}" == "--foreground" ]]; then
     --statedb "$INSTANCE/run/worker-%n.state"
 fi
 
-if pids=$("$PYTHON" -m panel.processes worker); then
-  echo "The Celery worker is already running (PID $pids); not starting a second one." >&2
-  exit 1
-fi
-log="$INSTANCE/logs/worker.log"
-setsid "$0" --foreground >>"$log" 2>&1 </dev/null &
-pid=$!
-sleep 3
-if kill -0 "$pid" 2>/dev/null; then
-  echo "Celery worker started in the background (PID $pid); log: $log"
-else
-  echo "The Celery worker failed to start; last lines of $log:" >&2
-  tail -n 20 "$log" >&2
-  exit 1
-fi
+start_in_background worker "The Celery worker" 3

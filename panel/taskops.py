@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 
 from celery.result import AsyncResult
 
-from models import FAILED, PENDING, RUNNING
+from models import PENDING, RUNNING
 from panel import broker, cancel, runs
 
 log = logging.getLogger("panel.taskops")

@@ -11,3 +11,24 @@ PYTHON="${PYTHON:-$( [[ -x .venv/bin/python ]] && echo .venv/bin/python || comma
 CELERY="${CELERY:-$( [[ -x .venv/bin/celery ]] && echo .venv/bin/celery || command -v celery )}"
 INSTANCE="${PANEL_INSTANCE_PATH:-$PWD/instance}"
 mkdir -p "$INSTANCE/logs"
+
+# Start this script's process in the background (it re-runs itself with --foreground), refusing a
+# second copy; report the PID and log, or the log's last lines when it dies while settling.
+start_in_background() {
+  local kind="$1" label="$2" settle_s="$3" pids pid log
+  if pids=$("$PYTHON" -m panel.processes "$kind"); then
+    echo "$label is already running (PID $pids); not starting a second one." >&2
+    exit 1
+  fi
+  log="$INSTANCE/logs/$kind.log"
+  setsid "$0" --foreground >>"$log" 2>&1 </dev/null &
+  pid=$!
+  sleep "$settle_s"
+  if kill -0 "$pid" 2>/dev/null; then
+    echo "$label started in the background (PID $pid); log: $log"
+  else
+    echo "$label failed to start; last lines of $log:" >&2
+    tail -n 20 "$log" >&2
+    exit 1
+  fi
+}

@@ -1,5 +1,4 @@
 """Test helpers: private services, bounded waits, small local servers."""
-import os
 import shutil
 import socket
 import subprocess
@@ -104,6 +103,19 @@ class LocalSite:
         self.server.server_close()
 
 
-def env_without_panel_settings():
-    """The environment a hand-started process would have, minus anything of the test run."""
-    return {k: v for k, v in os.environ.items() if not k.startswith(("PANEL_", "CELERY_", "DATABASE_URL"))}
+def run_row(app, celery_task_id):
+    """A run's row read in a fresh transaction, so polling never looks at a stale snapshot."""
+    from models import TaskLog, db
+    with app.app_context():
+        try:
+            return db.session.query(TaskLog).filter_by(celery_task_id=celery_task_id).one_or_none()
+        finally:
+            db.session.remove()
+
+
+def start_worker(app):
+    """Start this app's worker through the supervisor; fail the test with its log when it cannot."""
+    from panel.processes import WORKER
+    result = app.extensions["supervisor"].start((WORKER,))[WORKER]
+    assert result.ok, result.log_tail
+    return result.pids[0]

@@ -5,8 +5,6 @@ import subprocess
 import time
 from datetime import timedelta
 
-import pytest
-
 from models import ScheduleChange, ScheduledTask, TaskLog, db, utcnow
 from panel import processes, schedules
 from panel.config import ROOT

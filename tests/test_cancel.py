@@ -6,23 +6,9 @@ import time
 import psutil
 
 from models import ScheduledTask, TaskLog, db, utcnow
-from panel import broker, processes, reconciler
+from panel import broker, reconciler
 from tests.conftest import api_client
-from tests.helpers import wait_for
-
-
-def run_row(app, celery_task_id):
-    with app.app_context():
-        try:
-            return db.session.query(TaskLog).filter_by(celery_task_id=celery_task_id).one_or_none()
-        finally:
-            db.session.remove()
-
-
-def start_worker(app):
-    result = app.extensions["supervisor"].start((processes.WORKER,))[processes.WORKER]
-    assert result.ok, result.log_tail
-    return result.pids[0]
+from tests.helpers import run_row, start_worker, wait_for
 
 
 def schedule(client, name, task, args, kwargs=None):

@@ -6,11 +6,10 @@ import time
 
 import pytest
 
-from models import TaskLog, db
 from panel import processes
 from panel.config import ROOT
 from tests.conftest import api_client
-from tests.helpers import free_port, wait_for
+from tests.helpers import free_port, run_row as row, start_worker, wait_for
 
 SCRIPTS = ROOT / "scripts"
 
@@ -20,19 +19,6 @@ def tool(app, *args, env=None, timeout=60):
     env = env if env is not None else app.extensions["supervisor"].child_env()
     return subprocess.run([sys.executable, str(SCRIPTS / args[0]), *args[1:]], cwd=str(ROOT), env=env,
                           capture_output=True, text=True, timeout=timeout)
-
-
-def row(app, task_id):
-    with app.app_context():
-        try:
-            return db.session.query(TaskLog).filter_by(celery_task_id=task_id).one_or_none()
-        finally:
-            db.session.remove()
-
-
-def start_worker(app):
-    result = app.extensions["supervisor"].start((processes.WORKER,))[processes.WORKER]
-    assert result.ok, result.log_tail
 
 
 @pytest.mark.parametrize("args", [

@@ -1,8 +1,6 @@
 """Set-up a newcomer relies on: settings precedence, migrations, the panel log, the launcher."""
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +11,6 @@ from flask_migrate import upgrade
 from app import create_app
 from models import db
 from panel import config, launcher
-from panel.config import ROOT
 from tests.conftest import api_client
 from tests.helpers import free_port, wait_for
 

@@ -9,12 +9,12 @@ import time
 import psutil
 import pytest
 
-from models import RUNNING, ScheduledTask, TaskLog, db
+from models import RUNNING, TaskLog, db
 from panel import oscontrol, processes
 from panel.config import ROOT
 from panel.processes import BEAT, WORKER, ProcessRef
 from tests.conftest import api_client
-from tests.helpers import env_without_panel_settings, wait_for
+from tests.helpers import wait_for
 
 
 def child_env(app, **extra):
