@@ -226,3 +226,28 @@ def test_logs_are_shown_on_request_and_controls_work_from_the_keyboard(page, ser
     page.keyboard.press("Enter")
     expect(page.locator("#outcome")).to_have_text("Sent 0 enabled task(s)", timeout=UI_WAIT_MS)
     shot(page, "worker-log")
+
+
+def test_two_beats_show_as_two_processes_with_both_pids(page, served):
+    import subprocess
+    from panel.config import ROOT
+    app, _ = served
+    start_all(app)
+    second = subprocess.Popen([str(ROOT / "start_celery_beat.sh"), "--foreground"], cwd=str(ROOT),
+                              env=app.extensions["supervisor"].child_env(), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        pids = []
+        for _ in range(50):
+            pids = [r.pid for r in processes.scan(app.config["INSTANCE_PATH"])[BEAT]]
+            if len(pids) == 2:
+                break
+            page.wait_for_timeout(100)
+        login(page)
+        badge = page.locator("#beat-badge")
+        expect(badge).to_have_text("✓ Active (2 processes)")
+        expect(badge).to_have_attribute("title", "PIDs: " + ", ".join(str(p) for p in pids))
+        shot(page, "beat-two-processes")
+    finally:
+        second.terminate()
+        second.wait(timeout=15)
