@@ -1,4 +1,5 @@
 """Issue 2: median GET /celery_status through the real app next to `pgrep -f` as a subprocess."""
+import logging
 import statistics
 import subprocess
 import threading
@@ -26,6 +27,7 @@ def timed(fn, rounds):
 
 
 def main():
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one access-log line per request drowns the figures
     with private_stack() as (app, _redis):
         results = app.extensions["supervisor"].start()
         assert all(r.ok for r in results.values()), results
