@@ -107,7 +107,8 @@ def list_tokens():
     """List tokens (never their secret)."""
     for t in users.all_tokens():
         state = f"revoked {t.revoked_at.isoformat(timespec='seconds')}" if t.revoked_at else "live"
-        click.echo(f"{t.id:>4} {t.prefix}…  {t.user.username:<20} {t.name:<20} {state}")
+        used = t.last_used_at.isoformat(timespec="minutes") if t.last_used_at else "never"
+        click.echo(f"{t.id:>4} {t.prefix}…  {t.user.username:<20} {t.name:<20} {state:<28} last used {used}")
 
 
 @tokens_cli.command("revoke")

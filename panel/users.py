@@ -2,13 +2,17 @@
 import hashlib
 import secrets
 
+from datetime import timedelta
+
 from sqlalchemy import select
+from sqlalchemy.orm import joinedload
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from models import ROLES, ApiToken, User, db, utcnow
 
 MIN_PASSWORD_CHARS = 10
 TOKEN_PREFIX = "ccp_"
+TOKEN_USE_RESOLUTION = timedelta(minutes=5)
 # A hash to check against when the user does not exist, so timing does not reveal usernames.
 _DUMMY_HASH = generate_password_hash("not-a-real-password")
 
@@ -110,10 +114,15 @@ def create_token(username, name=""):
 
 
 def user_for_token(plain):
-    """The active user behind a live token, or None."""
-    token = db.session.scalar(select(ApiToken).where(ApiToken.token_hash == _digest(plain)))
+    """The active user behind a live token, or None; one query, as status polling comes this way."""
+    token = db.session.scalar(select(ApiToken).options(joinedload(ApiToken.user))
+                              .where(ApiToken.token_hash == _digest(plain)))
     if token is None or token.revoked_at is not None or not token.user.active:
         return None
+    now = utcnow()
+    if token.last_used_at is None or now - token.last_used_at > TOKEN_USE_RESOLUTION:
+        token.last_used_at = now  # coarse on purpose: not a write per poll
+        db.session.commit()
     return token.user
 
 

@@ -212,6 +212,8 @@ def test_tokens_cli_prints_once_lists_without_secret_and_revokes(app):
     assert "robot" in listing and plain not in listing
     client = app.test_client()
     assert client.get("/api/me", headers={"Authorization": f"Bearer {plain}"}).get_json()["username"] == "robot"
+    assert "last used never" in listing
+    assert "last used 20" in runner.invoke(args=["tokens", "list"]).output, "a used token shows when"
     token_id = listing.split()[0]
     assert runner.invoke(args=["tokens", "revoke", token_id]).exit_code == 0
     assert client.get("/api/me", headers={"Authorization": f"Bearer {plain}"}).status_code == 401
