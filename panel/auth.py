@@ -178,5 +178,3 @@ def init_auth(app):
     app.after_request(audit_request)
     app.after_request(security_headers)
 
-
-__all__ = ["public", "viewer", "operator", "admin", "init_auth", "login_session", "Identity", "OPERATOR"]

@@ -36,13 +36,6 @@ def reap():
                 del _spawned[pid]
 
 
-def exit_code(pid):
-    """The exit status of a child we spawned, or None when unknown or still running."""
-    with _spawned_lock:
-        proc = _spawned.get(pid)
-    return proc.poll() if proc else None
-
-
 def send_signal(ref, sig):
     """Signal the process only if (pid, create_time, cmdline) still match what we saw."""
     if not still_same(ref):

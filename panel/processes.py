@@ -25,10 +25,6 @@ class ProcessRef:
     kind: str
     children: tuple = field(default=())
 
-    def as_dict(self):
-        return {"pid": self.pid, "kind": self.kind, "pool_pids": list(self.children),
-                "started_at": self.create_time}
-
 
 def _celery_args(argv):
     """The arguments after the celery program, or None when argv does not run celery itself."""

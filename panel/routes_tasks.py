@@ -66,8 +66,7 @@ def edit_task(task_id):
 @tasks_api.delete("/api/tasks/<int:task_id>")
 @operator
 def delete_task(task_id):
-    name = schedules.get(task_id).name
-    schedules.delete(task_id)
+    name = schedules.delete(task_id)
     log.info("scheduled task %r deleted", name)
     return jsonify({"status": "success", "message": f"Task {name} deleted"})
 

@@ -8,6 +8,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from models import ScheduledTask, db
+from panel import broker, recorder
 
 CRON_FIELDS = 5
 NAME_MAX = 200
@@ -132,8 +133,12 @@ def edit(task_id, data, registered):
 
 
 def delete(task_id):
-    db.session.delete(get(task_id))
+    """Delete a task; returns its name for the caller's message."""
+    task = get(task_id)
+    name = task.name
+    db.session.delete(task)
     db.session.commit()
+    return name
 
 
 def set_enabled(task_id, enabled):
@@ -192,7 +197,6 @@ def as_dict(task):
 
 
 def _send(celery, task_id, celery_name, args, kwargs):
-    from panel import broker, recorder
     return broker.send(celery, celery_name, list(args or []), dict(kwargs or {}),
                        headers={recorder.SCHEDULE_HEADER: task_id}).id
 

@@ -10,13 +10,18 @@ def _task(task_id, hostname="w1@host"):
     return SimpleNamespace(name="tests.add", request=SimpleNamespace(id=task_id, hostname=hostname, retries=0))
 
 
-def test_a_recorded_run_round_trips_through_each_backend(make_app, backend):
-    app = make_app(backend)
+def _schedule(app, name):
+    """A scheduled-task row to link runs to: (id, updated_at)."""
     with app.app_context():
-        sched = ScheduledTask(name="s", task="tests.add", interval_seconds=5)
+        sched = ScheduledTask(name=name, task="tests.add", interval_seconds=5)
         db.session.add(sched)
         db.session.commit()
-        sched_id, updated_before = sched.id, sched.updated_at
+        return sched.id, sched.updated_at
+
+
+def test_a_recorded_run_round_trips_through_each_backend(make_app, backend):
+    app = make_app(backend)
+    sched_id, updated_before = _schedule(app, "s")
     tid = uuid.uuid4().hex
     recorder.on_publish(sender="tests.add", body=([1, "ü"], {"k": [1, None]}, {}),
                         headers={"id": tid, "task": "tests.add", recorder.SCHEDULE_HEADER: sched_id})
@@ -81,11 +86,7 @@ def test_an_edit_that_reads_first_never_fails_when_a_worker_writes_meanwhile(mak
 def test_a_start_recorded_before_the_senders_insert_keeps_both_halves(make_app, backend):
     """The worker may start a run before the sender's after-publish insert commits: nothing is lost."""
     app = make_app(backend)
-    with app.app_context():
-        sched = ScheduledTask(name="race", task="tests.add", interval_seconds=5)
-        db.session.add(sched)
-        db.session.commit()
-        sched_id = sched.id
+    sched_id, _ = _schedule(app, "race")
     tid = uuid.uuid4().hex
     recorder.on_prerun(task_id=tid, task=_task(tid), args=[1, 2], kwargs={})
     recorder.on_publish(sender="tests.add", body=([1, 2], {}, {}),
