@@ -133,9 +133,9 @@ class Supervisor:
             refs = processes.scan(self.instance)[BEAT]
             if not refs:
                 return None
+            broker.ping(self.config["CELERY_BROKER_URL"])  # before the stop: never stop what cannot start again
             old = [r.pid for r in refs]
             self._stop((BEAT,))
-            broker.ping(self.config["CELERY_BROKER_URL"])
             result = self._start_one(BEAT)
             return old, result
 

@@ -237,3 +237,18 @@ def test_api_errors_are_json_with_fitting_codes(client):
     assert wrong.status_code == 405 and wrong.get_json()["status"] == "error"
     seed = client.get("/restart_celery_beat")
     assert seed.status_code == 405 and seed.get_json()["success"] is False
+
+
+def test_a_restart_with_the_broker_down_leaves_beat_running(app, client):
+    """Guards come first: a restart that cannot start Beat again must not stop it."""
+    from tests.helpers import free_port
+    client.post("/scheduler/start-celery/")
+    before = client.get("/celery_status").get_json()["pids"]
+    real_broker = app.config["CELERY_BROKER_URL"]
+    app.config["CELERY_BROKER_URL"] = f"redis://127.0.0.1:{free_port()}/0"  # what the supervisor checks
+    try:
+        resp = client.post("/restart_celery_beat")
+    finally:
+        app.config["CELERY_BROKER_URL"] = real_broker
+    assert resp.status_code == 503 and resp.get_json()["success"] is False
+    assert client.get("/celery_status").get_json()["pids"] == before
