@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum requirements.txt | cut -c1-12)
 
-.PHONY: run test bench venv clean-venv system-deps
+.PHONY: run serve test bench venv clean-venv system-deps
 
 $(STAMP): requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -15,6 +15,10 @@ venv: $(STAMP)
 
 run: $(STAMP)
 	$(PY) -m panel.launcher
+
+# Production: the same broker check, migration and first admin once, then gunicorn (gunicorn.conf.py) in its place.
+serve: $(STAMP)
+	$(PY) -m panel.launcher serve
 
 # The suite needs a real redis-server and Debian's chromium (page tests); install them when missing.
 system-deps:

@@ -28,19 +28,28 @@ def create_app(config=None, env_file=None):
     migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
     celery_init_app(app)
 
-    from panel.history import recorder_for
+    from panel.history import intent_for, recorder_for
     from panel.supervisor import Supervisor
-    app.extensions["supervisor"] = Supervisor(app.config, app.extensions["celery"], on_event=recorder_for(app))
+    app.extensions["supervisor"] = Supervisor(app.config, app.extensions["celery"], on_event=recorder_for(app),
+                                              on_intent=intent_for(app))
 
     from panel import cli
     from panel.api_errors import register_error_handlers
     from panel.auth import init_auth
+    from panel.routes_alerts import alerts_api
     from panel.routes_api import api
+    from panel.routes_health import health_api
     from panel.routes_pages import pages
+    from panel.routes_runs import runs_api
     from panel.routes_tasks import tasks_api
+    from panel.routes_workers import workers_api
     app.register_blueprint(pages)
     app.register_blueprint(api)
     app.register_blueprint(tasks_api)
+    app.register_blueprint(runs_api)
+    app.register_blueprint(workers_api)
+    app.register_blueprint(health_api)
+    app.register_blueprint(alerts_api)
     register_error_handlers(app)
     init_auth(app)
     cli.register(app)

@@ -2,7 +2,7 @@
 from datetime import datetime, timezone
 
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Integer, String, Text, event
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, event
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
 
@@ -52,17 +52,25 @@ class TaskLog(db.Model):
     """One run of a Celery task, from the moment it is sent until it ends."""
 
     __tablename__ = "task_logs"
+    # Keyset pages walk (queued_at, id) newest first, alone or after one equality filter.
+    __table_args__ = (
+        Index("ix_task_logs_queued", "queued_at", "id"),
+        Index("ix_task_logs_state_queued", "state", "queued_at", "id"),
+        Index("ix_task_logs_task_queued", "task_name", "queued_at", "id"),
+        Index("ix_task_logs_worker_queued", "worker", "queued_at", "id"),
+        Index("ix_task_logs_finished", "finished_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     scheduled_task_id: Mapped[int | None] = mapped_column(
         ForeignKey("scheduled_tasks.id", ondelete="SET NULL"), nullable=True, index=True)
     celery_task_id: Mapped[str] = mapped_column(String(64), unique=True)
-    task_name: Mapped[str] = mapped_column(String(200), index=True)
+    task_name: Mapped[str] = mapped_column(String(200))
     status: Mapped[str] = mapped_column(String(20), default=PENDING, index=True)
     state: Mapped[str] = mapped_column(String(20), default="PENDING")
     args: Mapped[list | None] = mapped_column(JSON, nullable=True)
     kwargs: Mapped[dict | None] = mapped_column(JSON, nullable=True)
-    queued_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    queued_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     worker: Mapped[str | None] = mapped_column(String(200), nullable=True)
@@ -86,17 +94,77 @@ class ScheduleChange(db.Model):
 
 
 class ProcessEvent(db.Model):
-    """History of what the panel did to the worker and Beat (live state is the process table)."""
+    """The restart history: every start, stop, restart, crash and watchdog action on the worker and Beat."""
 
     __tablename__ = "process_events"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
     program: Mapped[str] = mapped_column(String(20))
-    action: Mapped[str] = mapped_column(String(20))
+    action: Mapped[str] = mapped_column(String(20))  # start, stop, restart, crash, backoff, fatal
     outcome: Mapped[str] = mapped_column(String(20))
     pids: Mapped[list] = mapped_column(JSON, default=list)
     message: Mapped[str] = mapped_column(Text, default="")
+    cause: Mapped[str] = mapped_column(String(40), default="", server_default="")  # request, watchdog, crash...
+    actor: Mapped[str] = mapped_column(String(80), default="", server_default="")  # who: a user, "watchdog", "cli"
+    exit_status: Mapped[int | None] = mapped_column(Integer, nullable=True)  # negative: killed by that signal
+
+
+class Watchdog(db.Model):
+    """The watchdog's switch and state per program, shared by every panel process (gunicorn workers too)."""
+
+    __tablename__ = "watchdogs"
+
+    program: Mapped[str] = mapped_column(String(20), primary_key=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    desired: Mapped[str] = mapped_column(String(10), default="running")  # "stopped" after a stop through the panel
+    state: Mapped[str] = mapped_column(String(20), default="STOPPED")
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    retry_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    pids: Mapped[list] = mapped_column(JSON, default=list)  # what it last saw running
+    changed_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class AlertEvent(db.Model):
+    """An alert raised, and what each channel did with it (sent, failed, rate-limited)."""
+
+    __tablename__ = "alert_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    key: Mapped[str] = mapped_column(String(200), index=True)
+    subject: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text, default="")
+    delivered: Mapped[dict] = mapped_column(JSON, default=dict)
+
+
+class WorkerNode(db.Model):
+    """A Celery worker of the cluster as its events and replies last described it (any host)."""
+
+    __tablename__ = "worker_nodes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)  # the node name, e.g. worker@host
+    hostname: Mapped[str] = mapped_column(String(200), default="")
+    pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    online: Mapped[bool] = mapped_column(Boolean, default=True)
+    first_seen_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    last_heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    offline_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    heartbeat_freq_s: Mapped[float] = mapped_column(Float, default=2.0)
+    sw_ver: Mapped[str] = mapped_column(String(40), default="")
+    sw_sys: Mapped[str] = mapped_column(String(40), default="")
+    active: Mapped[int] = mapped_column(Integer, default=0)
+    processed: Mapped[int] = mapped_column(Integer, default=0)
+    succeeded: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    loadavg: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    pool: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    queues: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    registered: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    info_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
 
 # Roles in rising order of power: each one can do everything the ones before it can.

@@ -2,6 +2,7 @@
 import statistics
 import sys
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -26,6 +27,18 @@ def private_stack(**config):
             if app is not None:
                 stop_everything(app)
             redis.stop()
+
+
+def timed(fn, rounds, warmup=5):
+    """Milliseconds of each of `rounds` calls, after `warmup` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - started) * 1000)
+    return out
 
 
 def percentile(values, pct):

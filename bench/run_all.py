@@ -6,6 +6,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-for name in ("bench.status_latency", "bench.record_throughput", "bench.cancel_latency"):
+for name in ("bench.status_latency", "bench.record_throughput", "bench.cancel_latency", "bench.worker_detail",
+             "bench.runs_query", "bench.status_load"):
     print(f"\n== {name}")
     runpy.run_module(name, run_name="__main__")

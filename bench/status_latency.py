@@ -3,27 +3,15 @@ import logging
 import statistics
 import subprocess
 import threading
-import time
 
 import requests
 from werkzeug.serving import make_server
 
-from bench.common import private_stack, summary
+from bench.common import private_stack, summary, timed
 from tests.conftest import api_client
 
 ROUNDS = 400
 WARMUP = 20
-
-
-def timed(fn, rounds):
-    for _ in range(WARMUP):
-        fn()
-    out = []
-    for _ in range(rounds):
-        started = time.perf_counter()
-        fn()
-        out.append((time.perf_counter() - started) * 1000)
-    return out
 
 
 def main():
@@ -40,9 +28,9 @@ def main():
         http.headers["Authorization"] = f"Bearer {token}"
         assert client.get("/celery_status").get_json()["running"] is True
 
-        in_app = timed(lambda: client.get("/celery_status"), ROUNDS)
-        over_http = timed(lambda: http.get(url, timeout=5), ROUNDS)
-        pgrep = timed(lambda: subprocess.run(["pgrep", "-f", "celery.*beat"], capture_output=True), ROUNDS)
+        in_app = timed(lambda: client.get("/celery_status"), ROUNDS, WARMUP)
+        over_http = timed(lambda: http.get(url, timeout=5), ROUNDS, WARMUP)
+        pgrep = timed(lambda: subprocess.run(["pgrep", "-f", "celery.*beat"], capture_output=True), ROUNDS, WARMUP)
         server.shutdown()
 
     print("GET /celery_status (worker and Beat running, real process table, Bearer-token auth)")

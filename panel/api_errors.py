@@ -2,10 +2,11 @@
 import logging
 
 from flask import jsonify, request
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger("panel.errors")
-API_PREFIXES = ("/api/", "/scheduler/", "/healthz")
+API_PREFIXES = ("/api/", "/scheduler/", "/healthz", "/metrics")  # machines' paths: JSON errors, 401 not a redirect
 SEED_002_PATHS = ("/celery_status", "/restart_celery_beat")
 
 
@@ -24,11 +25,12 @@ def is_api_path(path):
 
 def _domain_errors():
     """Failures of the outside world and of bad input, each with its status code."""
+    from panel.auth import DatabaseDown
     from panel.broker import BrokerDown
     from panel.cancel import NotCancellable
     from panel.schedules import NotFound, ValidationError
     from panel.supervisor import ControlBusy
-    return {BrokerDown: 503, ControlBusy: 409, NotCancellable: 409, NotFound: 404, ValidationError: 400}
+    return {BrokerDown: 503, DatabaseDown: 503, ControlBusy: 409, NotCancellable: 409, NotFound: 404, ValidationError: 400}
 
 
 def register_error_handlers(app):
@@ -38,6 +40,14 @@ def register_error_handlers(app):
             extra = {"field": exc.field} if getattr(exc, "field", None) else {}
             return error_response(code, str(exc), **extra)
         app.register_error_handler(exc_type, handler)
+
+    @app.errorhandler(OperationalError)
+    def _database_down(exc):
+        """Locked past the busy timeout or unreachable: a clear 503, not an internal error."""
+        log.error("%s %s: database unavailable: %s", request.method, request.path, exc.orig)
+        if not is_api_path(request.path):
+            return "The database is unavailable right now; try again shortly.", 503
+        return error_response(503, f"database unavailable: {exc.orig}")
 
     @app.errorhandler(PermissionError)
     def _denied(exc):

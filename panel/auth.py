@@ -2,13 +2,15 @@
 import hashlib
 import ipaddress
 import logging
+import time
 from dataclasses import dataclass
 from urllib.parse import quote
 
 from flask import abort, current_app, g, redirect, request, session
 from flask_wtf.csrf import CSRFProtect
+from sqlalchemy.exc import SQLAlchemyError
 
-from models import ADMIN, OPERATOR, ROLES, VIEWER, User, db
+from models import ADMIN, OPERATOR, ROLES, VIEWER, db
 from panel import audit, users
 from panel.api_errors import error_response, is_api_path
 
@@ -20,7 +22,14 @@ NOT_AUDITED = {"pages.login"}  # logins are audited by the login view itself, wi
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'")
 
+STALE_IDENTITY_S = 600  # a reader keeps reading through a database outage this long, never writing
+RECENT_MAX = 1000
 csrf = CSRFProtect()
+_recent = {}  # sha256(credential) -> (identity, when the database last confirmed it)
+
+
+class DatabaseDown(RuntimeError):
+    """The database did not answer (503)."""
 
 
 @dataclass(frozen=True)
@@ -80,21 +89,47 @@ def policy_of(endpoint):
     return getattr(current_app.view_functions.get(endpoint), "access", None)
 
 
-def _identify():
-    header = request.headers.get("Authorization", "")
-    if header.startswith("Bearer "):
-        user = users.user_for_token(header[7:].strip())
-        return Identity(user.username, user.role, "token") if user else None
-    if auth_off():
-        return Identity("local", ADMIN, "off") if is_loopback(request.remote_addr or "") else None
-    uid = session.get("uid")
-    if uid is None:
-        return None
-    user = db.session.get(User, uid)
-    if user is None or not user.active or session.get("pwv") != password_fingerprint(user):
+def _lookup(credential):
+    """Who a credential names, read from the database (deferred reads: a locked SQLite does not stop them)."""
+    kind, value = credential
+    if kind == "token":
+        found = users.user_for_token(value)
+        return Identity(found[0], found[1], "token") if found else None
+    user = users.user_for_session(value)
+    if user is None or session.get("pwv") != password_fingerprint(user):
         session.clear()
         return None
     return Identity(user.username, user.role, "session")
+
+
+def _identify():
+    """The identity of this request; while the database is unreachable, reads go on with a recent answer."""
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Bearer "):
+        credential = ("token", header[7:].strip())
+    elif auth_off():
+        return Identity("local", ADMIN, "off") if is_loopback(request.remote_addr or "") else None
+    elif session.get("uid") is not None:
+        credential = ("session", session["uid"])
+    else:
+        return None
+    key = hashlib.sha256(repr(credential).encode()).hexdigest()
+    try:
+        identity = _lookup(credential)
+    except SQLAlchemyError as exc:
+        seen = _recent.get(key)
+        if request.method == "GET" and seen and time.monotonic() - seen[1] < STALE_IDENTITY_S:
+            log.warning("database unreachable (%s); %s reads on with its identity from %.0f s ago",
+                        type(exc).__name__, seen[0].username, time.monotonic() - seen[1])
+            return seen[0]
+        raise DatabaseDown(f"the database is unreachable, so who you are cannot be checked: {exc}") from exc
+    if identity is not None:
+        if len(_recent) > RECENT_MAX:
+            _recent.clear()
+        _recent[key] = (identity, time.monotonic())
+    else:
+        _recent.pop(key, None)
+    return identity
 
 
 def _from_a_browser():

@@ -8,6 +8,7 @@ import redis
 
 log = logging.getLogger("panel.beat_lock")
 SOCKET_TIMEOUT_S = 2.0
+DISPATCH_KEY = "panel:beat-dispatch:{}"  # per instance: what the sending Beat sent last, and when
 
 # Renew only if we still hold it: compare the token, then extend.
 _RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end"

@@ -1,4 +1,5 @@
 """Beat's scheduler reading the database (after django-celery-beat's schedulers.py)."""
+import json
 import time
 from datetime import timedelta, timezone
 
@@ -9,7 +10,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from models import MARKER_ID, ScheduleChange, ScheduledTask, utcnow
 from panel import recorder
-from panel.beat_lock import BeatLock
+from panel.beat_lock import DISPATCH_KEY, BeatLock
 from panel.database import reader
 from panel.schedules import ValidationError, schedule_of
 from panel.supervisor import BEAT_READY_LINE
@@ -130,6 +131,17 @@ class DatabaseScheduler(Scheduler):
         current = self._schedule.get(entry.name)
         if current is not None:
             self._write_next_runs([current])
+        self._note_dispatch(entry.name)
+
+    def _note_dispatch(self, name):
+        """The health view's "last Beat dispatch": noted in Redis beside the lock, never fatal."""
+        if self._lock is None:
+            return
+        note = json.dumps({"at": utcnow().isoformat() + "Z", "task": name})
+        try:
+            self._lock.client.set(DISPATCH_KEY.format(self.app.flask_app.config["INSTANCE_PATH"]), note)
+        except Exception as exc:  # redis errors: the send itself already happened
+            logger.warning("DatabaseScheduler: could not note the dispatch: %s", exc)
 
     def tick(self, *args, **kwargs):
         """Send only while holding the lock; on taking it over, reload so nothing is sent twice."""

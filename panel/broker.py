@@ -1,8 +1,10 @@
 """The broker seam: reachability and worker pings, always with a timeout and a destination."""
+import socket
 import time
 
 import redis
-from kombu import Connection
+from kombu import Connection, Consumer
+from kombu.utils.uuid import uuid
 
 CONNECT_TIMEOUT_S = 2.0
 
@@ -61,12 +63,15 @@ def revoke(celery, task_ids, terminate=False, sig="SIGTERM", worker=None, timeou
     return True
 
 
-def send(celery, task_name, args, kwargs, headers=None):
+SEND_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
+
+
+def send(celery, task_name, args, kwargs, headers=None, queue=None):
     """Send a task now; BrokerDown at once when the broker does not answer (no minutes of retries)."""
+    options = {"queue": queue} if queue else {}
     try:
         return celery.send_task(task_name, args=args, kwargs=kwargs, headers=headers or {},
-                                retry=True, retry_policy={"max_retries": 2, "interval_start": 0,
-                                                          "interval_step": 0.2, "interval_max": 0.5})
+                                retry=True, retry_policy=SEND_RETRY, **options)
     except Exception as exc:  # kombu raises the transport's own errors
         raise BrokerDown(f"could not send {task_name}: {exc}") from exc
 
@@ -91,3 +96,53 @@ def pool_pids(celery, worker, timeout_s=1.0):
     if worker not in replies:
         return None
     return set(replies[worker].get("pool", {}).get("processes") or [])
+
+
+def command(celery, names, name_of_command, arguments=None, timeout_s=2.0):
+    """A control command to these workers only; {worker: its reply} for those that answered in time."""
+    replies = celery.control.broadcast(name_of_command, arguments=arguments or {}, destination=list(names),
+                                       reply=True, timeout=timeout_s, limit=len(names)) or []
+    return {worker: reply for answer in replies for worker, reply in answer.items() if worker in names}
+
+
+def shutdown(celery, worker):
+    """Warm shutdown of one worker (it never replies: it is gone)."""
+    celery.control.broadcast("shutdown", destination=[worker])
+
+
+def inspect_at_once(celery, worker, calls, timeout_s=1.0):
+    """{part: reply} of several inspect calls to one worker, all published before any reply is read.
+
+    The worker answers them back to back, so this costs about one round trip instead of one per call;
+    a part without a reply in time is missing from the answer.
+    """
+    with celery.connection_or_acquire() as conn:
+        mailbox = celery.control.mailbox(conn)
+        tickets = {}
+        for part, (method, arguments) in calls.items():
+            ticket = uuid()
+            # kombu has no public call that publishes without waiting for the replies: _publish it is.
+            mailbox._publish(method, arguments, destination=[worker], reply_ticket=ticket,
+                             channel=conn.default_channel, timeout=timeout_s)
+            tickets[ticket] = part
+        return _collect(conn, mailbox, tickets, worker, timeout_s)
+
+
+def _collect(conn, mailbox, tickets, worker, timeout_s):
+    """Replies to our tickets from the reply queue until each has one or the timeout passes."""
+    got = {}
+
+    def on_message(body, message):
+        part = tickets.get(message.headers.get("ticket"))
+        if part and isinstance(body, dict) and worker in body:
+            got[part] = body[worker]
+    deadline = time.monotonic() + timeout_s
+    with Consumer(conn.default_channel, [mailbox.reply_queue], accept=mailbox.accept, no_ack=True,
+                  callbacks=[on_message]):
+        while len(got) < len(tickets) and (left := deadline - time.monotonic()) > 0:
+            try:
+                conn.drain_events(timeout=left)
+            except socket.timeout:
+                break
+    conn.default_channel.after_reply_message_received(mailbox.reply_queue.name)
+    return got

@@ -37,6 +37,7 @@ def celery_init_app(app):
         beat_max_loop_interval=cfg["BEAT_MAX_INTERVAL_S"],
         beat_scheduler="panel.beat_scheduler:DatabaseScheduler",
         worker_hijack_root_logger=False,
+        worker_pool_restarts=True,  # the panel's "pool restart" control (new processes after their current task)
     )
     celery.set_default()
     # The panel validates task names too, so it imports the same modules the worker does;

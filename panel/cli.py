@@ -1,4 +1,4 @@
-"""`flask --app app users ...` and `flask --app app tokens ...`: accounts from the command line."""
+"""`flask --app app users|tokens|runs ...`: accounts, API tokens and the run clean-up from the command line."""
 import getpass
 import os
 import sys
@@ -7,10 +7,11 @@ import click
 from flask.cli import AppGroup
 
 from models import ROLES
-from panel import audit, users
+from panel import audit, retention, users
 
 users_cli = AppGroup("users", help="Create, list and change panel users.")
 tokens_cli = AppGroup("tokens", help="Create, list and revoke API tokens.")
+runs_cli = AppGroup("runs", help="The run log: retention clean-up.")
 
 
 def _actor():
@@ -119,7 +120,24 @@ def revoke(token_id):
     click.echo(f"token {token_id} revoked")
 
 
+@runs_cli.command("cleanup")
+@click.option("--days", type=click.IntRange(0, retention.KEEP_DAYS_MAX), default=retention.DEFAULT_KEEP_DAYS,
+              show_default=True, help="Keep runs queued in the last DAYS days.")
+@click.option("--include-failures", is_flag=True, help="Delete old failed and revoked runs too (kept by default).")
+@click.option("--dry-run", is_flag=True, help="Only count what would be deleted.")
+def cleanup_runs(days, include_failures, dry_run):
+    """Delete old successful runs (the same clean-up as the scheduled cleanup_results task)."""
+    outcome = retention.cleanup(days=days, include_failures=include_failures, dry_run=dry_run)
+    if dry_run:
+        click.echo(f"would delete {outcome['would_delete']} run(s) in {', '.join(outcome['states'])} "
+                   f"queued before {outcome['before']}")
+        return
+    audit.record(_actor(), "cli", "runs.cleanup", f"{days} days", "success", f"deleted {outcome['deleted']}")
+    click.echo(f"deleted {outcome['deleted']} run(s) in {', '.join(outcome['states'])} queued before {outcome['before']}")
+
+
 def register(app):
     app.cli.add_command(users_cli)
+    app.cli.add_command(runs_cli)
     app.cli.add_command(tokens_cli)
     os.environ.setdefault("FLASK_APP", "app")

@@ -26,11 +26,32 @@ DEFAULTS = {
     "BEAT_LOCK_TTL_S": "15",
     "CONTROL_LOCK_WAIT_S": "60",
     "RECORD_RUNS": "1",
+    "WATCHDOG": "",  # "worker", "beat" or "worker,beat": switched on at start-up (the page can switch too)
+    "WATCHDOG_INTERVAL_S": "1",
+    "WATCHDOG_STABLE_S": "10",
+    "WATCHDOG_MAX_FAILURES": "3",
+    "WATCHDOG_BACKOFF_S": "2",
+    "WATCHDOG_BACKOFF_MAX_S": "60",
+    "WATCHDOG_LOCK_WAIT_S": "5",
     "PANEL_AUTH": "on",
     "PANEL_SECURE_COOKIES": "",
     "LOGIN_MAX_FAILURES_PER_ACCOUNT": "5",
     "LOGIN_MAX_FAILURES_PER_ADDRESS": "20",
     "LOGIN_WINDOW_S": "900",
+    "ALERT_WEBHOOK_URL": "",
+    "ALERT_WEBHOOK_TIMEOUT_S": "5",
+    "ALERT_SMTP_HOST": "",
+    "ALERT_SMTP_PORT": "25",
+    "ALERT_SMTP_USER": "",
+    "ALERT_SMTP_PASSWORD": "",
+    "ALERT_SMTP_TLS": "",
+    "ALERT_SMTP_TIMEOUT_S": "10",
+    "ALERT_EMAIL_FROM": "",
+    "ALERT_EMAIL_TO": "",
+    "ALERT_MIN_INTERVAL_S": "300",
+    "ALERT_BEAT_MISS_MARGIN_S": "120",
+    "ALERT_FAILURES_THRESHOLD": "10",
+    "ALERT_FAILURES_WINDOW_S": "600",
 }
 
 
@@ -76,7 +97,11 @@ def load_settings(env_file=None):
     )
     for key in ("PANEL_PORT", "WORKER_CONCURRENCY", "STOP_GRACE_S", "START_TIMEOUT_S",
                 "BEAT_MAX_INTERVAL_S", "BEAT_LOCK_TTL_S", "CONTROL_LOCK_WAIT_S", "LOGIN_WINDOW_S",
-                "LOGIN_MAX_FAILURES_PER_ACCOUNT", "LOGIN_MAX_FAILURES_PER_ADDRESS"):
+                "LOGIN_MAX_FAILURES_PER_ACCOUNT", "LOGIN_MAX_FAILURES_PER_ADDRESS", "WATCHDOG_INTERVAL_S",
+                "WATCHDOG_STABLE_S", "WATCHDOG_MAX_FAILURES", "WATCHDOG_BACKOFF_S", "WATCHDOG_BACKOFF_MAX_S",
+                "WATCHDOG_LOCK_WAIT_S",
+                "ALERT_WEBHOOK_TIMEOUT_S", "ALERT_SMTP_PORT", "ALERT_SMTP_TIMEOUT_S", "ALERT_MIN_INTERVAL_S",
+                "ALERT_BEAT_MISS_MARGIN_S", "ALERT_FAILURES_THRESHOLD", "ALERT_FAILURES_WINDOW_S"):
         values[key] = float(values[key]) if key.endswith("_S") else int(values[key])
     values["RECORD_RUNS"] = str(values["RECORD_RUNS"]).lower() not in ("0", "false", "no", "off")
     values["PANEL_SECURE_COOKIES"] = str(values["PANEL_SECURE_COOKIES"]).lower() in ("1", "true", "yes", "on")

@@ -1,4 +1,5 @@
-"""`make run`: make sure a broker answers, migrate the database, serve the panel."""
+"""`make run` and `make serve`: make sure a broker answers, migrate the database, serve the panel."""
+import os
 import shutil
 import subprocess
 import sys
@@ -7,6 +8,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from panel import broker
+from panel.config import ROOT
 
 REDIS_START_WAIT_S = 10
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -39,11 +41,12 @@ def ensure_broker(url, instance):
     sys.exit(f"started redis-server on port {port} but it does not answer; see {folder / 'redis.log'}")
 
 
-def main():
+def prepare():
+    """What must happen once before serving: a broker answers, the database is migrated, an admin exists."""
     from flask_migrate import upgrade
 
     from app import create_app
-    from panel import reconciler, users
+    from panel import users
 
     app = create_app()
     cfg = app.config
@@ -58,10 +61,38 @@ def main():
         print("This password is shown once. Change it with:")
         print("    .venv/bin/flask --app app users set-password admin")
         print("=" * 72 + "\n")
-    reconciler.start(app)
+    return app
+
+
+def main():
+    """`make run`: prepare, then serve with Flask's own server in this one process."""
+    from panel import background
+
+    app = prepare()
+    cfg = app.config
+    background.start(app)  # reconciler, cluster monitor, watchdog, alert checks: one process acts
     print(f"panel: http://{cfg['PANEL_HOST']}:{cfg['PANEL_PORT']}/  (log: {cfg['INSTANCE_PATH']}/logs/panel.log)")
     app.run(host=cfg["PANEL_HOST"], port=cfg["PANEL_PORT"], threaded=True, use_reloader=False)
 
 
+def serve():
+    """`make serve`: prepare once, then replace this process with gunicorn (its workers build their own apps)."""
+    from models import db
+
+    app = prepare()
+    cfg = app.config
+    with app.app_context():
+        db.engine.dispose()  # no connection of ours should outlive the exec
+    print(f"panel: http://{cfg['PANEL_HOST']}:{cfg['PANEL_PORT']}/ under gunicorn "
+          f"(log: {cfg['INSTANCE_PATH']}/logs/panel.log, access log beside it)", flush=True)
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+    os.execv(str(gunicorn), [str(gunicorn), "-c", str(ROOT / "gunicorn.conf.py")])
+
+
+COMMANDS = {"run": main, "serve": serve, "prepare": prepare}
+
 if __name__ == "__main__":
-    main()
+    command = sys.argv[1] if len(sys.argv) > 1 else "run"
+    if command not in COMMANDS:
+        sys.exit(f"usage: python -m panel.launcher [{'|'.join(COMMANDS)}]")
+    COMMANDS[command]()

@@ -14,7 +14,9 @@ log = logging.getLogger("panel.os")
 POLL_S = 0.05
 
 _spawned = {}
+_exits = {}  # pid -> exit status of children we reaped (negative: killed by that signal)
 _spawned_lock = threading.Lock()
+EXITS_KEPT = 200
 
 
 def spawn(argv, log_path, env, cwd):
@@ -34,6 +36,28 @@ def reap():
         for pid, proc in list(_spawned.items()):
             if proc.poll() is not None:
                 del _spawned[pid]
+                _exits[pid] = proc.returncode
+        while len(_exits) > EXITS_KEPT:
+            _exits.pop(next(iter(_exits)))
+
+
+def exit_status(pid):
+    """How a child we spawned ended (negative: the signal), or None when it was not ours or still runs."""
+    reap()
+    with _spawned_lock:
+        return _exits.get(pid)
+
+
+def describe_exit(status):
+    """Words for an exit status: 'exit status 1', 'killed by SIGKILL', or 'unknown'."""
+    if status is None:
+        return "exit status unknown (not started by this panel process)"
+    if status < 0:
+        try:
+            return f"killed by {signal.Signals(-status).name}"
+        except ValueError:
+            return f"killed by signal {-status}"
+    return f"exit status {status}"
 
 
 def send_signal(ref, sig):

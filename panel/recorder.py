@@ -1,23 +1,29 @@
 """The run log: Celery signals move each run's row from sent to its end, in whatever process fires them."""
 import json
 import logging
+import time
 from datetime import datetime, timezone
 
 from celery import signals
 from sqlalchemy import bindparam, func, insert, or_, select, update
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from models import COMPLETED, FAILED, PENDING, RUNNING, ScheduledTask, TaskLog, db, utcnow
 from panel import prepared
-from panel.database import dispose_after_fork
+from panel.database import dispose_after_fork, reader
+from panel.spool import Spool
 
 log = logging.getLogger("panel.recorder")
 SCHEDULE_HEADER = "panel_schedule_id"
 RESULT_MAX_CHARS = 64 * 1024
+TRANSIENT_RETRY_S = (0.05, 0.25)
+SPOOL_ROW_WAIT_S = 300  # a kept update whose run row never appears is written (to nothing) after this
 logs_t = TaskLog.__table__
 tasks_t = ScheduledTask.__table__
 
 _engine = None
 _sql = {}
+_spool = None
 
 
 def _by_task_id():
@@ -70,13 +76,68 @@ def _statements(dialect_name):
     }
 
 
+def _run(steps):
+    return prepared.run(_engine, *((_sql[name], values) for name, values in steps))
+
+
 def _write(*steps):
-    """One short transaction; a recording failure is logged, never raised into the task."""
+    """One short transaction; a database that refuses gets the change later from the spool, never lost."""
+    if _spool is not None and _spool.pending:
+        _spool.replay(_run, refused, _row_ready)
+        if _spool.pending:  # still refused: queue behind the waiting ones, in order
+            _spool.keep(steps, "earlier writes still waiting")
+            return None
     try:
-        return prepared.run(_engine, *((_sql[name], values) for name, values in steps))
-    except Exception:
-        log.exception("could not record a run change")
+        return _run_retrying(steps)
+    except Exception as exc:  # never raised into the task
+        if _spool is None or not refused(exc):
+            log.exception("could not record a run change")
+            return None
+        _spool.keep(steps, getattr(exc, "orig", None) or exc)
         return None
+
+
+def _run_retrying(steps):
+    """PostgreSQL may refuse once (a deadlock, a dropped connection): try again at once, then keep it.
+
+    SQLite's "locked" already waited out its busy timeout, so it is kept straight away.
+    """
+    for pause_s in TRANSIENT_RETRY_S:
+        try:
+            return _run(steps)
+        except Exception as exc:
+            if _engine.dialect.name == "sqlite" or not refused(exc):
+                raise
+            log.warning("run-log write refused (%s); trying again in %.2f s", exc, pause_s)
+            time.sleep(pause_s)
+    return _run(steps)
+
+
+def refused(exc):
+    """The database refused (locked past the busy timeout, unreachable, connection lost): worth trying later.
+
+    The hot path runs on the DBAPI cursor, so the driver's own exceptions arrive here as well as SQLAlchemy's.
+    """
+    dbapi = _engine.dialect.dbapi
+    return isinstance(exc, (OperationalError, InterfaceError, dbapi.OperationalError, dbapi.InterfaceError))
+
+
+def replay_spool():
+    """Write run changes kept while the database was away (the panel's background loop calls this)."""
+    return _spool.replay(_run, refused, _row_ready) if _spool is not None and _spool.waiting() else 0
+
+
+def _row_ready(steps, age_s):
+    """A kept update waits for its run's row, which the sender may still be keeping (or give up after a while)."""
+    if age_s > SPOOL_ROW_WAIT_S or any(name == "insert" for name, _ in steps):
+        return True
+    ids = {values["tid"] for _, values in steps if "tid" in values}
+    if not ids:
+        return True
+    with reader(_engine).connect() as conn:
+        found = conn.execute(select(func.count()).select_from(logs_t)
+                             .where(logs_t.c.celery_task_id.in_(sorted(ids)))).scalar_one()
+    return found == len(ids)
 
 
 def _clip(text, limit=RESULT_MAX_CHARS):
@@ -161,9 +222,10 @@ def on_revoked(request=None, terminated=False, signum=None, expired=False, **_):
 
 def connect(app, celery):
     """Bind the handlers to this app's engine; weak=False keeps them alive in every process."""
-    global _engine, _sql
+    global _engine, _sql, _spool
     with app.app_context():
         _engine = db.engine
+    _spool = Spool(app.config["INSTANCE_PATH"])
     _sql = {name: prepared.Prepared(_engine, stmt) for name, stmt in _statements(_engine.dialect.name).items()}
     signals.worker_process_init.connect(lambda **_: dispose_after_fork(app), weak=False)
     signals.after_task_publish.connect(on_schedule_publish, weak=False)

@@ -2,11 +2,13 @@
 import logging
 
 from flask import Blueprint, current_app, g, jsonify, request
+from sqlalchemy.exc import SQLAlchemyError
 
-from panel import audit, runs
+from panel import audit, runs, watchdog
 from panel.api_errors import error_response
 from panel.auth import admin, operator, public, viewer
 from panel.processes import BEAT, WORKER
+from panel.request_args import ID_MAX, whole_arg
 from panel.supervisor import tail
 
 api = Blueprint("api", __name__)
@@ -61,15 +63,32 @@ def scheduler_celery_status():
     worker, beat = st[WORKER], st[BEAT]
     running = worker["active"] and beat["active"]
     worker_pool = sum(len(p) for p in worker["pool_pids"].values())
+    dogs = _watchdogs()
     return jsonify({
         "status": "running" if running else "stopped",
         "running": running,
         "worker": {"active": worker["active"], "status": "active" if worker["active"] else "inactive",
                    "pids": worker["pids"], "count": worker["count"], "pool_processes": worker_pool,
-                   "pool_pids": worker["pool_pids"], "state": worker["state"]},
+                   "pool_pids": worker["pool_pids"], "state": _state(worker, dogs.get(WORKER)),
+                   "watchdog": dogs.get(WORKER)},
         "beat": {"active": beat["active"], "status": "active" if beat["active"] else "inactive",
-                 "pids": beat["pids"], "count": beat["count"], "state": beat["state"]},
+                 "pids": beat["pids"], "count": beat["count"], "state": _state(beat, dogs.get(BEAT)),
+                 "watchdog": dogs.get(BEAT)},
     })
+
+
+def _watchdogs():
+    """The watchdog's view per program; the process table answers even when the database does not."""
+    try:
+        return watchdog.view()
+    except SQLAlchemyError as exc:
+        log.warning("status without the watchdog's view: %s", exc)
+        return {}
+
+
+def _state(process, dog):
+    """A watched program shows the watchdog's state (BACKOFF, FATAL...), others what this process saw."""
+    return dog["state"] if dog and dog["enabled"] and not process["active"] else process["state"]
 
 
 @api.post("/scheduler/stop-celery/")
@@ -135,16 +154,11 @@ def me():
 @admin
 def audit_events():
     """The audit log, newest first; `before` (an id) pages back, `actor` and `action` filter."""
-    try:
-        limit = int(request.args.get("limit", 100))
-        before = int(request.args["before"]) if request.args.get("before") else None
-    except ValueError:
-        return error_response(400, "limit and before must be whole numbers")
-    if before is not None and not 0 < before <= 2**62:
-        return error_response(400, "before must be an event id")
+    limit = whole_arg("limit", 1, audit.PAGE_SIZE_MAX, default=100)
+    before = whole_arg("before", 1, ID_MAX)
     events = audit.events(limit, before, request.args.get("actor"), request.args.get("action"))
     return jsonify({"events": [audit.as_dict(e) for e in events],
-                    "next_before": events[-1].id if len(events) == min(max(limit, 1), audit.PAGE_SIZE_MAX) else None})
+                    "next_before": events[-1].id if len(events) == limit else None})
 
 
 @api.get("/api/openapi.json")

@@ -1,10 +1,11 @@
-"""HTML routes: the dashboard, login and logout, the audit log page."""
+"""HTML routes: the dashboard, login and logout, the results browser, the audit log page."""
 from urllib.parse import urlparse
 
-from flask import Blueprint, current_app, g, redirect, render_template, request, session
+from flask import Blueprint, abort, current_app, g, redirect, render_template, request, session
 
-from panel import audit, users
+from panel import audit, run_search, runs, users
 from panel.auth import admin, login_session, public, viewer
+from panel.schedules import ValidationError
 
 pages = Blueprint("pages", __name__)
 FAILED_LOGIN = "Wrong username or password."
@@ -67,6 +68,39 @@ def audit_page():
     return render_template("audit.html", events=events, next_before=events[-1].id if len(events) == 100 else None)
 
 
+@pages.get("/runs")
+@viewer
+def runs_page():
+    """Seed 003's results browser: filters, search, newest first, keyset pages."""
+    error = None
+    try:
+        flt = run_search.from_args(request.args)
+    except ValidationError as exc:
+        error, flt = str(exc), run_search.RunFilter()
+    rows, next_cursor = run_search.page(flt)
+    return render_template("runs.html", rows=[runs.as_dict(r) for r in rows], flt=flt, error=error,
+                           states=run_search.STATES, next_args={**flt.as_args(), "cursor": next_cursor} if next_cursor
+                           else None, first_page=flt.cursor is None), (400 if error else 200)
+
+
+@pages.get("/runs/<celery_task_id>")
+@viewer
+def run_page(celery_task_id):
+    """One run: arguments, result or traceback, times, worker, retries, the schedule it came from."""
+    run = runs.get(celery_task_id)
+    if run is None:
+        abort(404, description=f"No run with Celery task id {celery_task_id}.")
+    detail = runs.as_dict(run)
+    schedule = run.scheduled_task
+    return render_template("run.html", run=detail, schedule_name=schedule.name if schedule else None)
+
+
 @pages.app_context_processor
 def _identity():
     return {"identity": g.get("identity"), "auth_off": current_app.config.get("PANEL_AUTH", "on").lower() == "off"}
+
+
+@pages.get("/workers")
+@viewer
+def workers_page():
+    return render_template("workers.html")

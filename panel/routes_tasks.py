@@ -5,6 +5,7 @@ from flask import Blueprint, current_app, jsonify, request
 
 from panel import cancel, runs, schedules
 from panel.api_errors import error_response
+from panel.request_args import json_object
 from panel.auth import operator, viewer
 from panel.schedules import NotFound
 
@@ -19,13 +20,6 @@ def celery():
 def registered():
     """Task names a schedule may use: the user's and ours, not Celery's internals."""
     return {name for name in celery().tasks if not name.startswith("celery.")}
-
-
-def body():
-    data = request.get_json(silent=True)
-    if not isinstance(data, dict):
-        raise schedules.ValidationError("body", "must be a JSON object (Content-Type: application/json)")
-    return data
 
 
 def run_or_404(celery_task_id):
@@ -44,7 +38,7 @@ def list_tasks():
 @tasks_api.post("/api/tasks")
 @operator
 def create_task():
-    task = schedules.create(body(), registered())
+    task = schedules.create(json_object(), registered())
     log.info("scheduled task %r created", task.name)
     return jsonify(schedules.as_dict(task)), 201
 
@@ -58,7 +52,7 @@ def get_task(task_id):
 @tasks_api.put("/api/tasks/<int:task_id>")
 @operator
 def edit_task(task_id):
-    task = schedules.edit(task_id, body(), registered())
+    task = schedules.edit(task_id, json_object(), registered())
     log.info("scheduled task %r edited", task.name)
     return jsonify(schedules.as_dict(task))
 
@@ -107,7 +101,11 @@ def task_runs(task_id):
 @tasks_api.get("/api/runs/<celery_task_id>")
 @viewer
 def get_run(celery_task_id):
-    return jsonify(runs.as_dict(run_or_404(celery_task_id)))
+    """A run's detail, with the scheduled task it came from (None for an ad-hoc run)."""
+    run = run_or_404(celery_task_id)
+    schedule = run.scheduled_task
+    return jsonify({**runs.as_dict(run),
+                    "scheduled_task": {"id": schedule.id, "name": schedule.name} if schedule else None})
 
 
 @tasks_api.post("/scheduler/run-all-tasks/")

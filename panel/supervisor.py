@@ -3,6 +3,7 @@ import fcntl
 import logging
 import os
 import signal
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -57,11 +58,13 @@ def tail(path, lines=TAIL_LINES, max_bytes=64 * 1024):
 class Supervisor:
     """Owns the programs' states; every decision about processes is read from the table first."""
 
-    def __init__(self, config, celery, on_event=None):
+    def __init__(self, config, celery, on_event=None, on_intent=None):
         self.instance = config["INSTANCE_PATH"]
         self.config = config
         self.celery = celery
         self.on_event = on_event or (lambda **_: None)
+        self.on_intent = on_intent or (lambda kind, desired: None)  # what a person wants: the watchdog follows it
+        self._held = threading.local()
         self.programs = {kind: Program(kind) for kind in KINDS}
         self.grace_s = config["STOP_GRACE_S"]
         self.start_timeout_s = config["START_TIMEOUT_S"]
@@ -72,10 +75,17 @@ class Supervisor:
         return Path(self.instance) / "logs" / f"{kind}.log"
 
     @contextmanager
-    def control_lock(self):
-        """One control action at a time across threads and processes (a file lock)."""
+    def control_lock(self, wait_s=None):
+        """One control action at a time across threads and processes (a file lock; re-entrant per thread)."""
+        if getattr(self._held, "depth", 0):
+            self._held.depth += 1
+            try:
+                yield
+            finally:
+                self._held.depth -= 1
+            return
         path = Path(self.instance) / "run" / "control.lock"
-        deadline = time.monotonic() + self.lock_wait_s
+        deadline = time.monotonic() + (self.lock_wait_s if wait_s is None else wait_s)
         with open(path, "w") as fh:
             while True:
                 try:
@@ -85,9 +95,11 @@ class Supervisor:
                     if time.monotonic() >= deadline:
                         raise ControlBusy("another start, stop or restart is still in progress")
                     time.sleep(READY_POLL_S)
+            self._held.depth = 1
             try:
                 yield
             finally:
+                self._held.depth = 0
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     def status(self):
@@ -108,26 +120,29 @@ class Supervisor:
             }
         return out
 
-    def start(self, kinds=KINDS):
+    def start(self, kinds=KINDS, actor=None, cause="request"):
         """Start the given programs that are not running; raises BrokerDown when Redis is away."""
         with self.control_lock():
             broker.ping(self.config["CELERY_BROKER_URL"])
             table = processes.scan(self.instance)
             results = {}
             for kind in kinds:
+                if cause != "watchdog":
+                    self.on_intent(kind, "running")
                 if table[kind]:
                     pids = [r.pid for r in table[kind]]
                     results[kind] = StartResult(kind, True, pids, True, f"already running (PID {pids})")
                 else:
-                    results[kind] = self._start_one(kind)
+                    self.programs[kind].observe(False)  # a crash nobody looked at yet: RUNNING -> EXITED
+                    results[kind] = self._start_one(kind, actor, cause)
             return results
 
-    def stop(self, kinds=KINDS):
+    def stop(self, kinds=KINDS, actor=None, cause="request"):
         """TERM every main process, KILL what is left after the grace; counts per kind."""
         with self.control_lock():
-            return self._stop(kinds)
+            return self._stop(kinds, actor, cause)
 
-    def restart_beat(self):
+    def restart_beat(self, actor=None, cause="request"):
         """Stop Beat and start it again; None when Beat was not running."""
         with self.control_lock():
             refs = processes.scan(self.instance)[BEAT]
@@ -135,16 +150,21 @@ class Supervisor:
                 return None
             broker.ping(self.config["CELERY_BROKER_URL"])  # before the stop: never stop what cannot start again
             old = [r.pid for r in refs]
-            self._stop((BEAT,))
-            result = self._start_one(BEAT)
+            self._stop((BEAT,), actor, "restart")
+            self.on_intent(BEAT, "running")
+            result = self._start_one(BEAT, actor, "restart")
             return old, result
 
-    def _stop(self, kinds):
+    def _stop(self, kinds, actor=None, cause="request"):
+        for kind in kinds:  # before any signal: the watchdog must not take this stop for a crash
+            self.on_intent(kind, "stopped")
         table = processes.scan(self.instance)
         refs = [ref for kind in kinds for ref in table[kind]]
         trees = {ref: oscontrol.tree_of(ref) for ref in refs}
         for kind in kinds:
             if table[kind]:
+                # another process (a gunicorn worker, a shell) may have started it since this one last looked
+                self.programs[kind].observe(True)
                 self.programs[kind].change_state(State.STOPPING, "stop requested")
         signalled = [ref for ref in refs if oscontrol.send_signal(ref, signal.SIGTERM)]
         left = oscontrol.wait_gone([(r.pid, r.create_time) for r in signalled], self.grace_s)
@@ -162,7 +182,7 @@ class Supervisor:
             if program.state == State.STOPPING:
                 program.change_state(State.STOPPED, "stopped by the panel")
             self.on_event(program=kind, action="stop", outcome="ok" if not still else "error",
-                          pids=[r.pid for r in table[kind]], message=f"{killed[kind]} stopped")
+                          pids=[r.pid for r in table[kind]], message=f"{killed[kind]} stopped", cause=cause, actor=actor)
         return killed, [pid for pid, _ in still]
 
     def child_env(self):
@@ -172,7 +192,7 @@ class Supervisor:
         env[processes.INSTANCE_ENV] = self.instance
         return env
 
-    def _start_one(self, kind):
+    def _start_one(self, kind, actor=None, cause="request"):
         program = self.programs[kind]
         program.change_state(State.STARTING, "start requested")
         path = self.log_path(kind)
@@ -195,7 +215,8 @@ class Supervisor:
             result = StartResult(kind, False, message=reason, log_tail=tail(path))
             log.error("%s failed to start: %s\n%s", kind, reason, result.log_tail)
         self.on_event(program=kind, action="start", outcome="ok" if ok else "error",
-                      pids=result.pids, message=result.message)
+                      pids=result.pids, message=result.message, cause=cause, actor=actor,
+                      exit_status=proc.poll() if not ok else None)
         return result
 
     def _wait_ready(self, kind, proc, path, offset):

@@ -38,3 +38,10 @@ def crawl_url(self, url, timeout=10, max_retries=5, backoff_s=2.0, backoff_max_s
     except RETRYABLE as exc:
         countdown = min(backoff_s * (2 ** self.request.retries), backoff_max_s)
         raise self.retry(exc=exc, countdown=countdown, max_retries=max_retries)
+
+
+@shared_task(name="cleanup_results")
+def cleanup_results(days=30, include_failures=False):
+    """The retention clean-up as a task Beat can schedule: old successful runs go, failures stay."""
+    from panel import retention
+    return retention.cleanup(days=days, include_failures=include_failures)

@@ -1,16 +1,20 @@
 """Users and API tokens: creation, roles, passwords (hashed), tokens (shown once, stored hashed)."""
 import hashlib
+import logging
 import secrets
+import threading
 
 from datetime import timedelta
 
-from sqlalchemy import select
-from sqlalchemy.orm import joinedload
+from sqlalchemy import select, update
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from models import ROLES, ApiToken, User, db, utcnow
+from panel.database import reader
 
 MIN_PASSWORD_CHARS = 10
+log = logging.getLogger("panel.users")
 TOKEN_PREFIX = "ccp_"
 TOKEN_USE_RESOLUTION = timedelta(minutes=5)
 # A hash to check against when the user does not exist, so timing does not reveal usernames.
@@ -114,16 +118,38 @@ def create_token(username, name=""):
 
 
 def user_for_token(plain):
-    """The active user behind a live token, or None; one query, as status polling comes this way."""
-    token = db.session.scalar(select(ApiToken).options(joinedload(ApiToken.user))
-                              .where(ApiToken.token_hash == _digest(plain)))
-    if token is None or token.revoked_at is not None or not token.user.active:
+    """(username, role) of the active user behind a live token, or None; one deferred read, no write lock."""
+    tokens, people = ApiToken.__table__, User.__table__
+    query = (select(tokens.c.id, tokens.c.last_used_at, people.c.username, people.c.role)
+             .join(people, people.c.id == tokens.c.user_id)
+             .where(tokens.c.token_hash == _digest(plain), tokens.c.revoked_at.is_(None), people.c.active.is_(True)))
+    with reader(db.engine).connect() as conn:
+        row = conn.execute(query).first()
+    if row is None:
         return None
-    now = utcnow()
-    if token.last_used_at is None or now - token.last_used_at > TOKEN_USE_RESOLUTION:
-        token.last_used_at = now  # coarse on purpose: not a write per poll
-        db.session.commit()
-    return token.user
+    if row.last_used_at is None or utcnow() - row.last_used_at > TOKEN_USE_RESOLUTION:
+        _note_use(db.engine, row.id)  # coarse on purpose: not a write per poll
+    return row.username, row.role
+
+
+def _note_use(engine, token_id):
+    """last_used_at, written off the request: a locked database must not hold up a status poll."""
+    def write():
+        try:
+            with engine.begin() as conn:
+                conn.execute(update(ApiToken.__table__).where(ApiToken.__table__.c.id == token_id)
+                             .values(last_used_at=utcnow()))
+        except SQLAlchemyError as exc:
+            log.warning("could not note the use of token %s: %s", token_id, exc)
+    threading.Thread(target=write, name="token-use", daemon=True).start()
+
+
+def user_for_session(uid):
+    """(username, role, password_hash) of an active user by id, or None; a deferred read."""
+    people = User.__table__
+    with reader(db.engine).connect() as conn:
+        return conn.execute(select(people.c.username, people.c.role, people.c.password_hash)
+                            .where(people.c.id == uid, people.c.active.is_(True))).first()
 
 
 def all_tokens():

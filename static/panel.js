@@ -41,17 +41,6 @@ function setBadge(id, text, colour, title) {
   if (changed && text !== "Checking...") announce(id.replace("-badge", "") + ": " + text);
 }
 
-async function request(method, url, body) {
-  const headers = { Accept: "application/json" };
-  if (method !== "GET") headers["X-CSRFToken"] = document.querySelector('meta[name="csrf-token"]').content;
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  const resp = await fetch(url, { method, headers, credentials: "same-origin",
-                                  body: body === undefined ? undefined : JSON.stringify(body) });
-  let data = {};
-  try { data = await resp.json(); } catch (e) { data = { message: resp.statusText }; }
-  return { ok: resp.ok, status: resp.status, data };
-}
-
 async function getJSON(url) {
   const r = await request("GET", url);
   if (!r.ok) throw new Error(url + " answered " + r.status);
@@ -222,6 +211,7 @@ async function restartBeat() {
     showOutcome("Restart failed: " + r.data.message, false);
   }
   await refreshStatus();
+  document.dispatchEvent(new Event("panel:processes-changed"));
 }
 
 // ---- toolbar (seed 000) -------------------------------------------------------------------
@@ -239,6 +229,7 @@ async function toolbarAction(name) {
     button.removeAttribute("aria-busy");
   }
   await refreshAll();
+  document.dispatchEvent(new Event("panel:processes-changed"));  // the health card and history follow
   if (shownLog) await showLog(shownLog);
 }
 

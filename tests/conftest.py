@@ -1,5 +1,6 @@
 """Fixtures: a private Redis per session, SQLite and PostgreSQL databases, apps and Celery stacks."""
 import uuid
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -71,6 +72,19 @@ def make_app(tmp_path, redis_server, request):
     yield factory
     for app in apps:
         stop_everything(app)
+    _drop_waiting_messages(redis_server.url)
+
+
+def _drop_waiting_messages(url):
+    """Messages a test left in the default queue of the suite's private Redis must not run in the next test."""
+    import redis as redis_client
+
+    from panel.queues import priority_keys
+    client = redis_client.Redis.from_url(url)
+    try:
+        client.delete(*priority_keys("celery"))
+    finally:
+        client.close()
 
 
 def stop_everything(app):
@@ -85,6 +99,37 @@ def stop_everything(app):
 
 
 TEST_PASSWORD = "correct horse battery"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARTIFACTS = Path(__file__).parent / "artifacts"  # screenshots of every page test (git-ignored)
+
+
+def open_page(browser, width=1280, height=900):
+    """A fresh browser context and page that accepts every dialog and remembers it (type, message)."""
+    context = browser.new_context(viewport={"width": width, "height": height})
+    page = context.new_page()
+    page.dialogs = []
+
+    def on_dialog(dialog):
+        page.dialogs.append((dialog.type, dialog.message))
+        dialog.accept()
+    page.on("dialog", on_dialog)
+    page.errors = []
+    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
+    return context, page
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's headless Chromium through Playwright, one per test module; fails when it is missing."""
+    from playwright.sync_api import sync_playwright
+    if not Path(CHROMIUM).exists():
+        raise RuntimeError("Debian's chromium is missing: apt-get install chromium chromium-driver")
+    with sync_playwright() as pw:
+        launched = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
 
 
 def api_client(app, role="admin"):
@@ -121,3 +166,14 @@ def site():
     server = LocalSite()
     yield server
     server.stop()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The fault run's table: each fault injected into real processes, and what the panel did."""
+    from tests.helpers import FAULTS
+    if not FAULTS:
+        return
+    terminalreporter.section("faults injected and what happened (docs/faults.md)")
+    width = max(len(fault) for fault, _ in FAULTS)
+    for fault, outcome in FAULTS:
+        terminalreporter.write_line(f"{fault:<{width}}  | {outcome}")

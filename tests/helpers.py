@@ -7,6 +7,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 WAIT_POLL_S = 0.1
+FAULTS = []  # (fault injected, what happened), appended by the fault tests, printed by conftest
 
 
 def free_port():
@@ -30,12 +31,13 @@ def wait_for(predicate, timeout_s, message="condition"):
 class RedisServer:
     """A private redis-server in a temp dir on a free loopback port; never the shared one."""
 
-    def __init__(self, folder):
+    def __init__(self, folder, port=None):
         binary = shutil.which("redis-server")
         if not binary:
             raise RuntimeError("redis-server is not installed; the suite needs a real Redis (apt-get install redis-server)")
-        self.port = free_port()
+        self.port = port or free_port()  # a port again: the same server "comes back" (fault tests)
         self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--dir", str(folder), "--logfile", str(folder / "redis.log")],
@@ -119,3 +121,73 @@ def start_worker(app):
     result = app.extensions["supervisor"].start((WORKER,))[WORKER]
     assert result.ok, result.log_tail
     return result.pids[0]
+
+
+class TcpProxy:
+    """A loopback TCP forwarder we can cut and restore: a database "unreachable for a while"."""
+
+    def __init__(self, target_port, port=None):
+        self.target = ("127.0.0.1", target_port)
+        self.port = port or free_port()
+        self.conns = []
+        self.lock = threading.Lock()
+        self.server = None
+        self.start()
+
+    def start(self):
+        self.server = socket.create_server(("127.0.0.1", self.port), reuse_port=False)
+        self.server.settimeout(0.2)
+        self.running = True
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        server = self.server
+        while self.running and server is self.server:  # a cut closes this server: its thread ends
+            try:
+                client, _ = server.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src, dst):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def cut(self):
+        """Refuse new connections and break the open ones."""
+        self.running = False
+        self.server.close()
+        with self.lock:
+            for conn in self.conns:
+                try:
+                    conn.shutdown(socket.SHUT_RDWR)
+                    conn.close()
+                except OSError:
+                    pass
+            self.conns = []
+
+    def restore(self):
+        self.start()

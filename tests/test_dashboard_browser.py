@@ -1,31 +1,16 @@
 """The dashboard in headless Chromium against the real panel, worker and Beat (screenshots in tests/artifacts/)."""
 import threading
-from pathlib import Path
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 from werkzeug.serving import make_server
 
 from models import db
 from panel import processes, users
 from panel.processes import BEAT, WORKER
-from tests.conftest import TEST_PASSWORD, api_client
+from tests.conftest import ARTIFACTS, TEST_PASSWORD, api_client, open_page
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-ARTIFACTS = Path(__file__).parent / "artifacts"
 UI_WAIT_MS = 30_000
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        raise RuntimeError("Debian's chromium is missing: apt-get install chromium chromium-driver")
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
@@ -44,14 +29,7 @@ def served(app):
 @pytest.fixture
 def page(browser, served, request):
     app, base = served
-    context = browser.new_context(viewport={"width": 1200, "height": 800})
-    page = context.new_page()
-    page.dialogs = []
-
-    def on_dialog(dialog):
-        page.dialogs.append((dialog.type, dialog.message))
-        dialog.accept()
-    page.on("dialog", on_dialog)
+    context, page = open_page(browser, 1200, 800)
     page.console_warnings = []
     page.on("console", lambda msg: msg.type == "warning" and page.console_warnings.append(msg.text))
     page.base = base
@@ -121,6 +99,27 @@ def test_stop_celery_then_start_celery_from_the_toolbar(page, served):
     expect(page.locator("#beat-badge")).to_have_text("✓ Active")
     table = processes.scan(app.config["INSTANCE_PATH"])
     assert len(table[WORKER]) == 1 and len(table[BEAT]) == 1
+    beat_pid = str(table[BEAT][0].pid)
+    expect(page.locator("#h-beat")).to_have_text(f"✓ running (PID {beat_pid})", timeout=UI_WAIT_MS)
+    history = page.locator("#history-body tr")
+    expect(history.first).to_contain_text(beat_pid)
+    expect(history.first).to_contain_text("start")
+    expect(page.locator("#history-body")).to_contain_text("stop")
+    assert "op" in history.first.inner_text().split("\t")  # who did it
+    shot(page, "dashboard-health-history")
+
+
+def test_the_watchdog_switch_asks_first_and_shows_the_watchdogs_state(page, served):
+    app, _ = served
+    login(page)
+    expect(page.locator("#wd-beat-state")).to_have_text("watchdog off", timeout=UI_WAIT_MS)
+    page.check("#wd-beat")
+    assert page.dialogs[-1][0] == "confirm" and "Keep beat running?" in page.dialogs[-1][1]
+    expect(page.locator("#wd-beat-state")).to_contain_text("STOPPED", timeout=UI_WAIT_MS)
+    view = api_client(app, "viewer").get("/api/watchdog").get_json()["watchdog"]
+    assert view["beat"]["enabled"] is True and view["worker"]["enabled"] is False
+    page.uncheck("#wd-beat")
+    expect(page.locator("#wd-beat-state")).to_have_text("watchdog off", timeout=UI_WAIT_MS)
 
 
 def test_a_running_task_is_cancelled_with_its_red_x(page, served):

@@ -8,6 +8,7 @@ from werkzeug.serving import make_server
 
 from models import AuditEvent, User, db
 from panel import users
+from panel.api_errors import is_api_path
 from panel.auth import PUBLIC, RANK, policy_of
 from tests.conftest import TEST_PASSWORD, api_client
 from tests.helpers import free_port
@@ -62,7 +63,7 @@ def test_role_matrix_over_every_route_and_role(dead_broker_app):
             if access == PUBLIC:  # the access layer lets it through (a failed login form is its own 401)
                 assert resp.status_code != 403 and b"authentication required" not in resp.data, where
             elif role is None:
-                if rule.rule.startswith(("/api/", "/scheduler/")) or rule.rule in ("/celery_status", "/restart_celery_beat"):
+                if is_api_path(rule.rule):
                     assert resp.status_code == 401 and resp.is_json, where
                 else:
                     assert resp.status_code == 302 and resp.headers["Location"].startswith("/login"), where
@@ -266,6 +267,6 @@ def test_the_openapi_document_covers_every_json_route(app):
     spec = api_client(app, "viewer").get("/api/openapi.json").get_json()
     documented = {(path, method.upper()) for path, ops in spec["paths"].items() for method in ops}
     for rule, method in _routes(app):
-        if rule.rule.startswith(("/api/", "/scheduler/", "/healthz", "/celery_status", "/restart_celery_beat")):
+        if is_api_path(rule.rule):
             path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)
             assert (path, method) in documented, f"{method} {path} is missing from the OpenAPI document"

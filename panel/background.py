@@ -1,0 +1,116 @@
+"""The panel's background duties (reconciler, cluster monitor, watchdog and alert checks), run by one process.
+
+Under gunicorn every worker process calls start(); a file lock in the instance folder picks one of
+them to act, and the others stand by and take over within STANDBY_S if that one dies (the kernel
+drops a dead process's lock). So only one watchdog ever starts a process, however many workers serve.
+"""
+import fcntl
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+
+from models import db
+from panel import monitor, reconciler
+
+log = logging.getLogger("panel.background")
+STANDBY_S = 2.0
+ALERT_CHECKS_EVERY_S = 10.0
+
+
+class Background:
+    """A handle on this process's part: acting, or standing by; stop() ends both."""
+
+    def __init__(self, app):
+        self.app = app
+        self.stop_event = threading.Event()
+        self.acting = threading.Event()
+        self.path = Path(app.config["INSTANCE_PATH"]) / "run" / "background.lock"
+        self._fh = None
+        self._stops = []
+
+    def _try_lock(self):
+        fh = open(self.path, "a+")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.close()
+            return False
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()}\n")
+        fh.flush()
+        self._fh = fh  # held open for as long as this process acts
+        return True
+
+    def _wait_for_turn(self):
+        while not self.stop_event.is_set():
+            if self._try_lock():
+                log.info("background duties: this process (pid %s) acts", os.getpid())
+                self._act()
+                return
+            self.stop_event.wait(STANDBY_S)
+
+    def _act(self):
+        self.acting.set()
+        self._stops = [reconciler.start(self.app), monitor.start(self.app)]
+        threading.Thread(target=watch_loop, args=(self.app, self.stop_event), name="watchdog", daemon=True).start()
+
+    def start(self):
+        threading.Thread(target=self._wait_for_turn, name="background-standby", daemon=True).start()
+        return self
+
+    def stop(self):
+        self.stop_event.set()
+        for stop in self._stops:
+            stop.set()
+        if self._fh is not None:
+            fcntl.flock(self._fh, fcntl.LOCK_UN)
+            self._fh.close()
+            self._fh = None
+        self.acting.clear()
+
+
+def actor_pid(instance_path):
+    """The pid of the panel process that acts now, or None when none holds the lock."""
+    path = Path(instance_path) / "run" / "background.lock"
+    try:
+        with open(path, "a+") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.seek(0)
+                text = fh.read().strip()
+                return int(text) if text.isdigit() else None
+            fcntl.flock(fh, fcntl.LOCK_UN)
+            return None
+    except OSError:
+        return None
+
+
+def watch_loop(app, stop):
+    """Each WATCHDOG_INTERVAL_S: kept run-log writes, then the watchdog; the alert checks every ALERT_CHECKS_EVERY_S."""
+    from panel import alerts, recorder, watchdog
+    with app.app_context():
+        dogs = watchdog.Watchdogs(app)
+        watchdog.apply_configured(app.config)
+        db.session.remove()
+    checked = 0.0
+    while not stop.wait(app.config["WATCHDOG_INTERVAL_S"]):
+        with app.app_context():
+            try:
+                recorder.replay_spool()  # run-log writes the database refused earlier, in order
+                dogs.tick()
+                if time.monotonic() - checked >= ALERT_CHECKS_EVERY_S:
+                    checked = time.monotonic()
+                    alerts.run_checks(app.config)
+            except Exception:  # the database or the broker may be away for a while: keep watching
+                log.exception("watchdog tick failed; trying again")
+            finally:
+                db.session.remove()
+
+
+def start(app):
+    """Start this process's part in the background duties; returns the handle."""
+    return Background(app).start()

@@ -1,0 +1,164 @@
+"""The results browser's query: filters from a request's arguments, newest first, keyset pages."""
+import base64
+import re
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+from sqlalchemy import String, cast, or_, select, tuple_
+
+from models import TaskLog, db
+from panel.database import reader
+from panel.schedules import ValidationError
+
+# Celery's states as seed 003 lists them, in its order; they are what `status` filters on.
+STATES = ("SUCCESS", "FAILURE", "PENDING", "STARTED", "RETRY", "REVOKED")
+PAGE_SIZE = 50
+PAGE_SIZE_MAX = 500
+TEXT_MAX = 200
+UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+COLUMNS = tuple(TaskLog.__table__.columns)
+
+
+@dataclass
+class RunFilter:
+    """What the person asked to see; every field optional."""
+
+    task: str | None = None
+    states: tuple = ()
+    worker: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    q: str | None = None
+    limit: int = PAGE_SIZE
+    cursor: tuple | None = field(default=None, repr=False)
+
+    def as_args(self):
+        """The filter as query arguments (for links to the next page and to exports)."""
+        args = {"task": self.task, "status": ",".join(self.states) or None, "worker": self.worker,
+                "since": _iso(self.since), "until": _iso(self.until), "q": self.q}
+        return {k: v for k, v in args.items() if v}
+
+
+def _iso(value):
+    return value.isoformat() + "Z" if value else None
+
+
+def parse_time(name, text):
+    """ISO 8601 date or date-time (naive = UTC; an offset is converted to UTC); 400 when it does not parse."""
+    try:
+        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ValidationError(name, f"must be an ISO 8601 date or date-time, e.g. 2026-11-21 or "
+                                    f"2026-11-21T10:00:00Z; got {text!r}") from None
+    if value.tzinfo is not None:
+        value = (value - value.utcoffset()).replace(tzinfo=None)
+    return value
+
+
+def encode_cursor(queued_at, run_id):
+    raw = f"{queued_at.isoformat()}|{run_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(text):
+    """The (queued_at, id) a page ends at; 400 for anything we did not hand out."""
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
+        stamp, run_id = raw.split("|")
+        return datetime.fromisoformat(stamp), int(run_id)
+    except (ValueError, UnicodeDecodeError):
+        raise ValidationError("cursor", "is not one this panel handed out; start again without it") from None
+
+
+def _text(args, name):
+    value = (args.get(name) or "").strip()
+    if len(value) > TEXT_MAX:
+        raise ValidationError(name, f"is longer than {TEXT_MAX} characters")
+    return value or None
+
+
+def _states(text):
+    if not text:
+        return ()
+    states = tuple(dict.fromkeys(s.strip().upper() for s in text.split(",") if s.strip()))
+    unknown = [s for s in states if s not in STATES]
+    if unknown:
+        raise ValidationError("status", f"unknown status {', '.join(unknown)}; use one or more of {', '.join(STATES)}")
+    return states
+
+
+def _limit(text):
+    try:
+        limit = int(text) if text not in (None, "") else PAGE_SIZE
+    except ValueError:
+        raise ValidationError("limit", "must be a whole number") from None
+    if not 1 <= limit <= PAGE_SIZE_MAX:
+        raise ValidationError("limit", f"must be between 1 and {PAGE_SIZE_MAX}")
+    return limit
+
+
+def from_args(args):
+    """A RunFilter from query arguments, each checked; ValidationError (400) names the bad one."""
+    since = parse_time("since", args["since"]) if args.get("since") else None
+    until = parse_time("until", args["until"]) if args.get("until") else None
+    if until is not None and len(args["until"].strip()) == 10:
+        until += timedelta(days=1)  # a bare date means "to the end of that day"
+    if since and until and since >= until:
+        raise ValidationError("until", "must be later than since")
+    return RunFilter(task=_text(args, "task"), states=_states(args.get("status")), worker=_text(args, "worker"),
+                     since=since, until=until, q=_text(args, "q"), limit=_limit(args.get("limit")),
+                     cursor=decode_cursor(args["cursor"]) if args.get("cursor") else None)
+
+
+def conditions(flt):
+    """WHERE terms for a filter (without the cursor): each equality uses its (column, queued_at, id) index."""
+    terms = []
+    if flt.task:
+        terms.append(TaskLog.task_name == flt.task)
+    if flt.states:
+        terms.append(TaskLog.state == flt.states[0] if len(flt.states) == 1 else TaskLog.state.in_(flt.states))
+    if flt.worker:
+        terms.append(TaskLog.worker == flt.worker)
+    if flt.since:
+        terms.append(TaskLog.queued_at >= flt.since)
+    if flt.until:
+        terms.append(TaskLog.queued_at < flt.until)
+    if flt.q:
+        if UUID_RE.match(flt.q):  # a task id: one probe of the unique index
+            terms.append(TaskLog.celery_task_id.in_(sorted({flt.q, flt.q.lower()})))
+        else:
+            terms.append(or_(TaskLog.celery_task_id.icontains(flt.q, autoescape=True),
+                             cast(TaskLog.args, String).icontains(flt.q, autoescape=True),
+                             cast(TaskLog.kwargs, String).icontains(flt.q, autoescape=True)))
+    return terms
+
+
+def select_runs(flt, limit=None):
+    """Newest first by (queued_at, id), starting after the cursor."""
+    query = select(*COLUMNS).where(*conditions(flt))
+    if flt.cursor:
+        at, run_id = flt.cursor
+        query = query.where(tuple_(TaskLog.queued_at, TaskLog.id) < (at, run_id))
+    query = query.order_by(TaskLog.queued_at.desc(), TaskLog.id.desc())
+    return query.limit(limit) if limit else query
+
+
+def page(flt):
+    """One page of runs and the cursor of the next one (None on the last page)."""
+    with reader(db.engine).connect() as conn:
+        rows = conn.execute(select_runs(flt, flt.limit + 1)).all()
+    more = len(rows) > flt.limit
+    rows = rows[:flt.limit]
+    return rows, (encode_cursor(rows[-1].queued_at, rows[-1].id) if more else None)
+
+
+def stream(flt, engine, batch=1000):
+    """Every run the filter matches, newest first, in keyset batches; needs no app context (a streamed reply)."""
+    cursor = flt.cursor
+    while True:
+        with engine.connect() as conn:
+            rows = conn.execute(select_runs(replace(flt, cursor=cursor), batch)).all()
+        yield from rows
+        if len(rows) < batch:
+            return
+        cursor = (rows[-1].queued_at, rows[-1].id)

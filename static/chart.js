@@ -1,0 +1,117 @@
+// Succeeded and failed runs per minute over the last hour: our own small SVG bar chart (no library, no CDN).
+// Numbers are also given as text (a summary line and a table for screen readers): colour is never the only signal.
+"use strict";
+
+(function () {
+  const SVG = "http://www.w3.org/2000/svg";
+  const REFRESH_MS = 30000;
+  const W = 720, H = 180, PAD = { left: 36, right: 8, top: 10, bottom: 24 };
+
+  function el(name, attrs, text) {
+    const node = document.createElementNS(SVG, name);
+    for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  function niceMax(n) {
+    if (n <= 5) return 5;
+    const step = Math.pow(10, Math.floor(Math.log10(n)));
+    return Math.ceil(n / step) * step;
+  }
+
+  function draw(svg, minutes) {
+    svg.replaceChildren();
+    const max = niceMax(Math.max(0, ...minutes.map((m) => m.succeeded + m.failed)));
+    const plotW = W - PAD.left - PAD.right, plotH = H - PAD.top - PAD.bottom;
+    const barW = plotW / minutes.length;
+    const y = (v) => PAD.top + plotH - (v / max) * plotH;
+    for (const tick of [0, max / 2, max]) {
+      svg.append(el("line", { x1: PAD.left, x2: W - PAD.right, y1: y(tick), y2: y(tick), class: "grid-line" }));
+      svg.append(el("text", { x: PAD.left - 6, y: y(tick) + 4, "text-anchor": "end", class: "axis" }, String(tick)));
+    }
+    minutes.forEach((m, i) => {
+      const x = PAD.left + i * barW + 1;
+      const okTop = y(m.succeeded);
+      const title = `${m.minute.slice(11, 16)} UTC: ${m.succeeded} succeeded, ${m.failed} failed`;
+      const group = el("g", {});
+      group.append(el("title", {}, title));
+      if (m.succeeded) group.append(el("rect", { x, y: okTop, width: barW - 2, height: y(0) - okTop, class: "bar-ok" }));
+      if (m.failed) {
+        const top = y(m.succeeded + m.failed);
+        group.append(el("rect", { x, y: top, width: barW - 2, height: okTop - top, class: "bar-failed" }));
+      }
+      svg.append(group);
+      const last = i === minutes.length - 1;
+      if (i % 10 === 0 || last) {  // the last label ends at the edge instead of running off it
+        svg.append(el("text", { x: last ? W - PAD.right : x + barW / 2, y: H - 6,
+                                "text-anchor": last ? "end" : "middle", class: "axis" }, m.minute.slice(11, 16)));
+      }
+    });
+  }
+
+  function describe(section, minutes) {
+    const ok = minutes.reduce((n, m) => n + m.succeeded, 0);
+    const failed = minutes.reduce((n, m) => n + m.failed, 0);
+    section.querySelector(".chart-summary").textContent =
+      `Last hour: ${ok} succeeded, ${failed} failed (times in UTC).`;
+    const body = section.querySelector("tbody");
+    body.replaceChildren(...minutes.filter((m) => m.succeeded || m.failed).map((m) => {
+      const row = document.createElement("tr");
+      for (const value of [m.minute.slice(11, 16), m.succeeded, m.failed]) {
+        const cell = document.createElement("td");
+        cell.textContent = value;
+        row.append(cell);
+      }
+      return row;
+    }));
+  }
+
+  function build(section) {
+    section.innerHTML = "";
+    const title = document.createElement("h2");
+    title.id = "runs-chart-title";
+    title.textContent = "Runs per minute, last hour";
+    const legend = document.createElement("p");
+    legend.className = "chart-legend";
+    legend.innerHTML = '<span class="key key-ok"></span> ✓ succeeded <span class="key key-failed"></span> ✕ failed';
+    const svg = el("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-labelledby": "runs-chart-title",
+                            class: "runs-chart" });
+    const summary = document.createElement("p");
+    summary.className = "chart-summary";
+    summary.setAttribute("aria-live", "polite");
+    const table = document.createElement("table");
+    table.className = "visually-hidden";
+    table.innerHTML = "<caption>Runs per minute</caption><thead><tr><th>Minute (UTC)</th><th>Succeeded</th>" +
+                      "<th>Failed</th></tr></thead><tbody></tbody>";
+    section.classList.add("card");
+    section.setAttribute("aria-labelledby", "runs-chart-title");
+    section.append(title, legend, svg, summary, table);
+    return svg;
+  }
+
+  async function refresh(section, svg) {
+    if (document.hidden || section.dataset.loading === "1") return;
+    section.dataset.loading = "1";
+    try {
+      const resp = await fetch("/api/runs/per-minute", { credentials: "same-origin", headers: { Accept: "application/json" } });
+      if (!resp.ok) throw new Error(`HTTP ${resp.status}`);
+      const minutes = (await resp.json()).minutes;
+      draw(svg, minutes);
+      describe(section, minutes);
+    } catch (err) {
+      section.querySelector(".chart-summary").textContent = `Could not load the chart: ${err.message}`;
+    } finally {
+      section.dataset.loading = "0";
+    }
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    const section = document.getElementById("runs-chart");
+    if (!section) return;
+    const svg = build(section);
+    refresh(section, svg);
+    setInterval(() => refresh(section, svg), REFRESH_MS);
+    document.addEventListener("visibilitychange", () => { if (!document.hidden) refresh(section, svg); });
+  });
+})();

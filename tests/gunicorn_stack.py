@@ -1,0 +1,228 @@
+"""The panel served by a real gunicorn (`python -m panel.launcher serve`), and the status-polling load against it.
+
+Shared by tests/test_gunicorn.py and bench/status_load.py. Everything started here is stopped by PID.
+"""
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from itertools import cycle
+
+import psutil
+import requests
+
+from app import create_app
+from models import db
+from panel import processes
+from panel.config import ROOT
+from panel.processes import BEAT, WORKER
+from tests.conftest import api_client, stop_everything
+from tests.helpers import free_port, wait_for
+
+BOOT_WAIT_S = 90  # prepare (migrations) and three workers importing the app, on two shared cores
+TERM_WAIT_S = 40  # gunicorn's graceful_timeout with the test's STOP_GRACE_S, plus a margin
+KILL_WAIT_S = 10
+HTTP_TIMEOUT_S = 30
+CONTROL_TIMEOUT_S = 150  # a control request may wait for the lock, stop and start
+SAMPLE_EVERY_S = 0.05
+POLL_PATHS = ("/celery_status", "/scheduler/celery-status/")
+CONTROLS = ("/scheduler/start-celery/", "/restart_celery_beat", "/scheduler/stop-celery/")
+
+
+class GunicornPanel:
+    """`launcher serve` on a free loopback port, on its own instance, database and broker; stop() ends it all."""
+
+    def __init__(self, folder, broker_url, workers=3, imports="tests.sample_tasks", **settings):
+        self.folder = folder
+        self.instance = str(folder / "instance")
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.env = dict(os.environ, PANEL_INSTANCE_PATH=self.instance, DATABASE_URL=f"sqlite:///{folder / 'panel.db'}",
+                        CELERY_BROKER_URL=broker_url, CELERY_RESULT_BACKEND=broker_url, CELERY_IMPORTS=imports,
+                        PANEL_HOST="127.0.0.1", PANEL_PORT=str(self.port), PANEL_WORKERS=str(workers),
+                        WATCHDOG="", STOP_GRACE_S="3", PYTHONUNBUFFERED="1")
+        self.env.update({key: str(value) for key, value in settings.items()})
+        self.log_path = folder / "gunicorn.out"
+        self.app = None
+        self.tokens = {}
+        with open(self.log_path, "ab") as out:  # `serve` execs gunicorn: this pid becomes gunicorn's master
+            self.master = subprocess.Popen([sys.executable, "-m", "panel.launcher", "serve"], cwd=str(ROOT),
+                                           env=self.env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            wait_for(self._booted, BOOT_WAIT_S, f"gunicorn to serve /healthz (see {self.log_path})")
+            self.app = self.local_app()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _booted(self):
+        if self.master.poll() is not None:
+            raise AssertionError(f"gunicorn exited with {self.master.returncode}:\n{self.output()}")
+        try:
+            return requests.get(self.base + "/healthz", timeout=2).status_code == 200 and len(self.worker_pids()) > 0
+        except requests.RequestException:
+            return False
+
+    def local_app(self):
+        """An app in this process on the same settings: users, tokens, and the supervisor for the clean-up."""
+        config = {"INSTANCE_PATH": self.instance, "SQLALCHEMY_DATABASE_URI": self.env["DATABASE_URL"],
+                  "CELERY_BROKER_URL": self.env["CELERY_BROKER_URL"],
+                  "CELERY_RESULT_BACKEND": self.env["CELERY_RESULT_BACKEND"],
+                  "CELERY_IMPORTS": self.env["CELERY_IMPORTS"], "STOP_GRACE_S": 3.0, "TESTING": True}
+        return create_app(config)
+
+    def output(self):
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+    def url(self, path):
+        return self.base + path
+
+    def session(self, role):
+        """An HTTP session that authenticates like curl, with a real user of that role and a Bearer token."""
+        if role not in self.tokens:
+            api_client(self.app, role)
+            self.tokens[role] = self.app.extensions["test_tokens"][role]
+        http = requests.Session()
+        http.headers["Authorization"] = f"Bearer {self.tokens[role]}"
+        return http
+
+    def _workers(self):
+        """gunicorn's worker processes: the master's children (Celery started by a worker is a grandchild)."""
+        try:
+            return psutil.Process(self.master.pid).children()
+        except psutil.NoSuchProcess:
+            return []
+
+    def worker_pids(self):
+        return sorted(p.pid for p in self._workers())
+
+    def stop(self):
+        """Stop the Celery this instance runs, then gunicorn: TERM the master, KILL after a bound."""
+        try:
+            self._stop_celery()
+        finally:
+            self._stop_gunicorn()
+            if any(processes.scan(self.instance).values()):
+                self._stop_celery()  # a control request that landed during shutdown started something
+
+    def _stop_celery(self):
+        """Through the app's supervisor; what it leaves, or everything when it fails, is killed by PID."""
+        try:
+            if self.app is not None:
+                stop_everything(self.app)
+        finally:
+            for ref in [r for refs in processes.scan(self.instance).values() for r in refs]:
+                for pid in (ref.pid, *ref.children):
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+
+    def _stop_gunicorn(self):
+        workers = self._workers()
+        if self.master.poll() is None:
+            self.master.send_signal(signal.SIGTERM)
+            try:
+                self.master.wait(timeout=TERM_WAIT_S)
+            except subprocess.TimeoutExpired:
+                self.master.kill()
+                self.master.wait(timeout=KILL_WAIT_S)
+        _, alive = psutil.wait_procs(workers, timeout=KILL_WAIT_S)
+        for proc in alive:  # orphans of a killed master: ours, started through it
+            proc.kill()
+        psutil.wait_procs(alive, timeout=KILL_WAIT_S)
+
+
+@dataclass
+class LoadResult:
+    """What the pollers, the control thread and the table sampler saw."""
+
+    seconds: float = 0.0
+    latencies_ms: dict = field(default_factory=dict)  # path -> [ms]
+    codes: dict = field(default_factory=dict)  # path -> Counter of status codes (0: no answer)
+    controls: list = field(default_factory=list)  # (path, status code, seconds)
+    most: Counter = field(default_factory=Counter)  # kind -> the most main processes seen at once
+    samples: int = 0
+
+    def polls(self):
+        return sum(sum(c.values()) for c in self.codes.values())
+
+    def server_errors(self):
+        return sum(n for c in self.codes.values() for code, n in c.items() if code >= 500 or code == 0)
+
+
+def _poller(panel, path_cycle, done, result, lock):
+    http = panel.session("viewer")
+    latencies, codes = {}, {}
+    for path in path_cycle:
+        if done.is_set():
+            break
+        started = time.perf_counter()
+        try:
+            code = http.get(panel.url(path), timeout=HTTP_TIMEOUT_S).status_code
+        except requests.RequestException:
+            code = 0
+        latencies.setdefault(path, []).append((time.perf_counter() - started) * 1000)
+        codes.setdefault(path, Counter())[code] += 1
+    with lock:
+        for path, values in latencies.items():
+            result.latencies_ms.setdefault(path, []).extend(values)
+            result.codes.setdefault(path, Counter()).update(codes[path])
+
+
+def _controller(panel, stop, cycled, result):
+    http = panel.session("operator")
+    for path in cycle(CONTROLS):
+        if stop.is_set():
+            return
+        started = time.monotonic()
+        try:
+            code = http.post(panel.url(path), timeout=CONTROL_TIMEOUT_S).status_code
+        except requests.RequestException:
+            code = 0
+        result.controls.append((path, code, time.monotonic() - started))
+        if len(result.controls) >= len(CONTROLS):
+            cycled.set()
+
+
+def _sampler(instance, stop, result):
+    while not stop.wait(SAMPLE_EVERY_S):
+        table = processes.scan(instance)
+        result.samples += 1
+        for kind in (WORKER, BEAT):
+            result.most[kind] = max(result.most[kind], len(table[kind]))
+
+
+def run_load(panel, pollers, seconds, paths=POLL_PATHS, controls=True):
+    """`pollers` threads GET `paths` in turn for `seconds` and, with `controls`, until each control ran once."""
+    for role in ("viewer", "operator"):  # users and tokens made before the clock starts
+        panel.session(role)
+    result, lock = LoadResult(), threading.Lock()
+    polling, sampling, cycled = threading.Event(), threading.Event(), threading.Event()
+    threads = [threading.Thread(target=_poller, args=(panel, cycle(paths[i % len(paths):] + paths[:i % len(paths)]),
+                                                      polling, result, lock), daemon=True) for i in range(pollers)]
+    side = [threading.Thread(target=_sampler, args=(panel.instance, sampling, result), daemon=True)]
+    if controls:
+        side.append(threading.Thread(target=_controller, args=(panel, sampling, cycled, result), daemon=True))
+    else:
+        cycled.set()
+    started = time.monotonic()
+    for thread in side + threads:
+        thread.start()
+    time.sleep(seconds)
+    # a start under fifty pollers on two cores can outlast the window: polls go on until every control answered
+    cycled.wait(timeout=len(CONTROLS) * CONTROL_TIMEOUT_S)
+    polling.set()
+    for thread in threads:
+        thread.join(timeout=HTTP_TIMEOUT_S + 5)
+    result.seconds = time.monotonic() - started
+    sampling.set()
+    for thread in side:  # the control request in flight finishes: its answer counts too
+        thread.join(timeout=CONTROL_TIMEOUT_S + 5)
+    with panel.app.app_context():
+        db.session.remove()
+    return result

@@ -1,0 +1,183 @@
+"""Faults the panel must survive, each injected into real processes: Redis away, the database locked,
+the panel restarted under a running Celery, two panel processes racing for the background duties."""
+import sqlite3
+import threading
+import time
+
+import pytest
+
+from app import create_app
+from panel import background, processes, recorder
+from panel.processes import BEAT, WORKER
+from tests.conftest import api_client, build_app, stop_everything
+from tests.helpers import FAULTS, RedisServer, TcpProxy, run_row, start_worker, wait_for
+
+LOCK_HELD_S = 13  # longer than SQLite's 10 s busy timeout: writes must be kept, not just waited out
+
+
+def live(app, kind):
+    return [r.pid for r in processes.scan(app.config["INSTANCE_PATH"])[kind]]
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    """A Redis for this test alone, so it can be stopped and started again on the same port."""
+    servers = [RedisServer(tmp_path / "redis-a")]
+    yield servers
+    for server in servers:
+        server.stop()
+
+
+def test_redis_stopped_mid_run_then_back_everything_recovers_without_a_panel_restart(make_app, own_redis, tmp_path):
+    redis = own_redis[0]
+    app = make_app(CELERY_BROKER_URL=redis.url, CELERY_RESULT_BACKEND=redis.url)
+    start_worker(app)
+    viewer, operator = api_client(app, "viewer"), api_client(app, "operator")
+    sent = app.extensions["celery"].send_task("tests.sleep", args=[3])
+    wait_for(lambda: (r := run_row(app, sent.id)) and r.status == "running", 30, "the run to start")
+    redis.stop()
+    started = time.monotonic()
+    assert viewer.get("/celery_status").status_code == 200
+    status = viewer.get("/scheduler/celery-status/").get_json()
+    assert status["worker"]["active"] is True  # the process table, not the broker, says so
+    health = viewer.get("/api/health").get_json()
+    assert health["broker"]["ok"] is False and health["status"] == "down" and health["database"]["ok"] is True
+    refused = operator.post("/scheduler/start-celery/")
+    assert refused.status_code == 503 and "broker unreachable" in refused.get_json()["message"]
+    assert operator.post("/api/registered-tasks/tests.add/send", json={"args": [1, 1]}).status_code == 503
+    assert viewer.get("/api/runs").status_code == 200
+    assert time.monotonic() - started < 20  # every answer came in seconds, none hung
+    own_redis.append(RedisServer(tmp_path / "redis-b", port=redis.port))
+    # Celery stores the result before it signals success: the run ends once the backend answers again.
+    done = wait_for(lambda: (r := run_row(app, sent.id)) and r.status != "running" and r, 60, "the run to end")
+    assert done.state == "SUCCESS"
+    wait_for(lambda: viewer.get("/api/health").get_json()["broker"]["ok"], 30, "the panel to see Redis again")
+    again = operator.post("/api/registered-tasks/tests.add/send", json={"args": [2, 2]})
+    assert again.status_code == 200, again.get_json()
+    cid = again.get_json()["celery_task_id"]
+    wait_for(lambda: (r := run_row(app, cid)) and r.state == "SUCCESS", 90, "the worker to reconnect and run it")
+    FAULTS.append(("Redis stopped mid-run, then started again",
+                   "status and runs kept answering, controls 503 'broker unreachable'; the run in flight ended "
+                   "SUCCESS once Redis was back; "
+                   "worker reconnected and ran a new task, no panel restart"))
+
+
+def test_database_locked_status_answers_and_run_changes_land_once_it_is_free(make_app):
+    app = make_app()
+    start_worker(app)
+    viewer = api_client(app, "viewer")
+    assert viewer.get("/celery_status").status_code == 200  # token use noted before the lock
+    stop = background.start(app)
+    wait_for(stop.acting.is_set, 10, "the background loop")
+    path = app.config["SQLALCHEMY_DATABASE_URI"].removeprefix("sqlite:///")
+    locked, release = threading.Event(), threading.Event()
+
+    def hold():
+        conn = sqlite3.connect(path, isolation_level=None)
+        conn.execute("BEGIN EXCLUSIVE")
+        locked.set()
+        release.wait(LOCK_HELD_S)
+        conn.execute("COMMIT")
+        conn.close()
+    holder = threading.Thread(target=hold, daemon=True)
+    holder.start()
+    try:
+        locked.wait(5)
+        began = time.monotonic()
+        resp = viewer.get("/celery_status")
+        assert resp.status_code == 200 and resp.get_json()["running"] is False
+        assert time.monotonic() - began < 2  # from the process table, not stuck behind the lock
+        assert viewer.get("/scheduler/celery-status/").get_json()["worker"]["active"] is True
+        sent = app.extensions["celery"].send_task("tests.add", args=[20, 22])  # every write of it meets the lock
+        time.sleep(1)
+    finally:
+        holder.join(LOCK_HELD_S + 5)
+        stop.stop()
+    stop = background.start(app)  # the loop replays what the database refused
+    try:
+        done = wait_for(lambda: (r := run_row(app, sent.id)) and r.state == "SUCCESS" and r, 60,
+                        "the kept run changes to reach the database")
+        assert done.result == "42" and done.worker is not None and done.started_at is not None
+        spool = recorder._spool
+        wait_for(lambda: not spool.waiting(), 20, "every spool file to be written and removed")
+    finally:
+        stop.stop()
+    FAULTS.append((f"SQLite locked for {LOCK_HELD_S} s (past the 10 s busy timeout)",
+                   "status answered in <2 s from the process table; run changes kept in the spool, "
+                   "written in order when the lock went"))
+
+
+def test_postgresql_unreachable_status_answers_writes_wait_and_land_when_it_is_back(redis_server, pg_server,
+                                                                                  tmp_path):
+    proxy = TcpProxy(5432)
+    url = pg_server.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+    app = build_app(tmp_path / "instance", url, redis_server.url)
+    handle = None
+    try:
+        start_worker(app)
+        viewer, operator = api_client(app, "viewer"), api_client(app, "operator")
+        assert viewer.get("/celery_status").status_code == 200  # the identities are confirmed once
+        assert operator.get("/api/tasks").status_code == 200
+        proxy.cut()
+        began = time.monotonic()
+        assert viewer.get("/celery_status").status_code == 200
+        assert viewer.get("/scheduler/celery-status/").get_json()["worker"]["active"] is True
+        health = viewer.get("/api/health").get_json()
+        assert health["database"]["ok"] is False and health["status"] == "down"
+        refused = operator.post("/api/tasks", json={"name": "x", "task": "tests.add"})
+        assert refused.status_code == 503 and "database is unreachable" in refused.get_json()["message"]
+        assert time.monotonic() - began < 20
+        sent = app.extensions["celery"].send_task("tests.add", args=[40, 2])
+        time.sleep(3)  # the worker runs it; every run-log write meets a dead database
+        proxy.restore()
+        handle = background.start(app)
+        done = wait_for(lambda: (r := run_row(app, sent.id)) and r.state == "SUCCESS" and r, 60,
+                        "the kept run changes to reach PostgreSQL")
+        assert done.result == "42" and done.worker is not None
+    finally:
+        if handle is not None:
+            handle.stop()
+        proxy.cut()
+        stop_everything(app)
+    FAULTS.append(("PostgreSQL unreachable (connections cut), then back",
+                   "status answered from the process table, health said database down, a write got 503; "
+                   "the run's changes were kept and written when PostgreSQL came back"))
+
+
+def test_panel_restarted_while_celery_runs_finds_it_and_starts_nothing_twice(make_app):
+    first = make_app()
+    assert all(r.ok for r in first.extensions["supervisor"].start().values())
+    pids = {kind: live(first, kind) for kind in (WORKER, BEAT)}
+    again = create_app({**{k: first.config[k] for k in (
+        "INSTANCE_PATH", "SQLALCHEMY_DATABASE_URI", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "CELERY_IMPORTS",
+        "STOP_GRACE_S", "START_TIMEOUT_S")}, "TESTING": True, "WATCHDOG": "worker,beat"})
+    handle = background.start(again)
+    try:
+        wait_for(handle.acting.is_set, 10, "the new panel's background loop")
+        status = api_client(again, "viewer").get("/scheduler/celery-status/").get_json()
+        assert status["worker"]["pids"] == pids[WORKER] and status["beat"]["pids"] == pids[BEAT]
+        started = api_client(again, "operator").post("/scheduler/start-celery/").get_json()
+        assert "already running" in started["message"]
+        time.sleep(3)  # the watchdog, switched on by configuration, sees them running and starts nothing
+        assert {kind: live(again, kind) for kind in (WORKER, BEAT)} == pids
+    finally:
+        handle.stop()
+        stop_everything(again)
+    FAULTS.append(("panel restarted while worker and Beat run (watchdog on)",
+                   "both found again by PID; start said 'already running'; nothing started twice"))
+
+
+def test_one_background_actor_per_instance_and_a_standby_takes_over(make_app):
+    app = make_app()
+    first, second = background.start(app), background.start(app)
+    try:
+        wait_for(lambda: first.acting.is_set() or second.acting.is_set(), 10, "one of them to act")
+        time.sleep(background.STANDBY_S + 1)
+        assert first.acting.is_set() != second.acting.is_set()  # exactly one acts
+        acting, standing = (first, second) if first.acting.is_set() else (second, first)
+        acting.stop()
+        wait_for(standing.acting.is_set, background.STANDBY_S * 3, "the standby to take over")
+    finally:
+        first.stop()
+        second.stop()
+    FAULTS.append(("two panel processes on one instance", "one acts (file lock); the other took over when it stopped"))

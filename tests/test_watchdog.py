@@ -1,0 +1,145 @@
+"""The watchdog against real worker and Beat processes, real SIGKILLs and the real process table."""
+import os
+import signal
+import time
+
+import pytest
+
+from models import AlertEvent, ProcessEvent, ScheduledTask, TaskLog, db
+from panel import background, processes, watchdog
+from panel.processes import BEAT, WORKER
+from tests.conftest import api_client
+from tests.helpers import FAULTS, run_row, wait_for
+
+FAST = {"WATCHDOG_INTERVAL_S": 0.3, "WATCHDOG_STABLE_S": 4.0, "WATCHDOG_BACKOFF_S": 0.5,
+        "WATCHDOG_BACKOFF_MAX_S": 4.0, "WATCHDOG_MAX_FAILURES": 3, "BEAT_LOCK_TTL_S": 3.0}
+
+
+def live(app, kind):
+    return [r.pid for r in processes.scan(app.config["INSTANCE_PATH"])[kind]]
+
+
+def events(app, program, action=None):
+    with app.app_context():
+        query = db.session.query(ProcessEvent).filter_by(program=program)
+        if action:
+            query = query.filter_by(action=action)
+        found = query.order_by(ProcessEvent.id).all()
+        db.session.remove()
+        return found
+
+
+def dog(app, kind):
+    with app.app_context():
+        return watchdog.view()[kind]
+
+
+@pytest.fixture
+def watched(make_app):
+    """An app with a fast watchdog running in its background thread; stopped before the processes are."""
+    handles = []
+
+    def factory(*on, **extra):
+        app = make_app(**{**FAST, **extra})
+        handle = background.start(app)
+        handles.append(handle)
+        wait_for(handle.acting.is_set, 10, "the background duties to start")
+        client = api_client(app, "operator")
+        for kind in on:
+            assert client.post(f"/api/watchdog/{kind}", json={"enabled": True}).status_code == 200
+        return app
+    yield factory
+    for handle in handles:
+        handle.stop()
+
+
+def test_off_by_default_a_beat_killed_by_hand_stays_stopped(watched):
+    app = watched()
+    assert app.extensions["supervisor"].start((BEAT,))[BEAT].ok
+    [pid] = live(app, BEAT)
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not live(app, BEAT), 10, "Beat to die")
+    time.sleep(2)  # many watchdog ticks
+    assert live(app, BEAT) == []
+    beat = api_client(app, "viewer").get("/scheduler/celery-status/").get_json()["beat"]
+    assert beat["active"] is False and beat["watchdog"]["enabled"] is False
+    FAULTS.append(("Beat SIGKILLed, watchdog off", "stays stopped, shown as Stopped (seed 002)"))
+
+
+def test_worker_killed_mid_task_is_restarted_and_its_run_fails_with_the_reason(watched):
+    app = watched(WORKER)
+    wait_for(lambda: dog(app, WORKER)["state"] == "RUNNING", 30, "the watchdog to start the worker")
+    old = live(app, WORKER)
+    sent = app.extensions["celery"].send_task("tests.sleep", args=[60])
+    wait_for(lambda: (r := run_row(app, sent.id)) and r.status == "running", 30, "the run to start")
+    os.kill(old[0], signal.SIGKILL)
+    restarted = wait_for(lambda: [e for e in events(app, WORKER, "start") if e.cause == "watchdog" and e.pids != old
+                                  and e.outcome == "ok"], 40, "the watchdog to restart the worker (it answers a ping)")
+    new = restarted[-1].pids
+    assert live(app, WORKER) == new and new != old
+    run = wait_for(lambda: (r := run_row(app, sent.id)) and r.status == "failed" and r, 10, "the run marked failed")
+    assert "died (killed by SIGKILL)" in run.error and run.finished_at is not None
+    [crash] = events(app, WORKER, "crash")
+    assert crash.exit_status == -signal.SIGKILL and crash.actor == "watchdog" and crash.pids == old
+    with app.app_context():
+        assert db.session.query(TaskLog).filter_by(status="running").count() == 0
+        assert db.session.query(AlertEvent).filter_by(kind="process_stopped").count() == 1
+    assert len(live(app, WORKER)) == 1
+    FAULTS.append(("worker SIGKILLed mid-task, watchdog on",
+                   f"crash recorded (exit -9), run failed with the reason, worker restarted as PID {new[0]}"))
+
+
+def test_a_stop_through_the_panel_is_not_a_crash(watched):
+    app = watched(BEAT)
+    wait_for(lambda: live(app, BEAT), 30, "the watchdog to start Beat")
+    client = api_client(app, "operator")
+    assert client.post("/scheduler/stop-celery/").status_code == 200
+    time.sleep(2)
+    assert live(app, BEAT) == [] and events(app, BEAT, "crash") == []
+    assert dog(app, BEAT)["state"] == "STOPPED" and dog(app, BEAT)["desired"] == "stopped"
+    assert client.post("/scheduler/start-celery/").status_code == 200
+    wait_for(lambda: dog(app, BEAT)["state"] == "RUNNING", 10, "the watchdog to see Beat running again")
+
+
+def test_a_program_that_cannot_start_backs_off_with_growing_delays_then_goes_fatal(watched):
+    app = watched(CELERY_IMPORTS="tests.sample_tasks,no_such_module_here")  # the worker dies at start-up
+    client = api_client(app, "operator")
+    assert client.post(f"/api/watchdog/{WORKER}", json={"enabled": True}).status_code == 200
+    wait_for(lambda: dog(app, WORKER)["state"] == "FATAL", 90, "the watchdog to give up")
+    backoffs = events(app, WORKER, "backoff")
+    assert len(backoffs) == 2 and len(events(app, WORKER, "fatal")) == 1
+    assert "next attempt in 0.5 s" in backoffs[0].message and "next attempt in 1 s" in backoffs[1].message
+    status = api_client(app, "viewer").get("/scheduler/celery-status/").get_json()["worker"]
+    assert status["state"] == "FATAL" and status["watchdog"]["failures"] == 3
+    with app.app_context():
+        assert db.session.query(AlertEvent).filter_by(kind="process_fatal").count() == 1
+    time.sleep(2)
+    assert len(events(app, WORKER, "start")) == 3  # FATAL waits for a person: no fourth attempt
+    FAULTS.append(("worker that cannot start (import error), watchdog on",
+                   "3 attempts, BACKOFF 0.5 s then 1 s, then FATAL with an alert; no further attempt"))
+
+
+def test_beat_killed_is_restarted_and_sends_no_scheduled_run_twice(watched):
+    app = watched(BEAT)
+    with app.app_context():
+        db.session.add(ScheduledTask(name="every 2 s", task="tests.add", args=[1, 2], kwargs={}, interval_seconds=2))
+        db.session.commit()
+        db.session.remove()
+    old = wait_for(lambda: live(app, BEAT), 30, "the watchdog to start Beat")
+
+    def sent():
+        with app.app_context():
+            times = [t for (t,) in db.session.query(TaskLog.queued_at).order_by(TaskLog.queued_at)]
+            db.session.remove()
+            return times
+    wait_for(lambda: len(sent()) >= 2, 30, "two scheduled sends")
+    os.kill(old[0], signal.SIGKILL)
+    wait_for(lambda: [p for p in live(app, BEAT) if p not in old], 30, "the watchdog to restart Beat")
+    count = len(sent())
+    wait_for(lambda: len(sent()) >= count + 3, 40, "Beat to send on schedule again")
+    times = sent()
+    gaps = [(b - a).total_seconds() for a, b in zip(times, times[1:])]
+    assert min(gaps) >= 1.5, gaps  # every 2 s, never the same slot twice
+    assert len(live(app, BEAT)) == 1
+    FAULTS.append(("Beat SIGKILLed, watchdog on",
+                   f"restarted; {len(times)} sends, shortest gap {min(gaps):.2f} s for a 2 s schedule (none twice)"))
