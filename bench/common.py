@@ -6,7 +6,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
 from tests.conftest import build_app, stop_everything  # noqa: E402
 from tests.helpers import RedisServer  # noqa: E402

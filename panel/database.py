@@ -34,6 +34,8 @@ def _sqlite_pragmas(dbapi_conn, _record):
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cur.execute("PRAGMA foreign_keys=ON")
+    # Each write by another process empties this connection's page cache; mapped pages come back cheaply.
+    cur.execute("PRAGMA mmap_size=268435456")
     cur.close()
 
 

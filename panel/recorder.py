@@ -11,6 +11,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from models import COMPLETED, FAILED, PENDING, RUNNING, ScheduledTask, TaskLog, db, utcnow
 from panel import prepared
 from panel.database import dispose_after_fork, reader
+from panel.run_writer import RunWriter
 from panel.spool import Spool
 
 log = logging.getLogger("panel.recorder")
@@ -24,6 +25,7 @@ tasks_t = ScheduledTask.__table__
 _engine = None
 _sql = {}
 _spool = None
+_writer = None  # in a worker's pool process: changes commit behind the task (run_writer.py)
 
 
 def _by_task_id():
@@ -35,8 +37,8 @@ def _still_open():
     return or_(logs_t.c.status == PENDING, logs_t.c.status == RUNNING)
 
 
-def _upsert_run(dialect_name, columns):
-    """Insert a run; when the worker's start got there first, fill in what only the sender knows."""
+def _upsert_run(dialect_name, columns, on_conflict):
+    """Insert a run; when its row is there already, set only the `on_conflict` columns from this insert."""
     if dialect_name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as dialect_insert
     elif dialect_name == "sqlite":
@@ -44,8 +46,8 @@ def _upsert_run(dialect_name, columns):
     else:
         return insert(logs_t).values({c: bindparam(c) for c in columns})
     stmt = dialect_insert(logs_t).values({c: bindparam(c) for c in columns})
-    return stmt.on_conflict_do_update(index_elements=[logs_t.c.celery_task_id], set_={
-        "scheduled_task_id": stmt.excluded.scheduled_task_id, "queued_at": stmt.excluded.queued_at})
+    return stmt.on_conflict_do_update(index_elements=[logs_t.c.celery_task_id],
+                                      set_={c: stmt.excluded[c] for c in on_conflict})
 
 
 def _statements(dialect_name):
@@ -54,14 +56,15 @@ def _statements(dialect_name):
                    "queued_at", "started_at", "worker", "retries", "next_retry_at")
     schedule_of_run = select(logs_t.c.scheduled_task_id).where(_by_task_id()).scalar_subquery()
     return {
-        "insert": _upsert_run(dialect_name, run_columns),
+        # The worker's start may get there first: the sender's insert then adds what only it knows.
+        "insert": _upsert_run(dialect_name, run_columns, ("scheduled_task_id", "queued_at")),
         "retry_sent": update(logs_t).where(_by_task_id()).values(
             status=PENDING, state="RETRY", retries=bindparam("retries"), next_retry_at=bindparam("eta")),
         "schedule_sent": update(tasks_t).where(tasks_t.c.id == bindparam("sid")).values(
             last_run_at=bindparam("now"), run_count=tasks_t.c.run_count + 1, status=PENDING),
-        "started": update(logs_t).where(_by_task_id()).values(
-            status=RUNNING, state="STARTED", started_at=bindparam("now"), worker=bindparam("worker"),
-            next_retry_at=None),
+        # One statement whether or not a sender recorded the run, so a start needs no answer back.
+        "started": _upsert_run(dialect_name, run_columns,
+                               ("status", "state", "started_at", "worker", "next_retry_at")),
         "succeeded": update(logs_t).where(_by_task_id()).values(
             status=COMPLETED, state="SUCCESS", finished_at=bindparam("now"), result=bindparam("result"), error=None),
         # A failure after a cancel (the killed process) must not overwrite "Task cancelled manually".
@@ -80,8 +83,35 @@ def _run(steps):
     return prepared.run(_engine, *((_sql[name], values) for name, values in steps))
 
 
+def _record(*steps):
+    """A run change: queued behind the task in a pool process, written at once anywhere else."""
+    if _writer is not None:
+        _writer.put(steps)
+    else:
+        _write(*steps)
+
+
 def _write(*steps):
     """One short transaction; a database that refuses gets the change later from the spool, never lost."""
+    try:
+        return _attempt(steps)
+    except Exception:  # never raised into the task
+        log.exception("could not record a run change")
+        return None
+
+
+def _write_batch(changes):
+    """The pool writer's changes in one transaction; one the database rejects must not take the others along."""
+    try:
+        _attempt([step for steps in changes for step in steps])
+    except Exception as exc:
+        log.warning("a batch of %d run changes failed (%s); writing them one by one", len(changes), exc)
+        for steps in changes:
+            _write(*steps)
+
+
+def _attempt(steps):
+    """Write, or keep in the spool what the database refuses; raises only what it will never take."""
     if _spool is not None and _spool.pending:
         _spool.replay(_run, refused, _row_ready)
         if _spool.pending:  # still refused: queue behind the waiting ones, in order
@@ -89,10 +119,9 @@ def _write(*steps):
             return None
     try:
         return _run_retrying(steps)
-    except Exception as exc:  # never raised into the task
+    except Exception as exc:
         if _spool is None or not refused(exc):
-            log.exception("could not record a run change")
-            return None
+            raise
         _spool.keep(steps, getattr(exc, "orig", None) or exc)
         return None
 
@@ -129,9 +158,10 @@ def replay_spool():
 
 def _row_ready(steps, age_s):
     """A kept update waits for its run's row, which the sender may still be keeping (or give up after a while)."""
-    if age_s > SPOOL_ROW_WAIT_S or any(name == "insert" for name, _ in steps):
+    if age_s > SPOOL_ROW_WAIT_S:
         return True
-    ids = {values["tid"] for _, values in steps if "tid" in values}
+    made_here = {values["celery_task_id"] for name, values in steps if name in ("insert", "started")}
+    ids = {values["tid"] for _, values in steps if "tid" in values} - made_here
     if not ids:
         return True
     with reader(_engine).connect() as conn:
@@ -163,10 +193,10 @@ def on_publish(sender=None, body=None, headers=None, **_):
     retries = int(headers.get("retries") or 0)
     eta = _as_naive_utc(headers.get("eta"))
     if retries:
-        _write(("retry_sent", {"tid": task_id, "retries": retries, "eta": eta}))
+        _record(("retry_sent", {"tid": task_id, "retries": retries, "eta": eta}))
         return
     args, kwargs = (body[0], body[1]) if isinstance(body, (list, tuple)) and len(body) >= 2 else ((), {})
-    _write(("insert", {
+    _record(("insert", {
         "celery_task_id": task_id, "task_name": headers.get("task") or sender,
         "scheduled_task_id": headers.get(SCHEDULE_HEADER), "status": PENDING, "state": "PENDING",
         "args": list(args or []), "kwargs": dict(kwargs or {}), "queued_at": utcnow(), "started_at": None,
@@ -179,44 +209,44 @@ def on_schedule_publish(sender=None, headers=None, **_):
     schedule_id = headers.get(SCHEDULE_HEADER)
     if not schedule_id or int(headers.get("retries") or 0):
         return
-    _write(("schedule_sent", {"sid": int(schedule_id), "now": utcnow()}))
+    _record(("schedule_sent", {"sid": int(schedule_id), "now": utcnow()}))
 
 
 def on_prerun(task_id=None, task=None, args=None, kwargs=None, **_):
-    """The worker began executing: running, with the worker's name and the start time."""
+    """The worker began executing: running, with the worker's name and the start time.
+
+    The whole row goes along, for a run whose producer records nothing (it is inserted then).
+    """
     now = utcnow()
-    worker = getattr(task.request, "hostname", None)
-    counts = _write(("started", {"tid": task_id, "now": now, "worker": worker}),
-                    ("schedule_status", {"tid": task_id, "st": RUNNING}))
-    if counts and counts[0] == 0:  # sent by a producer that records nothing
-        _write(("insert", {
-            "celery_task_id": task_id, "task_name": task.name, "scheduled_task_id": None, "status": RUNNING,
-            "state": "STARTED", "args": list(args or []), "kwargs": dict(kwargs or {}), "queued_at": now,
-            "started_at": now, "worker": worker, "retries": int(task.request.retries or 0),
-            "next_retry_at": None}))
+    _record(("started", {
+        "celery_task_id": task_id, "task_name": task.name, "scheduled_task_id": None, "status": RUNNING,
+        "state": "STARTED", "args": list(args or []), "kwargs": dict(kwargs or {}), "queued_at": now,
+        "started_at": now, "worker": getattr(task.request, "hostname", None),
+        "retries": int(task.request.retries or 0), "next_retry_at": None}),
+        ("schedule_status", {"tid": task_id, "st": RUNNING}))
 
 
 def on_success(sender=None, result=None, **_):
     task_id = sender.request.id
-    _write(("succeeded", {"tid": task_id, "now": utcnow(), "result": _clip(json.dumps(result, default=repr))}),
+    _record(("succeeded", {"tid": task_id, "now": utcnow(), "result": _clip(json.dumps(result, default=repr))}),
            ("schedule_status", {"tid": task_id, "st": COMPLETED}))
 
 
 def on_failure(sender=None, task_id=None, exception=None, einfo=None, **_):
-    _write(("failed", {"tid": task_id, "now": utcnow(), "error": _clip(f"{type(exception).__name__}: {exception}"),
+    _record(("failed", {"tid": task_id, "now": utcnow(), "error": _clip(f"{type(exception).__name__}: {exception}"),
                        "tb": _clip(getattr(einfo, "traceback", None))}),
            ("schedule_status", {"tid": task_id, "st": FAILED}))
 
 
 def on_retry(sender=None, request=None, reason=None, **_):
     """The run will be tried again: count it and keep the last error."""
-    _write(("retrying", {"tid": request.id, "retries": int(request.retries or 0) + 1, "error": _clip(str(reason))}))
+    _record(("retrying", {"tid": request.id, "retries": int(request.retries or 0) + 1, "error": _clip(str(reason))}))
 
 
 def on_revoked(request=None, terminated=False, signum=None, expired=False, **_):
     """Revoked before or during execution: the run ends failed, and says why."""
     why = f"terminated by signal {signum}" if terminated else ("expired" if expired else "revoked")
-    _write(("revoked", {"tid": request.id, "now": utcnow(), "error": f"Task {why}"}),
+    _record(("revoked", {"tid": request.id, "now": utcnow(), "error": f"Task {why}"}),
            ("schedule_status", {"tid": request.id, "st": FAILED}))
 
 
@@ -231,12 +261,26 @@ def connect(app, celery):
     signals.after_task_publish.connect(on_schedule_publish, weak=False)
     if not app.config["RECORD_RUNS"]:
         return
+    signals.worker_process_init.connect(_start_writer, weak=False)
+    signals.worker_process_shutdown.connect(_flush_writer, weak=False)
     signals.after_task_publish.connect(on_publish, weak=False)
     signals.task_prerun.connect(on_prerun, weak=False)
     signals.task_success.connect(on_success, weak=False)
     signals.task_failure.connect(on_failure, weak=False)
     signals.task_retry.connect(on_retry, weak=False)
     signals.task_revoked.connect(on_revoked, weak=False)
+
+
+def _start_writer(**_):
+    """A prefork pool process: from now on its changes commit behind its tasks."""
+    global _writer
+    _writer = RunWriter(_write_batch)
+
+
+def _flush_writer(**_):
+    """The pool process is about to exit (shutdown, max tasks per child): what is queued is written first."""
+    if _writer is not None:
+        _writer.flush()
 
 
 def count_runs():

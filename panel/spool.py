@@ -3,7 +3,9 @@
 Each process appends to its own file under instance/run/spool/; while a process has writes waiting,
 its new writes queue behind them, so one run's changes land in the order they happened. The panel's
 background loop (and the process itself, on its next write) replays the files; a file is renamed
-before replay, so two processes never write the same entries twice.
+before replay, so two processes never write the same entries twice, and its owner keeps queueing
+until that replay is over (a new change must not overtake the old ones in another process's hands).
+A file claimed by a process that died during its replay is picked up again.
 """
 import fcntl
 import json
@@ -22,6 +24,22 @@ def _encode(value):
     if isinstance(value, datetime):
         return {"$dt": value.isoformat()}
     raise TypeError(f"cannot keep {type(value).__name__} in the spool")
+
+
+def _claimer(path):
+    """The pid replaying a claimed file, None for any other file."""
+    kind, _, pid = path.suffix.partition("-")
+    return int(pid) if kind == ".replaying" and pid.isdigit() else None
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)  # signal 0: existence only; PermissionError means it exists too
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 def _decode(obj):
@@ -63,11 +81,16 @@ class Spool:
             self.pending = True
 
     def waiting(self):
-        """Files with writes waiting, from every process of this instance."""
+        """Files with writes waiting, from every process of this instance (and orphaned claims)."""
         try:
-            return sorted(p for p in self.folder.iterdir() if p.suffix == ".jsonl")
+            return sorted(p for p in self.folder.iterdir()
+                          if p.suffix == ".jsonl" or (_claimer(p) is not None and not _alive(_claimer(p))))
         except FileNotFoundError:
             return []
+
+    def _mine_in_flight(self):
+        """Whether this process's entries wait in its file or in another process's replay."""
+        return self.mine.exists() or any(self.folder.glob(f"{self.mine.stem}.replaying-*"))
 
     def replay(self, write, refused, ready=lambda steps, age_s: True):
         """Write what waits, file by file in order; stop while `refused(error)`, wait while not `ready`.
@@ -76,6 +99,7 @@ class Spool:
         """
         done = 0
         for path in self.waiting():
+            owner_file = path.with_suffix(".jsonl")
             claimed = path.with_suffix(f".replaying-{os.getpid()}")
             try:
                 os.rename(path, claimed)
@@ -85,15 +109,16 @@ class Spool:
             try:
                 done += self._replay_file(lines, write, refused, ready)
             except _Refused as stop:
-                self._put_back(path, lines[stop.at:], stop.error)
+                self._put_back(owner_file, lines[stop.at:], stop.error)
                 claimed.unlink()
-                return done + stop.done
+                done += stop.done
+                break
             except _NotReady as wait:
                 done += wait.done
-                self._put_back(path, lines[wait.at:], "waiting for the run's row")
+                self._put_back(owner_file, lines[wait.at:], "waiting for the run's row")
             claimed.unlink()
         with _lock:
-            self.pending = bool(self.mine.exists())
+            self.pending = self._mine_in_flight()
         if done:
             log.info("wrote %d run-log change(s) kept while the database was away", done)
         return done

@@ -10,6 +10,13 @@ def add(x, y):
     return x + y
 
 
+@shared_task(name="tests.writes_behind")
+def writes_behind():
+    """Whether the pool process running it commits its run changes behind its tasks (panel/run_writer.py)."""
+    from panel import recorder
+    return recorder._writer is not None
+
+
 @shared_task(name="tests.sleep_ignoring_term")
 def sleep_ignoring_term(seconds):
     """Stands for a task stuck in a C call: it does not react to SIGTERM."""

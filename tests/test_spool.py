@@ -39,3 +39,28 @@ def test_an_entry_that_can_never_be_written_is_dropped_not_retried_for_ever(tmp_
         written.append(steps)
     assert spool.replay(write, lambda exc: False) == 1
     assert written == [[("started", {"tid": "ok"})]] and spool.waiting() == []
+
+
+def test_the_owner_keeps_queueing_while_another_process_replays_its_file(tmp_path):
+    """A new change must not overtake the owner's earlier ones while they are in another process's hands."""
+    owner = Spool(tmp_path)
+    owner.keep([("started", {"tid": "t"})], "locked")
+    claimed = owner.mine.with_suffix(".replaying-1")  # pid 1 lives: a replay in progress elsewhere
+    owner.mine.rename(claimed)
+    assert owner.replay(lambda steps: None, lambda exc: False) == 0
+    assert owner.pending  # so the next change is kept behind, not written past the claimed ones
+
+
+def test_a_file_claimed_by_a_process_that_died_mid_replay_is_written_by_the_next_replay(tmp_path):
+    import subprocess
+    import sys
+    owner = Spool(tmp_path)
+    owner.keep([("started", {"tid": "a"})], "locked")
+    owner.keep([("succeeded", {"tid": "a"})], "locked")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid that no longer exists
+    owner.mine.rename(owner.mine.with_suffix(f".replaying-{dead.pid}"))
+    written = []
+    assert Spool(tmp_path).replay(written.append, lambda exc: False) == 2
+    assert [steps[0][0] for steps in written] == ["started", "succeeded"]
+    assert list(owner.folder.iterdir()) == []

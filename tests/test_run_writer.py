@@ -1,0 +1,99 @@
+"""A pool process's run changes commit behind its tasks: in order, in batches, none lost to a bad neighbour."""
+import threading
+import time
+import uuid
+from types import SimpleNamespace
+
+from models import TaskLog, db, utcnow
+from panel import recorder
+from panel.run_writer import RunWriter
+from tests.helpers import start_worker
+
+
+def test_changes_commit_in_the_order_queued_and_share_transactions_under_a_burst():
+    committed, gate = [], threading.Event()
+
+    def commit(changes):
+        gate.wait(5)  # the first batch is slow: everything queued meanwhile goes in the next one
+        committed.append(list(changes))
+
+    writer = RunWriter(commit)
+    for n in range(50):
+        writer.put((("step", {"n": n}),))
+    gate.set()
+    assert writer.flush(5)
+    flat = [steps[0][1]["n"] for batch in committed for steps in batch]
+    assert flat == list(range(50))
+    assert len(committed) < 50  # batched, not one transaction per change
+
+
+def test_flush_waits_for_a_slow_commit_and_a_failing_batch_does_not_stop_the_writer():
+    committed = []
+
+    def commit(changes):
+        if any(steps == "boom" for steps in changes):
+            raise RuntimeError("rejected")
+        time.sleep(0.3)
+        committed.extend(changes)
+
+    writer = RunWriter(commit)
+    writer.put("boom")
+    assert writer.flush(5)
+    writer.put("after")
+    assert writer.flush(5) and committed == ["after"]
+
+
+def _task(task_id):
+    return SimpleNamespace(name="tests.add", request=SimpleNamespace(id=task_id, hostname="w1@host", retries=0))
+
+
+def _insert(task_id, task_name="tests.add"):
+    return (("insert", {"celery_task_id": task_id, "task_name": task_name, "scheduled_task_id": None,
+                        "status": "pending", "state": "PENDING", "args": [], "kwargs": {}, "queued_at": utcnow(),
+                        "started_at": None, "worker": None, "retries": 0, "next_retry_at": None}),)
+
+
+def test_a_change_the_database_rejects_does_not_take_the_rest_of_its_batch_along(make_app, backend):
+    app = make_app(backend)
+    good = [uuid.uuid4().hex for _ in range(2)]
+    # task_name NULL breaks NOT NULL: an error the database will never accept, not a refusal to keep
+    recorder._write_batch([_insert(good[0]), _insert(uuid.uuid4().hex, task_name=None), _insert(good[1])])
+    with app.app_context():
+        names = {r.celery_task_id for r in db.session.query(TaskLog)}
+    assert names == set(good)
+
+
+def test_a_pool_process_flushes_what_it_queued_before_it_exits(make_app, monkeypatch):
+    app = make_app()
+    real = recorder._write_batch
+
+    def slow_batch(changes):
+        time.sleep(0.5)  # a database slower than the process's exit
+        real(changes)
+
+    monkeypatch.setattr(recorder, "_write_batch", slow_batch)
+    monkeypatch.setattr(recorder, "_writer", None)  # undone at teardown: later tests write at once again
+    recorder._start_writer()
+    tid = uuid.uuid4().hex
+    recorder.on_prerun(task_id=tid, task=_task(tid), args=[1], kwargs={})
+    with app.app_context():
+        assert db.session.query(TaskLog).filter_by(celery_task_id=tid).count() == 0  # still queued
+    recorder._flush_writer()  # what worker_process_shutdown calls in the pool process
+    with app.app_context():
+        assert db.session.query(TaskLog).filter_by(celery_task_id=tid).one().status == "running"
+
+
+def test_a_real_prefork_worker_records_every_run_of_a_burst_even_when_stopped_right_after(make_app):
+    app = make_app(WORKER_CONCURRENCY=2)
+    start_worker(app)
+    celery = app.extensions["celery"]
+    assert celery.send_task("tests.writes_behind").get(timeout=30) is True
+    sent = [celery.send_task("tests.add", args=[n, n]) for n in range(200)]
+    assert [r.get(timeout=60) for r in sent] == [2 * n for n in range(200)]
+    killed, _ = app.extensions["supervisor"].stop(("worker",))  # warm shutdown right after the last result
+    assert killed["worker"] == 1
+    with app.app_context():
+        runs = db.session.query(TaskLog).filter(TaskLog.celery_task_id.in_([r.id for r in sent])).all()
+        assert len(runs) == 200
+        assert {(r.status, r.state) for r in runs} == {("completed", "SUCCESS")}
+        assert all(r.worker and r.started_at and r.finished_at for r in runs)
