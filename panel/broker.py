@@ -53,6 +53,19 @@ def active_ids(celery, worker, timeout_s=1.0):
     return {task["id"] for task in replies[worker] or []}
 
 
+def finished_results(celery, task_ids):
+    """What the result backend stored for runs that ended (SUCCESS or FAILURE), by task id.
+
+    The backend's own socket timeouts apply (celery_setup.py); a run it knows nothing of is left out.
+    """
+    found = {}
+    for task_id in task_ids:
+        meta = celery.backend.get_task_meta(task_id)
+        if meta.get("status") in ("SUCCESS", "FAILURE"):
+            found[task_id] = meta
+    return found
+
+
 def revoke(celery, task_ids, terminate=False, sig="SIGTERM", worker=None, timeout_s=1.0):
     """Revoke runs; addressed to one worker (with its reply) or broadcast to all without waiting."""
     if worker:

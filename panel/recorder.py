@@ -170,7 +170,8 @@ def _row_ready(steps, age_s):
     return found == len(ids)
 
 
-def _clip(text, limit=RESULT_MAX_CHARS):
+def clip(text, limit=RESULT_MAX_CHARS):
+    """Text cut to what a run-log column keeps."""
     return text if text is None or len(text) <= limit else text[:limit] + "…[truncated]"
 
 
@@ -228,19 +229,19 @@ def on_prerun(task_id=None, task=None, args=None, kwargs=None, **_):
 
 def on_success(sender=None, result=None, **_):
     task_id = sender.request.id
-    _record(("succeeded", {"tid": task_id, "now": utcnow(), "result": _clip(json.dumps(result, default=repr))}),
+    _record(("succeeded", {"tid": task_id, "now": utcnow(), "result": clip(json.dumps(result, default=repr))}),
            ("schedule_status", {"tid": task_id, "st": COMPLETED}))
 
 
 def on_failure(sender=None, task_id=None, exception=None, einfo=None, **_):
-    _record(("failed", {"tid": task_id, "now": utcnow(), "error": _clip(f"{type(exception).__name__}: {exception}"),
-                       "tb": _clip(getattr(einfo, "traceback", None))}),
+    _record(("failed", {"tid": task_id, "now": utcnow(), "error": clip(f"{type(exception).__name__}: {exception}"),
+                       "tb": clip(getattr(einfo, "traceback", None))}),
            ("schedule_status", {"tid": task_id, "st": FAILED}))
 
 
 def on_retry(sender=None, request=None, reason=None, **_):
     """The run will be tried again: count it and keep the last error."""
-    _record(("retrying", {"tid": request.id, "retries": int(request.retries or 0) + 1, "error": _clip(str(reason))}))
+    _record(("retrying", {"tid": request.id, "retries": int(request.retries or 0) + 1, "error": clip(str(reason))}))
 
 
 def on_revoked(request=None, terminated=False, signum=None, expired=False, **_):

@@ -1,11 +1,13 @@
 """The run log as a service: queries, and the bulk updates that keep it truthful."""
+import json
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import select, update
 
-from models import FAILED, PENDING, RUNNING, ScheduledTask, TaskLog, db, utcnow
+from models import COMPLETED, FAILED, PENDING, RUNNING, ScheduledTask, TaskLog, db, utcnow
 from panel import broker
+from panel.recorder import clip
 
 log = logging.getLogger("panel.runs")
 OPEN = (PENDING, RUNNING)
@@ -97,7 +99,43 @@ def reconcile(celery, timeout_s=1.0):
             reason = f"Worker {worker} no longer executes this run; it was lost"
             lost = [t for t in task_ids if t not in active]
         if lost:
+            # A run can end in the backend while its own row change never arrived (its pool process
+            # killed before it committed): the backend's outcome is the truth then, not "lost".
+            try:
+                ended = broker.finished_results(celery, lost)
+            except Exception as exc:  # backend away: the worker's silence is all we know
+                log.warning("reconcile: cannot read stored results (%s)", exc)
+                ended = {}
+            for task_id, meta in ended.items():
+                fixed += record_outcome(task_id, meta)
+            lost = [t for t in lost if t not in ended]
+        if lost:
             count = mark_failed(lost, reason, state="FAILURE")
             fixed += count
             log.warning("reconcile: %d run(s) of %s marked failed: %s", count, worker, reason)
     return fixed
+
+
+def record_outcome(celery_task_id, meta):
+    """An open run takes the outcome its result backend stored: result or error, traceback, end time."""
+    succeeded = meta["status"] == "SUCCESS"
+    done_at = meta.get("date_done")
+    if isinstance(done_at, str):
+        done_at = datetime.fromisoformat(done_at)
+    if done_at is not None and done_at.tzinfo is not None:
+        done_at = done_at.astimezone(timezone.utc).replace(tzinfo=None)
+    values = {"status": COMPLETED if succeeded else FAILED, "state": meta["status"], "finished_at": done_at or utcnow()}
+    if succeeded:
+        values.update(result=clip(json.dumps(meta.get("result"), default=repr)), error=None)
+    else:
+        exc = meta.get("result")
+        values.update(error=clip(f"{type(exc).__name__}: {exc}"), traceback=clip(meta.get("traceback")))
+    changed = db.session.execute(update(TaskLog).where(
+        TaskLog.celery_task_id == celery_task_id, TaskLog.status.in_(OPEN)).values(**values)).rowcount
+    db.session.execute(update(ScheduledTask).where(ScheduledTask.id == select(TaskLog.scheduled_task_id).where(
+        TaskLog.celery_task_id == celery_task_id).scalar_subquery()).values(status=values["status"])
+        .execution_options(synchronize_session=False))
+    db.session.commit()
+    if changed:
+        log.warning("reconcile: run %s had ended %s in the result backend; recorded", celery_task_id, meta["status"])
+    return changed

@@ -2,6 +2,7 @@
 import os
 import signal
 import time
+from datetime import timedelta
 
 import psutil
 
@@ -113,3 +114,25 @@ def test_stop_all_tasks_stops_beat_from_sending_them(app, client):
     wait_for(lambda: sent() > before, 10, "Beat to send them again")
     with app.app_context():
         assert all(t.enabled for t in db.session.query(ScheduledTask))
+
+
+def test_a_run_whose_end_never_reached_the_database_takes_the_outcome_its_backend_stored(app):
+    """A pool process killed before it committed a run's end: the reconciler records what the backend holds."""
+    start_worker(app)
+    celery = app.extensions["celery"]
+    ok, bad = celery.send_task("tests.add", args=[20, 22]), celery.send_task("tests.add", args=["a", 1])
+    assert ok.get(timeout=30) == 42
+    assert bad.get(timeout=30, propagate=False) is not None and bad.state == "FAILURE"
+    for sent in (ok, bad):
+        wait_for(lambda: run_row(app, sent.id).finished_at is not None, 10, "the run's end to be recorded")
+    with app.app_context():  # as if neither end had been committed
+        db.session.query(TaskLog).filter(TaskLog.celery_task_id.in_([ok.id, bad.id])).update(
+            {"status": "running", "state": "STARTED", "finished_at": None, "result": None, "error": None,
+             "traceback": None, "started_at": utcnow() - timedelta(seconds=60)})
+        db.session.commit()
+    assert reconciler.reconcile_once(app) == 2
+    good, failed = run_row(app, ok.id), run_row(app, bad.id)
+    assert (good.status, good.state, good.result, good.error) == ("completed", "SUCCESS", "42", None)
+    assert good.finished_at is not None
+    assert (failed.status, failed.state) == ("failed", "FAILURE") and failed.error.startswith("TypeError: ")
+    assert "Traceback" in failed.traceback and failed.finished_at is not None
