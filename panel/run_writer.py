@@ -8,9 +8,11 @@ several pool processes share one SQLite file.
 import logging
 import queue
 import threading
+import time
 
 log = logging.getLogger("panel.run_writer")
 BATCH_MAX = 200  # changes per transaction: long enough to share commits, short enough not to hold the lock
+LINGER_S = 0.005  # how much later a change may show, for the commits it saves under a burst
 FLUSH_WAIT_S = 10
 
 
@@ -38,9 +40,12 @@ class RunWriter:
     def _loop(self):
         while True:
             batch = [self._queue.get()]
-            while len(batch) < BATCH_MAX:
+            # Linger a moment for the changes a busy process is about to make: they share the commit.
+            until = time.monotonic() + LINGER_S
+            while len(batch) < BATCH_MAX and not isinstance(batch[-1], threading.Event):
+                left = until - time.monotonic()
                 try:
-                    batch.append(self._queue.get_nowait())
+                    batch.append(self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait())
                 except queue.Empty:
                     break
             changes = [item for item in batch if not isinstance(item, threading.Event)]
