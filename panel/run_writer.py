@@ -1,9 +1,9 @@
 """A pool process's run-log changes, committed behind the tasks by one thread: a task never waits on the database.
 
 The task thread queues each change (a tuple of recorder steps) in the order its signals fire; the
-writer takes whatever has queued up meanwhile and commits it as one short transaction. Under a
-burst that is tens of changes per commit instead of one, which is what keeps recording cheap when
-several pool processes share one SQLite file.
+writer takes what queues up within LINGER_S of the first change and commits it as one short
+transaction. Under a burst that is several changes per commit instead of one, which is what keeps
+recording cheap when several pool processes share one SQLite file.
 """
 import logging
 import queue
