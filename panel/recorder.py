@@ -175,7 +175,8 @@ def clip(text, limit=RESULT_MAX_CHARS):
     return text if text is None or len(text) <= limit else text[:limit] + "…[truncated]"
 
 
-def _as_naive_utc(value):
+def as_naive_utc(value):
+    """A datetime or ISO text as the naive UTC the run log stores."""
     if not value:
         return None
     if isinstance(value, str):
@@ -192,7 +193,7 @@ def on_publish(sender=None, body=None, headers=None, **_):
     if not task_id:
         return
     retries = int(headers.get("retries") or 0)
-    eta = _as_naive_utc(headers.get("eta"))
+    eta = as_naive_utc(headers.get("eta"))
     if retries:
         _record(("retry_sent", {"tid": task_id, "retries": retries, "eta": eta}))
         return

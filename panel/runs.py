@@ -1,13 +1,13 @@
 """The run log as a service: queries, and the bulk updates that keep it truthful."""
 import json
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 from sqlalchemy import select, update
 
 from models import COMPLETED, FAILED, PENDING, RUNNING, ScheduledTask, TaskLog, db, utcnow
 from panel import broker
-from panel.recorder import clip
+from panel.recorder import as_naive_utc, clip
 
 log = logging.getLogger("panel.runs")
 OPEN = (PENDING, RUNNING)
@@ -119,12 +119,8 @@ def reconcile(celery, timeout_s=1.0):
 def record_outcome(celery_task_id, meta):
     """An open run takes the outcome its result backend stored: result or error, traceback, end time."""
     succeeded = meta["status"] == "SUCCESS"
-    done_at = meta.get("date_done")
-    if isinstance(done_at, str):
-        done_at = datetime.fromisoformat(done_at)
-    if done_at is not None and done_at.tzinfo is not None:
-        done_at = done_at.astimezone(timezone.utc).replace(tzinfo=None)
-    values = {"status": COMPLETED if succeeded else FAILED, "state": meta["status"], "finished_at": done_at or utcnow()}
+    values = {"status": COMPLETED if succeeded else FAILED, "state": meta["status"],
+              "finished_at": as_naive_utc(meta.get("date_done")) or utcnow()}
     if succeeded:
         values.update(result=clip(json.dumps(meta.get("result"), default=repr)), error=None)
     else:
