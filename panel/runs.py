@@ -53,11 +53,16 @@ def mark_failed(celery_task_ids, reason, state="REVOKED"):
     result = db.session.execute(update(TaskLog).where(
         TaskLog.celery_task_id.in_(celery_task_ids), TaskLog.status.in_(OPEN)).values(
         status=FAILED, state=state, finished_at=now, error=reason).execution_options(synchronize_session=False))
-    task_ids = select(TaskLog.scheduled_task_id).where(TaskLog.celery_task_id.in_(celery_task_ids)).scalar_subquery()
-    db.session.execute(update(ScheduledTask).where(ScheduledTask.id.in_(task_ids)).values(status=FAILED)
-                       .execution_options(synchronize_session=False))
+    _schedules_follow(celery_task_ids, FAILED)
     db.session.commit()
     return result.rowcount
+
+
+def _schedules_follow(celery_task_ids, status):
+    """The scheduled tasks these runs came from take the runs' new status."""
+    task_ids = select(TaskLog.scheduled_task_id).where(TaskLog.celery_task_id.in_(celery_task_ids)).scalar_subquery()
+    db.session.execute(update(ScheduledTask).where(ScheduledTask.id.in_(task_ids)).values(status=status)
+                       .execution_options(synchronize_session=False))
 
 
 def end_transaction():
@@ -128,9 +133,7 @@ def record_outcome(celery_task_id, meta):
         values.update(error=clip(f"{type(exc).__name__}: {exc}"), traceback=clip(meta.get("traceback")))
     changed = db.session.execute(update(TaskLog).where(
         TaskLog.celery_task_id == celery_task_id, TaskLog.status.in_(OPEN)).values(**values)).rowcount
-    db.session.execute(update(ScheduledTask).where(ScheduledTask.id == select(TaskLog.scheduled_task_id).where(
-        TaskLog.celery_task_id == celery_task_id).scalar_subquery()).values(status=values["status"])
-        .execution_options(synchronize_session=False))
+    _schedules_follow([celery_task_id], values["status"])
     db.session.commit()
     if changed:
         log.warning("reconcile: run %s had ended %s in the result backend; recorded", celery_task_id, meta["status"])

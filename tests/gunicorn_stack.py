@@ -155,18 +155,24 @@ class LoadResult:
         return sum(n for c in self.codes.values() for code, n in c.items() if code >= 500 or code == 0)
 
 
+def _timed_status(method, url, timeout_s):
+    """(status code, seconds) of one request; code 0 when no answer came."""
+    started = time.perf_counter()
+    try:
+        code = method(url, timeout=timeout_s).status_code
+    except requests.RequestException:
+        code = 0
+    return code, time.perf_counter() - started
+
+
 def _poller(panel, path_cycle, done, result, lock):
     http = panel.session("viewer")
     latencies, codes = {}, {}
     for path in path_cycle:
         if done.is_set():
             break
-        started = time.perf_counter()
-        try:
-            code = http.get(panel.url(path), timeout=HTTP_TIMEOUT_S).status_code
-        except requests.RequestException:
-            code = 0
-        latencies.setdefault(path, []).append((time.perf_counter() - started) * 1000)
+        code, seconds = _timed_status(http.get, panel.url(path), HTTP_TIMEOUT_S)
+        latencies.setdefault(path, []).append(seconds * 1000)
         codes.setdefault(path, Counter())[code] += 1
     with lock:
         for path, values in latencies.items():
@@ -179,12 +185,8 @@ def _controller(panel, stop, cycled, result):
     for path in cycle(CONTROLS):
         if stop.is_set():
             return
-        started = time.monotonic()
-        try:
-            code = http.post(panel.url(path), timeout=CONTROL_TIMEOUT_S).status_code
-        except requests.RequestException:
-            code = 0
-        result.controls.append((path, code, time.monotonic() - started))
+        code, seconds = _timed_status(http.post, panel.url(path), CONTROL_TIMEOUT_S)
+        result.controls.append((path, code, seconds))
         if len(result.controls) >= len(CONTROLS):
             cycled.set()
 
