@@ -5,7 +5,7 @@ import time
 from datetime import datetime, timezone
 
 from celery import signals
-from sqlalchemy import bindparam, func, insert, or_, select, update
+from sqlalchemy import bindparam, case, func, insert, or_, select, update
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from models import COMPLETED, FAILED, PENDING, RUNNING, ScheduledTask, TaskLog, db, utcnow
@@ -46,8 +46,13 @@ def _upsert_run(dialect_name, columns, on_conflict):
     else:
         return insert(logs_t).values({c: bindparam(c) for c in columns})
     stmt = dialect_insert(logs_t).values({c: bindparam(c) for c in columns})
-    return stmt.on_conflict_do_update(index_elements=[logs_t.c.celery_task_id],
-                                      set_={c: stmt.excluded[c] for c in on_conflict})
+    changes = {c: stmt.excluded[c] for c in on_conflict}
+    if "queued_at" in changes:
+        # The sender notes its time after the message left: a worker may have started it already,
+        # and a run is never queued after it started.
+        changes["queued_at"] = case((logs_t.c.started_at < stmt.excluded.queued_at, logs_t.c.started_at),
+                                    else_=stmt.excluded.queued_at)
+    return stmt.on_conflict_do_update(index_elements=[logs_t.c.celery_task_id], set_=changes)
 
 
 def _statements(dialect_name):

@@ -94,6 +94,7 @@ def test_a_start_recorded_before_the_senders_insert_keeps_both_halves(make_app, 
     with app.app_context():
         run = db.session.query(TaskLog).filter_by(celery_task_id=tid).one()
         assert run.status == "running" and run.worker == "w1@host" and run.scheduled_task_id == sched_id
+        assert run.queued_at <= run.started_at  # the sender's later clock never puts the queueing after the start
 
 
 def test_every_recorder_statement_prepares_and_a_revoke_is_recorded(make_app, backend):
