@@ -5,6 +5,8 @@ from flask import jsonify, request
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
+from panel.errors import PanelError
+
 log = logging.getLogger("panel.errors")
 API_PREFIXES = ("/api/", "/scheduler/", "/healthz", "/metrics")  # machines' paths: JSON errors, 401 not a redirect
 SEED_002_PATHS = ("/celery_status", "/restart_celery_beat")
@@ -23,23 +25,13 @@ def is_api_path(path):
     return path.startswith(API_PREFIXES) or path.rstrip("/") in SEED_002_PATHS
 
 
-def _domain_errors():
-    """Failures of the outside world and of bad input, each with its status code."""
-    from panel.auth import DatabaseDown
-    from panel.broker import BrokerDown
-    from panel.cancel import NotCancellable
-    from panel.schedules import NotFound, ValidationError
-    from panel.supervisor import ControlBusy
-    return {BrokerDown: 503, DatabaseDown: 503, ControlBusy: 409, NotCancellable: 409, NotFound: 404, ValidationError: 400}
-
-
 def register_error_handlers(app):
-    for exc_type, code in _domain_errors().items():
-        def handler(exc, code=code):
-            log.warning("%s %s -> %s: %s", request.method, request.path, code, exc)
-            extra = {"field": exc.field} if getattr(exc, "field", None) else {}
-            return error_response(code, str(exc), **extra)
-        app.register_error_handler(exc_type, handler)
+    @app.errorhandler(PanelError)
+    def _domain_error(exc):
+        """Bad input and failures of the outside world, each answered with the status its class carries."""
+        log.warning("%s %s -> %s: %s", request.method, request.path, exc.status, exc)
+        extra = {"field": exc.field} if getattr(exc, "field", None) else {}
+        return error_response(exc.status, str(exc), **extra)
 
     @app.errorhandler(OperationalError)
     def _database_down(exc):

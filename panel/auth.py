@@ -13,6 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from models import ADMIN, OPERATOR, ROLES, VIEWER, db
 from panel import audit, users
 from panel.api_errors import error_response, is_api_path
+from panel.errors import DatabaseDown
 
 log = logging.getLogger("panel.auth")
 PUBLIC = "public"
@@ -26,10 +27,6 @@ STALE_IDENTITY_S = 600  # a reader keeps reading through a database outage this 
 RECENT_MAX = 1000
 csrf = CSRFProtect()
 _recent = {}  # sha256(credential) -> (identity, when the database last confirmed it)
-
-
-class DatabaseDown(RuntimeError):
-    """The database did not answer (503)."""
 
 
 @dataclass(frozen=True)

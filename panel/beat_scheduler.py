@@ -12,7 +12,8 @@ from models import MARKER_ID, ScheduleChange, ScheduledTask, utcnow
 from panel import recorder
 from panel.beat_lock import DISPATCH_KEY, BeatLock
 from panel.database import reader
-from panel.schedules import ValidationError, schedule_of
+from panel.errors import ValidationError
+from panel.schedules import schedule_of
 from panel.supervisor import BEAT_READY_LINE
 
 logger = get_logger(__name__)

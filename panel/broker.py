@@ -6,11 +6,9 @@ import redis
 from kombu import Connection, Consumer
 from kombu.utils.uuid import uuid
 
+from panel.errors import BrokerDown
+
 CONNECT_TIMEOUT_S = 2.0
-
-
-class BrokerDown(RuntimeError):
-    """The broker did not answer; routes turn this into 503."""
 
 
 def _redactable(url):

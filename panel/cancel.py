@@ -6,16 +6,13 @@ from dataclasses import dataclass, field
 
 from models import PENDING, RUNNING
 from panel import broker, oscontrol, processes, runs
+from panel.errors import NotCancellable
 
 log = logging.getLogger("panel.cancel")
 REASON = "Task cancelled manually"
 TERM_GRACE_S = 0.4     # a cooperative task ends on SIGTERM well within this
 KILL_WAIT_S = 2.0      # after SIGKILL the process is gone at once; this bounds the check
 POLL_S = 0.05
-
-
-class NotCancellable(RuntimeError):
-    """Nothing of this task or run is queued or running (409)."""
 
 
 @dataclass

@@ -3,7 +3,6 @@ import logging
 
 from celery import Celery, Task
 
-
 BUILTIN_TASK_MODULES = ("panel.tasks",)
 
 

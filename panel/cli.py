@@ -8,6 +8,7 @@ from flask.cli import AppGroup
 
 from models import ROLES
 from panel import audit, retention, users
+from panel.errors import UserError
 
 users_cli = AppGroup("users", help="Create, list and change panel users.")
 tokens_cli = AppGroup("tokens", help="Create, list and revoke API tokens.")
@@ -31,7 +32,7 @@ def _fail(exc):
 def _audited(action, target, fn):
     try:
         result = fn()
-    except users.UserError as exc:
+    except UserError as exc:
         audit.record(_actor(), "cli", action, target, "failure", str(exc))
         _fail(exc)
     audit.record(_actor(), "cli", action, target, "success")

@@ -12,6 +12,7 @@ from models import TaskLog, db, utcnow
 from panel import background, broker, queues, watchdog
 from panel.beat_lock import DISPATCH_KEY
 from panel.database import reader
+from panel.errors import BrokerDown
 from panel.processes import KINDS
 
 log = logging.getLogger("panel.health")
@@ -28,7 +29,7 @@ def check_broker(url):
     try:
         latency = broker.ping(url)
         return {"ok": True, "latency_ms": round(latency, 2)}
-    except broker.BrokerDown as exc:
+    except BrokerDown as exc:
         return {"ok": False, "error": str(exc)}
 
 

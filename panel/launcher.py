@@ -9,6 +9,7 @@ from urllib.parse import urlparse
 
 from panel import broker
 from panel.config import ROOT
+from panel.errors import BrokerDown
 
 REDIS_START_WAIT_S = 10
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -19,7 +20,7 @@ def ensure_broker(url, instance):
     try:
         broker.ping(url)
         return "running"
-    except broker.BrokerDown as exc:
+    except BrokerDown as exc:
         reason = str(exc)
     parsed = urlparse(url)
     binary = shutil.which("redis-server")
@@ -36,7 +37,7 @@ def ensure_broker(url, instance):
         try:
             broker.ping(url)
             return f"started a private redis-server on port {port} (pid file {folder / 'redis.pid'})"
-        except broker.BrokerDown:
+        except BrokerDown:
             time.sleep(0.2)
     sys.exit(f"started redis-server on port {port} but it does not answer; see {folder / 'redis.log'}")
 

@@ -1,7 +1,8 @@
 """`GET /metrics` in Prometheus text format: workers, Beat, runs by state, queues, run durations."""
 import logging
 
-from panel import broker, queues, run_stats, workers
+from panel import queues, run_stats, workers
+from panel.errors import BrokerDown
 from panel.processes import BEAT, WORKER
 
 log = logging.getLogger("panel.metrics")
@@ -60,7 +61,7 @@ def _queues(lines, celery, cfg):
     lines.family("celery_broker_up", "gauge", "1 when the broker answered this scrape.")
     try:
         found = queues.lengths(celery, cfg["CELERY_BROKER_URL"], cfg.get("WORKER_QUEUES", ""))
-    except broker.BrokerDown as exc:
+    except BrokerDown as exc:
         log.warning("metrics: %s", exc)
         lines.sample("celery_broker_up", 0)
         return

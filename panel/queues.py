@@ -5,7 +5,7 @@ import re
 import redis
 
 from panel import broker, workers
-from panel.schedules import NotFound, ValidationError
+from panel.errors import BrokerDown, NotFound, ValidationError
 
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.:@-]{1,200}$")
 # kombu's Redis transport (kombu/transport/redis.py): a queue is a list per priority step, named
@@ -29,7 +29,7 @@ def priority_keys(name, prefix="", sep=PRIORITY_SEP, steps=PRIORITY_STEPS):
 
 def _client(broker_url):
     if not broker_url.startswith(("redis://", "rediss://", "unix://")):
-        raise broker.BrokerDown("queue lengths are read from Redis; this broker is not Redis")
+        raise BrokerDown("queue lengths are read from Redis; this broker is not Redis")
     return redis.Redis.from_url(broker_url, socket_connect_timeout=SOCKET_TIMEOUT_S, socket_timeout=SOCKET_TIMEOUT_S)
 
 
@@ -72,7 +72,7 @@ def lengths(celery, broker_url, configured=""):
                     pipe.llen(key)
             sizes = pipe.execute()
     except redis.RedisError as exc:
-        raise broker.BrokerDown(f"could not read queue lengths: {exc}") from exc
+        raise BrokerDown(f"could not read queue lengths: {exc}") from exc
     finally:
         client.close()
     per_queue = len(priority_keys("q", prefix, sep, steps))
@@ -93,7 +93,7 @@ def purge(celery, broker_url, name, data, configured=""):
         with celery.connection_for_write() as conn:
             return int(conn.default_channel.queue_purge(name) or 0)
     except Exception as exc:  # kombu raises the transport's own errors
-        raise broker.BrokerDown(f"could not purge {name}: {exc}") from exc
+        raise BrokerDown(f"could not purge {name}: {exc}") from exc
 
 
 def oldest_waiting(celery, broker_url, configured=""):
@@ -109,7 +109,7 @@ def oldest_waiting(celery, broker_url, configured=""):
                 if raw:
                     found.append((name, raw))
     except redis.RedisError as exc:
-        raise broker.BrokerDown(f"could not read the queues: {exc}") from exc
+        raise BrokerDown(f"could not read the queues: {exc}") from exc
     finally:
         client.close()
     out = []

@@ -1,7 +1,7 @@
 """What a JSON route reads from its request, checked once: the JSON body and whole-number arguments."""
 from flask import request
 
-from panel.schedules import ValidationError
+from panel.errors import ValidationError
 
 ID_MAX = 2**62  # past any id a table will reach, and inside every database's integer
 

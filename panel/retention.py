@@ -5,7 +5,7 @@ from datetime import timedelta
 from sqlalchemy import delete, func, select
 
 from models import TaskLog, db, utcnow
-from panel.schedules import ValidationError
+from panel.errors import ValidationError
 
 log = logging.getLogger("panel.retention")
 FINISHED_STATES = ("SUCCESS", "FAILURE", "REVOKED")  # a queued, running or retrying run is never deleted

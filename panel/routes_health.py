@@ -3,9 +3,9 @@ from flask import Blueprint, current_app, jsonify, request
 
 from panel import health, history, watchdog
 from panel.auth import operator, viewer
+from panel.errors import ValidationError
 from panel.processes import KINDS
 from panel.request_args import ID_MAX, json_object, whole_arg
-from panel.schedules import ValidationError
 
 health_api = Blueprint("health_api", __name__)
 

@@ -5,7 +5,7 @@ from flask import Blueprint, abort, current_app, g, redirect, render_template, r
 
 from panel import audit, run_search, runs, users
 from panel.auth import admin, login_session, public, viewer
-from panel.schedules import ValidationError
+from panel.errors import ValidationError
 
 pages = Blueprint("pages", __name__)
 FAILED_LOGIN = "Wrong username or password."

@@ -8,8 +8,8 @@ from models import db, utcnow
 from panel import metrics, retention, run_export, run_search, run_stats, runs
 from panel.auth import admin, viewer
 from panel.database import reader
+from panel.errors import ValidationError
 from panel.request_args import json_object
-from panel.schedules import ValidationError
 
 runs_api = Blueprint("runs_api", __name__)
 log = logging.getLogger("panel.results")

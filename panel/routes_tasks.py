@@ -5,9 +5,9 @@ from flask import Blueprint, current_app, jsonify, request
 
 from panel import cancel, runs, schedules
 from panel.api_errors import error_response
-from panel.request_args import json_object
 from panel.auth import operator, viewer
-from panel.schedules import NotFound
+from panel.errors import NotFound
+from panel.request_args import json_object
 
 tasks_api = Blueprint("tasks_api", __name__)
 log = logging.getLogger("panel.control")

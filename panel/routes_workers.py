@@ -6,6 +6,7 @@ from flask import Blueprint, current_app, jsonify
 from panel import broker, queues, task_types, workers
 from panel.api_errors import error_response
 from panel.auth import operator, viewer
+from panel.errors import NoWorkerOnline
 from panel.request_args import json_object, whole_field
 
 workers_api = Blueprint("workers_api", __name__)
@@ -98,7 +99,7 @@ def send_task(task_name):
 def _limits(apply, task_name):
     try:
         payload = apply(celery(), broker_url(), task_name, json_object())
-    except task_types.NoWorkerOnline as exc:
+    except NoWorkerOnline as exc:
         return error_response(409, str(exc))
     log.info("limits of %s: %s", task_name, payload["message"])
     answers = payload["replies"].values()

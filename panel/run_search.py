@@ -8,7 +8,7 @@ from sqlalchemy import String, cast, or_, select, tuple_
 
 from models import TaskLog, db
 from panel.database import reader
-from panel.schedules import ValidationError
+from panel.errors import ValidationError
 
 # Celery's states as seed 003 lists them, in its order; they are what `status` filters on.
 STATES = ("SUCCESS", "FAILURE", "PENDING", "STARTED", "RETRY", "REVOKED")

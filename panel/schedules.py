@@ -2,30 +2,18 @@
 import json
 from datetime import timedelta
 
-from celery.schedules import crontab as celery_crontab
-from celery.schedules import schedule as celery_interval
+from celery.schedules import crontab as celery_crontab, schedule as celery_interval
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from models import ScheduledTask, db
 from panel import broker, recorder
+from panel.errors import NotFound, ValidationError
 
 CRON_FIELDS = 5
 NAME_MAX = 200
 ID_MAX = 2**31 - 1                    # larger ids cannot exist, and would overflow the database's integer
 INTERVAL_MAX_S = 10 * 365 * 24 * 3600  # ten years
-
-
-class ValidationError(ValueError):
-    """Bad input; `field` names what failed so callers can point at it."""
-
-    def __init__(self, field, message):
-        super().__init__(f"{field}: {message}")
-        self.field, self.message = field, message
-
-
-class NotFound(LookupError):
-    pass
 
 
 def parse_crontab(expr, app=None):

@@ -3,6 +3,8 @@ import logging
 import threading
 from enum import Enum
 
+from panel.errors import IllegalTransition
+
 log = logging.getLogger("panel.states")
 
 
@@ -25,10 +27,6 @@ ALLOWED = {
     State.BACKOFF: {State.STARTING, State.FATAL, State.STOPPED, State.RUNNING},
     State.FATAL: {State.STARTING, State.STOPPED, State.RUNNING},
 }
-
-
-class IllegalTransition(RuntimeError):
-    pass
 
 
 class Program:

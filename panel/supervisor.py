@@ -13,6 +13,7 @@ from celery.utils.nodenames import host_format
 
 from panel import broker, oscontrol, processes
 from panel.config import ROOT
+from panel.errors import ControlBusy
 from panel.processes import BEAT, KINDS, WORKER
 from panel.states import Program, State
 
@@ -27,10 +28,6 @@ TAIL_LINES = 20
 CHILD_ENV_KEYS = ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "CELERY_TIMEZONE", "CELERY_IMPORTS",
                   "WORKER_CONCURRENCY", "WORKER_POOL", "WORKER_QUEUES", "WORKER_LOGLEVEL",
                   "WORKER_NODENAME", "BEAT_MAX_INTERVAL_S", "BEAT_LOCK_TTL_S", "RECORD_RUNS")
-
-
-class ControlBusy(RuntimeError):
-    """Another control action holds the lock for longer than we wait (409)."""
 
 
 @dataclass

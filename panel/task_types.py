@@ -3,15 +3,11 @@ import inspect
 import re
 
 from panel import broker, workers
-from panel.schedules import NotFound, ValidationError
+from panel.errors import NotFound, NoWorkerOnline, ValidationError
 
 RATE_LIMIT = re.compile(r"^\d{1,9}(/[smh])?$")  # Celery's form: "10", "10/s", "10/m", "10/h"; "0" lifts it
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.:@-]{1,200}$")
 TIME_LIMIT_MAX_S = 7 * 24 * 3600
-
-
-class NoWorkerOnline(RuntimeError):
-    """Nobody to apply a per-type limit to (409)."""
 
 
 def _signature(task):

@@ -3,7 +3,6 @@ import hashlib
 import logging
 import secrets
 import threading
-
 from datetime import timedelta
 
 from sqlalchemy import select, update
@@ -12,6 +11,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from models import ROLES, ApiToken, User, db, utcnow
 from panel.database import reader
+from panel.errors import UserError
 
 MIN_PASSWORD_CHARS = 10
 log = logging.getLogger("panel.users")
@@ -19,10 +19,6 @@ TOKEN_PREFIX = "ccp_"
 TOKEN_USE_RESOLUTION = timedelta(minutes=5)
 # A hash to check against when the user does not exist, so timing does not reveal usernames.
 _DUMMY_HASH = generate_password_hash("not-a-real-password")
-
-
-class UserError(ValueError):
-    pass
 
 
 def _check_role(role):

@@ -12,11 +12,10 @@ from sqlalchemy import select
 
 from models import RUNNING, TaskLog, Watchdog, db, utcnow
 from panel import alerts, oscontrol, processes, runs
-from panel.broker import BrokerDown
 from panel.database import reader
+from panel.errors import BrokerDown, ControlBusy
 from panel.processes import KINDS, WORKER
 from panel.states import State
-from panel.supervisor import ControlBusy
 
 log = logging.getLogger("panel.watchdog")
 ACTOR = "watchdog"

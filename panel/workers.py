@@ -7,7 +7,7 @@ from sqlalchemy import select, update
 from models import WorkerNode, db, utcnow
 from panel import broker
 from panel.database import reader
-from panel.schedules import NotFound
+from panel.errors import NotFound
 
 log = logging.getLogger("panel.workers")
 nodes_t = WorkerNode.__table__

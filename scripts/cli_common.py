@@ -22,6 +22,7 @@ def open_app(args):
 
     from app import create_app
     from panel import broker
+    from panel.errors import BrokerDown
 
     if args.env_file and not Path(args.env_file).is_file():
         print(f"no such settings file: {args.env_file}", file=sys.stderr)
@@ -37,7 +38,7 @@ def open_app(args):
         if url.startswith(("redis://", "rediss://", "amqp://", "pyamqp://")):
             try:
                 broker.ping(url)
-            except broker.BrokerDown as exc:
+            except BrokerDown as exc:
                 print(f"{name.split('_', 1)[1].lower().replace('_', ' ')} unreachable: {exc}", file=sys.stderr)
                 sys.exit(EXIT_UNREACHABLE)
     return app
@@ -47,7 +48,7 @@ def run(app, action):
     """Run an operation in the app's context; a database failure is exit 3, not a traceback."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from panel.broker import BrokerDown
+    from panel.errors import BrokerDown
     with app.app_context():
         try:
             return action()

@@ -3,8 +3,7 @@
 import argparse
 import sys
 
-from cli_common import (EXIT_NOT_FOUND, EXIT_OK, add_common, emit, open_app, record_text, run,
-                        steps_text)
+from cli_common import EXIT_NOT_FOUND, EXIT_OK, add_common, emit, open_app, record_text, run, steps_text
 
 
 def where_text(where):

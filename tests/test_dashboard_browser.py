@@ -229,6 +229,7 @@ def test_logs_are_shown_on_request_and_controls_work_from_the_keyboard(page, ser
 
 def test_two_beats_show_as_two_processes_with_both_pids(page, served):
     import subprocess
+
     from panel.config import ROOT
     app, _ = served
     start_all(app)

@@ -1,0 +1,63 @@
+"""The domain's errors, in one place: each says what went wrong and carries the HTTP status it answers."""
+
+
+class PanelError(Exception):
+    """A failure the panel expects and explains; the web layer answers it with `status`."""
+
+    status = 500
+
+
+class ValidationError(PanelError, ValueError):
+    """Bad input; `field` names what failed so callers can point at it."""
+
+    status = 400
+
+    def __init__(self, field, message):
+        super().__init__(f"{field}: {message}")
+        self.field, self.message = field, message
+
+
+class NotFound(PanelError, LookupError):
+    """No such schedule, run, worker, queue or task type."""
+
+    status = 404
+
+
+class ControlBusy(PanelError, RuntimeError):
+    """Another start, stop or restart holds the control lock for longer than we wait."""
+
+    status = 409
+
+
+class NotCancellable(PanelError, RuntimeError):
+    """Nothing of this schedule or run is queued or running."""
+
+    status = 409
+
+
+class NoWorkerOnline(PanelError, RuntimeError):
+    """Nobody to apply a per-task-type limit to."""
+
+    status = 409
+
+
+class BrokerDown(PanelError, RuntimeError):
+    """The broker did not answer."""
+
+    status = 503
+
+
+class DatabaseDown(PanelError, RuntimeError):
+    """The database did not answer."""
+
+    status = 503
+
+
+class UserError(PanelError, ValueError):
+    """A user or token command that cannot be done (unknown user, short password, bad role)."""
+
+    status = 400
+
+
+class IllegalTransition(RuntimeError):
+    """A process state change the state model does not allow: a bug, never the user's input (so no status)."""
