@@ -28,21 +28,21 @@ def create_app(config=None, env_file=None):
     migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
     celery_init_app(app)
 
-    from panel.history import intent_for, recorder_for
-    from panel.supervisor import Supervisor
+    from panel.host.history import intent_for, recorder_for
+    from panel.host.supervisor import Supervisor
     app.extensions["supervisor"] = Supervisor(app.config, app.extensions["celery"], on_event=recorder_for(app),
                                               on_intent=intent_for(app))
 
     from panel import cli
-    from panel.api_errors import register_error_handlers
-    from panel.auth import init_auth
-    from panel.routes_alerts import alerts_api
-    from panel.routes_api import api
-    from panel.routes_health import health_api
-    from panel.routes_pages import pages
-    from panel.routes_runs import runs_api
-    from panel.routes_tasks import tasks_api
-    from panel.routes_workers import workers_api
+    from panel.security.auth import init_auth
+    from panel.web.alerts import alerts_api
+    from panel.web.cluster import workers_api
+    from panel.web.errors import register_error_handlers
+    from panel.web.health import health_api
+    from panel.web.pages import pages
+    from panel.web.processes import api
+    from panel.web.runs import runs_api
+    from panel.web.schedules import tasks_api
     app.register_blueprint(pages)
     app.register_blueprint(api)
     app.register_blueprint(tasks_api)

@@ -12,7 +12,7 @@ sys.path.insert(0, str(ROOT))  # gunicorn's console script puts .venv/bin on the
 
 from panel.config import DEFAULTS, instance_path, read_env  # noqa: E402
 
-KILL_WAIT_S = 5  # the supervisor's wait after SIGKILL (panel.supervisor.KILL_WAIT_S)
+KILL_WAIT_S = 5  # the supervisor's wait after SIGKILL (panel.host.supervisor.KILL_WAIT_S)
 MARGIN_S = 10
 
 _env = read_env()

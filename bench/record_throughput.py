@@ -40,7 +40,7 @@ def measure(record):
         burst_rate(app, rds.url)  # warm-up: pool children import, connections open
         rates = [burst_rate(app, rds.url) for _ in range(ROUNDS)]
         if record:
-            from panel.recorder import count_runs
+            from panel.runlog.recorder import count_runs
             wait_for(lambda: count_runs() == BURST * (ROUNDS + 1), 30, "every run to be recorded")
         return rates
 

@@ -127,10 +127,10 @@ def main():
             10)
         print(summary("baseline: LIMIT/OFFSET deep page (SQL only)", offset))
         with app.app_context():
-            from panel import run_stats
-            chart = timed(lambda: run_stats.per_minute(), 20)
-            states = timed(lambda: run_stats.by_state(), 5)
-            hist = run_stats.DurationHistogram()
+            from panel.runlog import stats
+            chart = timed(lambda: stats.per_minute(), 20)
+            states = timed(lambda: stats.by_state(), 5)
+            hist = stats.DurationHistogram()
             began = time.perf_counter()
             hist.refresh()
             first_hist = [(time.perf_counter() - began) * 1000]

@@ -9,7 +9,7 @@ import requests
 from werkzeug.serving import make_server
 
 from bench.common import private_stack, summary, timed
-from panel import monitor
+from panel.cluster import monitor
 from panel.config import ROOT
 from tests.conftest import api_client
 

@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 from models import db
-from panel import monitor, reconciler
+from panel.cluster import monitor
+from panel.runlog import reconciler
 
 log = logging.getLogger("panel.background")
 STANDBY_S = 2.0
@@ -91,7 +92,9 @@ def actor_pid(instance_path):
 
 def watch_loop(app, stop):
     """Each WATCHDOG_INTERVAL_S: kept run-log writes, then the watchdog; the alert checks every ALERT_CHECKS_EVERY_S."""
-    from panel import alerts, recorder, watchdog
+    from panel.health import alerts
+    from panel.host import watchdog
+    from panel.runlog import recorder
     with app.app_context():
         dogs = watchdog.Watchdogs(app)
         watchdog.apply_configured(app.config)

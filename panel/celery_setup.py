@@ -3,7 +3,7 @@ import logging
 
 from celery import Celery, Task
 
-BUILTIN_TASK_MODULES = ("panel.tasks",)
+BUILTIN_TASK_MODULES = ("panel.embedded",)
 
 
 def celery_init_app(app):
@@ -34,7 +34,7 @@ def celery_init_app(app):
         redis_socket_timeout=5,
         result_backend_transport_options={"socket_connect_timeout": 3},
         beat_max_loop_interval=cfg["BEAT_MAX_INTERVAL_S"],
-        beat_scheduler="panel.beat_scheduler:DatabaseScheduler",
+        beat_scheduler="panel.beat.scheduler:DatabaseScheduler",
         worker_hijack_root_logger=False,
         worker_pool_restarts=True,  # the panel's "pool restart" control (new processes after their current task)
     )
@@ -47,6 +47,6 @@ def celery_init_app(app):
         logging.getLogger("panel.celery").exception("could not import the task modules %s", user_modules)
     app.extensions["celery"] = celery
     celery.flask_app = app
-    from panel import recorder
+    from panel.runlog import recorder
     recorder.connect(app, celery)
     return celery

@@ -7,8 +7,9 @@ import click
 from flask.cli import AppGroup
 
 from models import ROLES
-from panel import audit, retention, users
 from panel.errors import UserError
+from panel.runlog import retention
+from panel.security import audit, users
 
 users_cli = AppGroup("users", help="Create, list and change panel users.")
 tokens_cli = AppGroup("tokens", help="Create, list and revoke API tokens.")

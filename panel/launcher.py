@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
-from panel import broker
+from panel.broker import connection
 from panel.config import ROOT
 from panel.errors import BrokerDown
 
@@ -18,7 +18,7 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 def ensure_broker(url, instance):
     """Ping the broker; start a private redis-server under instance/ for a local Redis URL if none answers."""
     try:
-        broker.ping(url)
+        connection.ping(url)
         return "running"
     except BrokerDown as exc:
         reason = str(exc)
@@ -35,7 +35,7 @@ def ensure_broker(url, instance):
     deadline = time.monotonic() + REDIS_START_WAIT_S
     while time.monotonic() < deadline:
         try:
-            broker.ping(url)
+            connection.ping(url)
             return f"started a private redis-server on port {port} (pid file {folder / 'redis.pid'})"
         except BrokerDown:
             time.sleep(0.2)
@@ -47,7 +47,7 @@ def prepare():
     from flask_migrate import upgrade
 
     from app import create_app
-    from panel import users
+    from panel.security import users
 
     app = create_app()
     cfg = app.config

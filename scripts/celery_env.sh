@@ -16,7 +16,7 @@ mkdir -p "$INSTANCE/logs"
 # second copy; report the PID and log, or the log's last lines when it dies while settling.
 start_in_background() {
   local kind="$1" label="$2" settle_s="$3" pids pid log
-  if pids=$("$PYTHON" -m panel.processes "$kind"); then
+  if pids=$("$PYTHON" -m panel.host.processes "$kind"); then
     echo "$label is already running (PID $pids); not starting a second one." >&2
     exit 1
   fi

@@ -21,7 +21,7 @@ def open_app(args):
     from sqlalchemy.exc import SQLAlchemyError
 
     from app import create_app
-    from panel import broker
+    from panel.broker import connection
     from panel.errors import BrokerDown
 
     if args.env_file and not Path(args.env_file).is_file():
@@ -37,7 +37,7 @@ def open_app(args):
         url = app.config[name]
         if url.startswith(("redis://", "rediss://", "amqp://", "pyamqp://")):
             try:
-                broker.ping(url)
+                connection.ping(url)
             except BrokerDown as exc:
                 print(f"{name.split('_', 1)[1].lower().replace('_', ' ')} unreachable: {exc}", file=sys.stderr)
                 sys.exit(EXIT_UNREACHABLE)

@@ -16,18 +16,18 @@ def main(argv=None):
     args = parser.parse_args(argv)
     app = open_app(args)
     celery = app.extensions["celery"]
-    from panel import taskops
+    from panel.runlog import operations
 
     if args.all_retries:
-        tasks = run(app, lambda: taskops.retrying_tasks(celery))
+        tasks = run(app, lambda: operations.retrying_tasks(celery))
         lines = [f"{len(tasks)} task(s) waiting for a retry"] + [
             f"  {t['name']} {t['id']}  retries {t['retries'] if t['retries'] is not None else '?'}  "
             f"next {t['next_attempt']}  on {t['worker']}" for t in tasks]
         emit(args, {"tasks": tasks}, lines)
         return EXIT_OK
     task_id = args.check or args.task_id
-    report = run(app, lambda: taskops.retry_check(celery, task_id))
-    if not taskops.known(report):
+    report = run(app, lambda: operations.retry_check(celery, task_id))
+    if not operations.known(report):
         emit(args, dict(report, found=False), [f"task {task_id}: not found"])
         return EXIT_NOT_FOUND
     if args.check:
@@ -35,7 +35,7 @@ def main(argv=None):
         emit(args, report, [f"task {task_id}: {verdict}", f"  retries so far: {report['retries']}",
                             f"  next attempt: {report['next_attempt'] or '-'}"] + record_text(report["record"]))
         return EXIT_OK
-    result = run(app, lambda: taskops.stop_retries(celery, app.config["INSTANCE_PATH"], task_id))
+    result = run(app, lambda: operations.stop_retries(celery, app.config["INSTANCE_PATH"], task_id))
     emit(args, result, [f"stop retries of {task_id}"] + steps_text(result))
     return EXIT_OK if result["ok"] else EXIT_NOT_FOUND
 

@@ -36,10 +36,10 @@ def main(argv=None):
     app = open_app(args)
     celery = app.extensions["celery"]
     instance = app.config["INSTANCE_PATH"]
-    from panel import taskops
+    from panel.runlog import operations
 
-    report = run(app, lambda: taskops.info(celery, args.task_id))
-    if not taskops.known(report):
+    report = run(app, lambda: operations.info(celery, args.task_id))
+    if not operations.known(report):
         emit(args, dict(report, found=False), [f"task {args.task_id}: not found (no record, no result, no worker has it)"])
         return EXIT_NOT_FOUND
     if args.command in ("status", "info"):
@@ -51,9 +51,9 @@ def main(argv=None):
         emit(args, report, lines)
         return EXIT_OK
     if args.command == "revoke":
-        result = run(app, lambda: taskops.revoke(celery, instance, args.task_id, args.terminate))
+        result = run(app, lambda: operations.revoke(celery, instance, args.task_id, args.terminate))
     else:
-        result = run(app, lambda: taskops.cleanup(celery, args.task_id))
+        result = run(app, lambda: operations.cleanup(celery, args.task_id))
     emit(args, result, [f"{args.command} {args.task_id}"] + steps_text(result))
     return EXIT_OK if result["ok"] else EXIT_NOT_FOUND
 

@@ -8,7 +8,7 @@ from psycopg import sql
 
 from app import create_app
 from models import db
-from panel.processes import KINDS
+from panel.host.processes import KINDS
 from tests.helpers import LocalSite, RedisServer
 
 PG_DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres connect_timeout=5"
@@ -79,7 +79,7 @@ def _drop_waiting_messages(url):
     """Messages a test left in the default queue of the suite's private Redis must not run in the next test."""
     import redis as redis_client
 
-    from panel.queues import priority_keys
+    from panel.broker.queues import priority_keys
     client = redis_client.Redis.from_url(url)
     try:
         client.delete(*priority_keys("celery"))
@@ -136,7 +136,7 @@ def api_client(app, role="admin"):
     """A test client that authenticates like curl: a real user of that role and a real Bearer token."""
     tokens = app.extensions.setdefault("test_tokens", {})
     if role not in tokens:
-        from panel import users
+        from panel.security import users
         with app.app_context():
             users.create(f"test-{role}", TEST_PASSWORD, role)
             tokens[role] = users.create_token(f"test-{role}", "tests")[1]

@@ -17,9 +17,9 @@ import requests
 
 from app import create_app
 from models import db
-from panel import processes
 from panel.config import ROOT
-from panel.processes import BEAT, WORKER
+from panel.host import processes
+from panel.host.processes import BEAT, WORKER
 from tests.conftest import api_client, stop_everything
 from tests.helpers import free_port, wait_for
 

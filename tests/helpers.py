@@ -117,7 +117,7 @@ def run_row(app, celery_task_id):
 
 def start_worker(app):
     """Start this app's worker through the supervisor; fail the test with its log when it cannot."""
-    from panel.processes import WORKER
+    from panel.host.processes import WORKER
     result = app.extensions["supervisor"].start((WORKER,))[WORKER]
     assert result.ok, result.log_tail
     return result.pids[0]

@@ -13,7 +13,7 @@ def add(x, y):
 @shared_task(name="tests.writes_behind")
 def writes_behind():
     """Whether the pool process running it commits its run changes behind its tasks (panel/run_writer.py)."""
-    from panel import recorder
+    from panel.runlog import recorder
     return recorder._writer is not None
 
 

@@ -9,8 +9,8 @@ import pytest
 from aiosmtpd.smtp import AuthResult
 
 from models import AlertEvent, ScheduledTask, TaskLog, Watchdog, db, utcnow
-from panel import alerts
-from panel.oscontrol import describe_exit
+from panel.health import alerts
+from panel.host.oscontrol import describe_exit
 from tests.alert_receivers import Receiver, smtp_server
 from tests.conftest import api_client
 from tests.helpers import free_port

@@ -6,9 +6,10 @@ import time
 from datetime import timedelta
 
 from models import ScheduleChange, ScheduledTask, TaskLog, db, utcnow
-from panel import processes, schedules
+from panel.beat import schedules
 from panel.config import ROOT
-from panel.processes import BEAT
+from panel.host import processes
+from panel.host.processes import BEAT
 from tests.helpers import free_port, wait_for
 
 EDIT_SEEN_S = 5

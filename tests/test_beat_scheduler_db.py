@@ -4,8 +4,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import create_engine
 
 from models import ScheduledTask, db
-from panel import recorder
-from panel.beat_scheduler import DatabaseScheduler
+from panel.beat.scheduler import DatabaseScheduler
+from panel.runlog import recorder
 from tests.helpers import free_port
 
 

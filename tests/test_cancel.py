@@ -7,7 +7,8 @@ from datetime import timedelta
 import psutil
 
 from models import ScheduledTask, TaskLog, db, utcnow
-from panel import broker, reconciler
+from panel.broker import remote
+from panel.runlog import reconciler
 from tests.conftest import api_client
 from tests.helpers import run_row, start_worker, wait_for
 
@@ -36,7 +37,7 @@ def test_cancel_task_stops_a_slow_crawl_for_real_and_the_rows_say_so(app, client
     assert body["message"] == "Task slow crawl has been cancelled and marked as failed"
     assert body["confirmed_stopped"] is True and body["stopped"] == [celery_id]
     celery = app.extensions["celery"]
-    wait_for(lambda: broker.active_ids(celery, run.worker) == set(), 2, "the worker to report no active task")
+    wait_for(lambda: remote.active_ids(celery, run.worker) == set(), 2, "the worker to report no active task")
     assert time.monotonic() - asked < 2 + 1
 
     row = run_row(app, celery_id)
@@ -52,7 +53,7 @@ def test_a_task_ignoring_sigterm_is_killed_after_the_grace(app, client):
     run = wait_running(app, celery_id)
     body = client.post(f"/scheduler/cancel-task/{task['id']}/").get_json()
     assert body["confirmed_stopped"] is True and body["forced"] == [celery_id]
-    assert broker.active_ids(app.extensions["celery"], run.worker) == set()
+    assert remote.active_ids(app.extensions["celery"], run.worker) == set()
     assert run_row(app, celery_id).error == "Task cancelled manually"
 
 

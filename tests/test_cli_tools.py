@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from panel import processes
 from panel.config import ROOT
+from panel.host import processes
 from tests.conftest import api_client
 from tests.helpers import free_port, run_row as row, start_worker, wait_for
 

@@ -5,7 +5,7 @@ import pytest
 from celery.events.dispatcher import EventDispatcher as Dispatcher
 
 from models import WorkerNode, db
-from panel import monitor
+from panel.cluster import monitor
 from tests import helpers
 from tests.helpers import RedisServer, wait_for
 

@@ -6,8 +6,9 @@ from playwright.sync_api import expect
 from werkzeug.serving import make_server
 
 from models import db
-from panel import processes, users
-from panel.processes import BEAT, WORKER
+from panel.host import processes
+from panel.host.processes import BEAT, WORKER
+from panel.security import users
 from tests.conftest import ARTIFACTS, TEST_PASSWORD, api_client, open_page
 
 UI_WAIT_MS = 30_000

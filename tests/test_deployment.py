@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from panel import broker, processes
+from panel.broker import remote
 from panel.config import ROOT
-from panel.processes import BEAT, KINDS, WORKER
-from panel.supervisor import BEAT_READY_LINE
+from panel.host import processes
+from panel.host.processes import BEAT, KINDS, WORKER
+from panel.host.supervisor import BEAT_READY_LINE
 from tests.helpers import wait_for
 
 DOC = ROOT / "docs" / "deployment.md"
@@ -91,7 +92,7 @@ def test_worker_and_beat_units_run_the_start_script_in_the_foreground_beside_the
     assert celery["WorkingDirectory"] == DEPLOY_ROOT
     assert env_of(celery["Environment"])["PANEL_INSTANCE_PATH"] == env_of(panel["Environment"])["PANEL_INSTANCE_PATH"]
     assert celery["Restart"] == "on-failure"  # `always` would undo every stop through the panel
-    assert f"panel.processes {kind}" in celery["ExecCondition"]
+    assert f"panel.host.processes {kind}" in celery["ExecCondition"]
     assert int(celery["TimeoutStopSec"]) >= DEFAULT_STOP_GRACE_S + 5
     graceful = gunicorn_settings(monkeypatch)["graceful_timeout"]
     assert int(panel["TimeoutStopSec"]) > graceful and panel["KillMode"] == "process"
@@ -116,7 +117,7 @@ def ready(app, kind, log):
     """Started up, as the panel judges it: the worker answers a ping, Beat has logged its loaded schedule."""
     if kind == WORKER:
         sup = app.extensions["supervisor"]
-        return broker.ping_worker(app.extensions["celery"], sup.nodename, timeout_s=0.5)
+        return remote.ping_worker(app.extensions["celery"], sup.nodename, timeout_s=0.5)
     return BEAT_READY_LINE in log.read_text(errors="replace")
 
 

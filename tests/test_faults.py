@@ -7,8 +7,10 @@ import time
 import pytest
 
 from app import create_app
-from panel import background, processes, recorder
-from panel.processes import BEAT, WORKER
+from panel import background
+from panel.host import processes
+from panel.host.processes import BEAT, WORKER
+from panel.runlog import recorder
 from tests.conftest import api_client, build_app, stop_everything
 from tests.helpers import FAULTS, RedisServer, TcpProxy, run_row, start_worker, wait_for
 

@@ -6,8 +6,9 @@ import time
 import pytest
 
 from models import db
-from panel import background, processes
-from panel.processes import BEAT, WORKER
+from panel import background
+from panel.host import processes
+from panel.host.processes import BEAT, WORKER
 from tests.gunicorn_stack import CONTROLS, POLL_PATHS, GunicornPanel, run_load
 from tests.helpers import FAULTS, wait_for
 

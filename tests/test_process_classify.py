@@ -1,7 +1,7 @@
 """Pure logic: which command lines are this app's worker or Beat (decoys included)."""
 import pytest
 
-from panel.processes import classify
+from panel.host.processes import classify
 
 PY = "/work/main/.venv/bin/python"
 CELERY = "/work/main/.venv/bin/celery"

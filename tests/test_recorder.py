@@ -3,7 +3,7 @@ import uuid
 from types import SimpleNamespace
 
 from models import ScheduledTask, TaskLog, db
-from panel import recorder
+from panel.runlog import recorder
 
 
 def _task(task_id, hostname="w1@host"):
@@ -52,7 +52,7 @@ def test_an_edit_that_reads_first_never_fails_when_a_worker_writes_meanwhile(mak
     import threading
     import time
 
-    from panel import schedules
+    from panel.beat import schedules
 
     app = make_app()
     registered = set(app.extensions["celery"].tasks)

@@ -10,8 +10,8 @@ import pytest
 from flask_migrate import upgrade
 
 from models import ScheduledTask, TaskLog, db, utcnow
-from panel import retention, run_stats
-from panel.schedules import parse_crontab
+from panel.beat.schedules import parse_crontab
+from panel.runlog import retention, stats
 from tests.conftest import api_client
 from tests.helpers import run_row, start_worker, wait_for
 
@@ -231,7 +231,7 @@ def test_runs_per_minute_counts_successes_and_failures_per_minute_for_the_last_h
 
 def test_duration_histogram_counts_each_finished_run_once(app_on):
     add_runs(app_on, [{"started_at": NOW - timedelta(seconds=s), "finished_at": NOW} for s in (0.02, 0.3, 7, 4000)])
-    hist = run_stats.DurationHistogram()
+    hist = stats.DurationHistogram()
     with app_on.app_context():
         buckets, count, total = hist.refresh()
         assert count == 4 and abs(total - 4007.32) < 0.01

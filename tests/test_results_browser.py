@@ -7,7 +7,7 @@ from playwright.sync_api import expect
 from werkzeug.serving import make_server
 
 from models import db
-from panel import users
+from panel.security import users
 from tests.conftest import ARTIFACTS, TEST_PASSWORD, open_page
 from tests.test_dashboard_browser import UI_WAIT_MS
 from tests.test_results import NOW, add_runs

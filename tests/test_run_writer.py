@@ -5,8 +5,8 @@ import uuid
 from types import SimpleNamespace
 
 from models import TaskLog, db, utcnow
-from panel import recorder
-from panel.run_writer import RunWriter
+from panel.runlog import recorder
+from panel.runlog.writer import RunWriter
 from tests.helpers import start_worker
 
 

@@ -1,8 +1,8 @@
 """Pure logic: validation of scheduled-task input and crontab parsing."""
 import pytest
 
+from panel.beat.schedules import clean, parse_crontab
 from panel.errors import ValidationError
-from panel.schedules import clean, parse_crontab
 
 REGISTERED = {"crawl_url", "tests.add"}
 GOOD = {"name": "n", "task": "crawl_url", "args": ["http://x"], "interval_seconds": 60}

@@ -7,11 +7,11 @@ import pytest
 from werkzeug.serving import make_server
 
 from models import AuditEvent, User, db
-from panel import users
-from panel.api_errors import is_api_path
-from panel.auth import PUBLIC, RANK, policy_of
+from panel.security import users
+from panel.security.auth import PUBLIC, RANK, policy_of
+from panel.web.errors import is_api_path
 from tests.conftest import TEST_PASSWORD, api_client
-from tests.helpers import free_port
+from tests.helpers import free_port, wait_for
 
 ROLES = (None, "viewer", "operator", "admin")
 SKIP_METHODS = {"HEAD", "OPTIONS"}
@@ -214,7 +214,8 @@ def test_tokens_cli_prints_once_lists_without_secret_and_revokes(app):
     client = app.test_client()
     assert client.get("/api/me", headers={"Authorization": f"Bearer {plain}"}).get_json()["username"] == "robot"
     assert "last used never" in listing
-    assert "last used 20" in runner.invoke(args=["tokens", "list"]).output, "a used token shows when"
+    # The use is noted off the request (a thread), so the listing shows it a moment later.
+    wait_for(lambda: "last used 20" in runner.invoke(args=["tokens", "list"]).output, 10, "a used token to show when")
     token_id = listing.split()[0]
     assert runner.invoke(args=["tokens", "revoke", token_id]).exit_code == 0
     assert client.get("/api/me", headers={"Authorization": f"Bearer {plain}"}).status_code == 401

@@ -1,7 +1,7 @@
 """The run-log spool's own rules, on real files: order kept, refusals wait, waiting rows wait, bad entries go."""
 from datetime import datetime
 
-from panel.spool import Spool
+from panel.runlog.spool import Spool
 
 
 class Refused(Exception):

@@ -5,8 +5,8 @@ from datetime import timedelta
 import psutil
 
 from models import ScheduledTask, TaskLog, db, utcnow
-from panel import processes
-from panel.processes import BEAT, WORKER
+from panel.host import processes
+from panel.host.processes import BEAT, WORKER
 from tests.conftest import api_client
 
 
@@ -70,7 +70,7 @@ def test_a_slow_stop_never_blocks_the_run_log(make_app):
     import threading
     import time
 
-    from panel import recorder
+    from panel.runlog import recorder
     from tests.helpers import wait_for
 
     app = make_app(STOP_GRACE_S=3.0)

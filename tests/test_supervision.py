@@ -10,9 +10,9 @@ import psutil
 import pytest
 
 from models import RUNNING, TaskLog, db
-from panel import oscontrol, processes
 from panel.config import ROOT
-from panel.processes import BEAT, WORKER, ProcessRef
+from panel.host import oscontrol, processes
+from panel.host.processes import BEAT, WORKER, ProcessRef
 from tests.conftest import api_client
 from tests.helpers import wait_for
 

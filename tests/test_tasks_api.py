@@ -2,7 +2,7 @@
 import pytest
 
 from models import ScheduleChange, ScheduledTask, db
-from panel import processes
+from panel.host import processes
 from tests.conftest import api_client
 from tests.helpers import free_port, wait_for
 

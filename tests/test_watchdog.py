@@ -6,8 +6,9 @@ import time
 import pytest
 
 from models import AlertEvent, ProcessEvent, ScheduledTask, TaskLog, db
-from panel import background, processes, watchdog
-from panel.processes import BEAT, WORKER
+from panel import background
+from panel.host import processes, watchdog
+from panel.host.processes import BEAT, WORKER
 from tests.conftest import api_client
 from tests.helpers import FAULTS, run_row, wait_for
 

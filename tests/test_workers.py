@@ -11,7 +11,7 @@ import pytest
 from celery.utils.nodenames import host_format
 
 from models import WorkerNode, db, utcnow
-from panel import monitor, workers
+from panel.cluster import monitor, workers
 from panel.config import ROOT
 from tests.conftest import api_client, build_app, stop_everything
 from tests.helpers import free_port, run_row, wait_for

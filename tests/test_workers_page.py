@@ -6,7 +6,8 @@ from playwright.sync_api import expect
 from werkzeug.serving import make_server
 
 from models import db
-from panel import monitor, users
+from panel.cluster import monitor
+from panel.security import users
 from tests.conftest import ARTIFACTS, TEST_PASSWORD, api_client, open_page
 from tests.helpers import run_row, wait_for
 from tests.test_workers import Workers

@@ -1,0 +1,1 @@
+"""Beat: schedules kept in the database, the scheduler that reads them, its dispatch guarantee."""

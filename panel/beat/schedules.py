@@ -1,0 +1,206 @@
+"""Scheduled tasks: parsing and validating schedules, and the edits every caller shares."""
+import json
+from datetime import timedelta
+
+from celery.schedules import crontab as celery_crontab, schedule as celery_interval
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from models import ScheduledTask, db
+from panel.broker import publish
+from panel.errors import NotFound, ValidationError
+from panel.runlog import recorder
+
+CRON_FIELDS = 5
+NAME_MAX = 200
+ID_MAX = 2**31 - 1                    # larger ids cannot exist, and would overflow the database's integer
+INTERVAL_MAX_S = 10 * 365 * 24 * 3600  # ten years
+
+
+def parse_crontab(expr, app=None):
+    """A Celery crontab from a five-field expression; ValidationError when it does not parse."""
+    parts = (expr or "").split()
+    if len(parts) != CRON_FIELDS:
+        raise ValidationError("crontab", f"needs {CRON_FIELDS} fields (minute hour day month weekday), got {len(parts)}")
+    minute, hour, day, month, weekday = parts
+    try:
+        return celery_crontab(minute=minute, hour=hour, day_of_month=day, month_of_year=month,
+                              day_of_week=weekday, app=app)
+    except (ValueError, KeyError, IndexError) as exc:
+        raise ValidationError("crontab", f"does not parse: {exc}") from exc
+
+
+def schedule_of(task, app=None):
+    """The Celery schedule object for a row; ValidationError for a row with no valid schedule."""
+    if task.crontab:
+        return parse_crontab(task.crontab, app)
+    if task.interval_seconds and task.interval_seconds > 0:
+        return celery_interval(timedelta(seconds=task.interval_seconds), app=app)
+    raise ValidationError("interval_seconds", "a schedule needs an interval above zero or a crontab")
+
+
+def _json_value(field, value, kind):
+    if isinstance(value, str):
+        try:
+            value = json.loads(value) if value.strip() else kind()
+        except json.JSONDecodeError as exc:
+            raise ValidationError(field, f"is not valid JSON: {exc.msg}") from exc
+    if value is None:
+        value = kind()
+    if not isinstance(value, kind):
+        raise ValidationError(field, f"must be a JSON {'array' if kind is list else 'object'}")
+    return value
+
+
+def clean(data, registered, partial=False):
+    """Check and normalise user input for a scheduled task; raises ValidationError on the first bad field."""
+    if not isinstance(data, dict):
+        raise ValidationError("body", "must be a JSON object")
+    out = {}
+    if "name" in data or not partial:
+        name = data.get("name")
+        if not isinstance(name, str) or not name.strip() or len(name) > NAME_MAX:
+            raise ValidationError("name", f"is required, 1 to {NAME_MAX} characters")
+        out["name"] = name.strip()
+    if "task" in data or not partial:
+        task = data.get("task")
+        if not isinstance(task, str) or task not in registered:
+            raise ValidationError("task", f"{task!r} is not a registered Celery task")
+        out["task"] = task
+    for field, kind in (("args", list), ("kwargs", dict)):
+        if field in data or not partial:
+            out[field] = _json_value(field, data.get(field), kind)
+    if "enabled" in data:
+        if not isinstance(data["enabled"], bool):
+            raise ValidationError("enabled", "must be true or false")
+        out["enabled"] = data["enabled"]
+    has_interval, has_cron = data.get("interval_seconds") not in (None, ""), bool(data.get("crontab"))
+    if has_interval and has_cron:
+        raise ValidationError("interval_seconds", "give an interval or a crontab, not both")
+    if has_interval:
+        value = data["interval_seconds"]
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ValidationError("interval_seconds", "must be a whole number of seconds above zero")
+        try:
+            seconds = int(value)
+        except ValueError as exc:
+            raise ValidationError("interval_seconds", "must be a whole number of seconds above zero") from exc
+        if seconds <= 0 or float(value) != seconds:
+            raise ValidationError("interval_seconds", "must be a whole number of seconds above zero")
+        if seconds > INTERVAL_MAX_S:
+            raise ValidationError("interval_seconds", f"must be at most {INTERVAL_MAX_S} (ten years)")
+        out.update(interval_seconds=seconds, crontab=None)
+    elif has_cron:
+        if not isinstance(data["crontab"], str):
+            raise ValidationError("crontab", "must be a five-field string")
+        parse_crontab(data["crontab"])
+        out.update(crontab=" ".join(data["crontab"].split()), interval_seconds=None)
+    elif not partial:
+        raise ValidationError("interval_seconds", "a schedule needs an interval above zero or a crontab")
+    return out
+
+
+def create(data, registered):
+    """Validate and save a new scheduled task; the change marker moves in the same transaction."""
+    fields = clean(data, registered)
+    task = ScheduledTask(**fields)
+    db.session.add(task)
+    _commit_unique(fields.get("name"))
+    return task
+
+
+def edit(task_id, data, registered):
+    """Apply a partial edit; nothing is saved when any field is bad."""
+    task = get(task_id)
+    fields = clean(data, registered, partial=True)
+    for key, value in fields.items():
+        setattr(task, key, value)
+    if "enabled" in fields and fields["enabled"]:
+        task.disabled_reason = None
+    _commit_unique(fields.get("name"))
+    return task
+
+
+def delete(task_id):
+    """Delete a task; returns its name for the caller's message."""
+    task = get(task_id)
+    name = task.name
+    db.session.delete(task)
+    db.session.commit()
+    return name
+
+
+def set_enabled(task_id, enabled):
+    task = get(task_id)
+    task.enabled = enabled
+    if enabled:
+        task.disabled_reason = None
+    db.session.commit()
+    return task
+
+
+def set_all_enabled(enabled):
+    """Enable or disable every task in one statement; returns how many changed."""
+    values = {"enabled": enabled}
+    if enabled:
+        values["disabled_reason"] = None
+    result = db.session.execute(
+        update(ScheduledTask).where(ScheduledTask.enabled.is_not(enabled)).values(**values))
+    db.session.commit()
+    return result.rowcount
+
+
+def get(task_id):
+    task = db.session.get(ScheduledTask, task_id) if 0 < task_id <= ID_MAX else None
+    if task is None:
+        raise NotFound(f"scheduled task {task_id} does not exist")
+    return task
+
+
+def all_tasks():
+    return db.session.scalars(select(ScheduledTask).order_by(ScheduledTask.name)).all()
+
+
+def _commit_unique(name):
+    try:
+        db.session.commit()
+    except IntegrityError as exc:
+        db.session.rollback()
+        raise ValidationError("name", f"a task named {name!r} already exists") from exc
+
+
+def _iso(value):
+    return value.isoformat() + "Z" if value else None
+
+
+def as_dict(task):
+    out = {"id": task.id, "name": task.name, "task": task.task, "args": task.args or [], "kwargs": task.kwargs or {},
+           "enabled": task.enabled, "status": task.status, "last_run_at": _iso(task.last_run_at),
+           "next_run_at": _iso(task.next_run_at), "run_count": task.run_count,
+           "disabled_reason": task.disabled_reason}
+    if task.crontab:
+        out["crontab"] = task.crontab
+    else:
+        out["interval_seconds"] = task.interval_seconds
+    return out
+
+
+def _send(celery, task_id, celery_name, args, kwargs):
+    return publish.send(celery, celery_name, list(args or []), dict(kwargs or {}),
+                       headers={recorder.SCHEDULE_HEADER: task_id}).id
+
+
+def run_now(task, celery):
+    """Send one run of a scheduled task now; its row and counters follow through the publish signal."""
+    fields = (task.id, task.task, task.args, task.kwargs)
+    db.session.rollback()  # no transaction held while talking to the broker
+    return _send(celery, *fields)
+
+
+def run_all(celery):
+    """Send every enabled task now; returns (name, celery id) pairs."""
+    rows = db.session.execute(select(ScheduledTask.id, ScheduledTask.name, ScheduledTask.task, ScheduledTask.args,
+                                     ScheduledTask.kwargs).where(ScheduledTask.enabled.is_(True))
+                              .order_by(ScheduledTask.name)).all()
+    db.session.rollback()
+    return [(name, _send(celery, task_id, celery_name, args, kwargs)) for task_id, name, celery_name, args, kwargs in rows]

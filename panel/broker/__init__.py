@@ -1,0 +1,1 @@
+"""The broker seam: connections and clients, remote control and inspect, publishing, results, queues, events."""

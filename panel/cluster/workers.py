@@ -1,0 +1,171 @@
+"""Workers of the cluster: the durable record, live detail from addressed inspect calls, and controls."""
+import logging
+from types import SimpleNamespace
+
+from sqlalchemy import select, update
+
+from models import WorkerNode, db, utcnow
+from panel.broker import connection, remote
+from panel.database import reader
+from panel.errors import NotFound
+
+log = logging.getLogger("panel.workers")
+nodes_t = WorkerNode.__table__
+NO_REPLY = "no reply"
+INSPECT_TIMEOUT_S = 1.0   # addressed with limit=1: a live worker answers in milliseconds
+CONTROL_TIMEOUT_S = 2.0
+STALE_BEATS = 3           # offline after this many missed heartbeats...
+STALE_GRACE_S = 2.0       # ...plus this much for a slow broker or a busy panel
+INFO_REFRESH_S = 60       # an unchanged reply is written back at most this often
+CACHED_PARTS = ("stats", "active_queues", "registered")
+TASK_INFO = ("rate_limit", "time_limit", "soft_time_limit")
+DETAIL_CALLS = {  # part of the detail -> (inspect command, its arguments)
+    "stats": ("stats", {}), "active": ("active", {}), "reserved": ("reserved", {}), "scheduled": ("scheduled", {}),
+    "registered": ("registered", {"taskinfoitems": list(TASK_INFO)}), "active_queues": ("active_queues", {}),
+}
+
+
+def is_online(row, now=None):
+    """The one rule: online until an offline event, or STALE_BEATS heartbeats missed (plus a grace)."""
+    if not row.online or row.last_heartbeat_at is None:
+        return False
+    age_s = ((now or utcnow()) - row.last_heartbeat_at).total_seconds()
+    return age_s <= STALE_BEATS * (row.heartbeat_freq_s or 2.0) + STALE_GRACE_S
+
+
+def _iso(value):
+    return value.isoformat() + "Z" if value else None
+
+
+def pool_summary(pool):
+    """Pool type and size from the cached stats part: prefork grows by processes, not max-concurrency."""
+    if not pool:
+        return {"type": None, "size": None}
+    implementation = pool.get("implementation") or ""
+    kind = implementation.split(":")[0].rsplit(".", 1)[-1] or None
+    processes = pool.get("processes")
+    size = len(processes) if isinstance(processes, list) and processes else pool.get("max-concurrency")
+    return {"type": {"thread": "threads"}.get(kind, kind), "size": size, "max_concurrency": pool.get("max-concurrency"),
+            "processes": processes or [], "autoscaler": pool.get("autoscaler")}
+
+
+def as_dict(row, now=None):
+    now = now or utcnow()
+    online = is_online(row, now)
+    age = (now - row.last_heartbeat_at).total_seconds() if row.last_heartbeat_at else None
+    return {
+        "name": row.name, "hostname": row.hostname, "pid": row.pid, "status": "online" if online else "offline",
+        "online": online, "first_seen_at": _iso(row.first_seen_at), "last_heartbeat_at": _iso(row.last_heartbeat_at),
+        "heartbeat_age_s": round(age, 3) if age is not None else None, "offline_at": _iso(row.offline_at),
+        "heartbeat_freq_s": row.heartbeat_freq_s, "sw_ver": row.sw_ver, "sw_sys": row.sw_sys,
+        "active": row.active, "processed": row.processed, "succeeded": row.succeeded, "failed": row.failed,
+        "loadavg": row.loadavg, "pool": pool_summary(row.pool), "queues": row.queues or [],
+        "registered_count": len(row.registered or []), "info_at": _iso(row.info_at),
+    }
+
+
+def rows():
+    """Every worker row; read on a deferred transaction so it never waits for the monitor's writes."""
+    with reader(db.engine).connect() as conn:
+        return conn.execute(select(nodes_t).order_by(nodes_t.c.name)).all()
+
+
+def get_row(name):
+    with reader(db.engine).connect() as conn:
+        row = conn.execute(select(nodes_t).where(nodes_t.c.name == name)).first()
+    if row is None:
+        raise NotFound(f"no worker named {name} has been seen")
+    return row
+
+
+def list_workers():
+    now = utcnow()
+    return [as_dict(row, now) for row in rows()]
+
+
+def live_info(celery, name, timeout_s=INSPECT_TIMEOUT_S, parts=tuple(DETAIL_CALLS)):
+    """Every detail part asked of one worker at once (threads gained nothing: it serves its mailbox
+    serially); a silent part is NO_REPLY."""
+    got = remote.inspect_at_once(celery, name, {part: DETAIL_CALLS[part] for part in parts}, timeout_s)
+    return {part: got.get(part, NO_REPLY) for part in parts}
+
+
+def task_name_of(entry):
+    """'tests.add [rate_limit=10/m]' -> 'tests.add' (registered() with task info items)."""
+    return entry.split(" [", 1)[0]
+
+
+def cache_values(live):
+    """What the worker just said about its pool, queues and tasks, as row values."""
+    values = {}
+    stats = live.get("stats")
+    if isinstance(stats, dict):
+        pool = {k: v for k, v in (stats.get("pool") or {}).items() if k != "writes"}
+        values["pool"] = dict(pool, autoscaler=stats.get("autoscaler"))
+    if isinstance(live.get("active_queues"), list):
+        values["queues"] = sorted({q.get("name") for q in live["active_queues"] if q.get("name")})
+    if isinstance(live.get("registered"), list):
+        values["registered"] = sorted({task_name_of(entry) for entry in live["registered"]})
+    return values
+
+
+def refresh_cache(row, live, now):
+    """Keep the replies in the row; written only when they changed or the cache is old (reads stay cheap)."""
+    values = cache_values(live)
+    changed = any(getattr(row, key) != value for key, value in values.items())
+    fresh = row.info_at is not None and (now - row.info_at).total_seconds() < INFO_REFRESH_S
+    if not values or (fresh and not changed):
+        return row
+    with db.engine.begin() as conn:
+        conn.execute(update(nodes_t).where(nodes_t.c.name == row.name).values(info_at=now, **values))
+    return SimpleNamespace(**dict(row._mapping, info_at=now, **values))
+
+
+def refresh_info(celery, name):
+    """Ask one worker for its pool, queues and tasks and keep them; True when it answered all three."""
+    live = live_info(celery, name, parts=CACHED_PARTS)
+    refresh_cache(get_row(name), live, utcnow())
+    return all(live[part] != NO_REPLY for part in CACHED_PARTS)
+
+
+def detail(celery, broker_url, name):
+    """The row and what the worker answers now; the worker stays online by heartbeat even when silent."""
+    row = get_row(name)
+    connection.ping(broker_url)
+    live = live_info(celery, name)
+    now = utcnow()
+    try:
+        row = refresh_cache(row, live, now)
+    except Exception:  # a busy database must not hide what the worker said
+        log.exception("could not cache the info of %s", name)
+    out = as_dict(row, now)
+    out.update(live=live, no_reply=sorted(part for part, value in live.items() if value == NO_REPLY),
+               registered=row.registered or [])
+    return out
+
+
+def control(celery, name, command, arguments=None, timeout_s=CONTROL_TIMEOUT_S):
+    """Send a control command to one worker and return its own reply dict, or None when it is silent."""
+    return remote.command(celery, [name], command, arguments, timeout_s).get(name)
+
+
+def outcome(name, command, reply, timeout_s=CONTROL_TIMEOUT_S):
+    """(body, HTTP status) saying what the worker answered: ok 200, refused 409, silent 504."""
+    if reply is None:
+        return {"status": "error", "worker": name, "command": command, "reply": NO_REPLY,
+                "message": f"{name} gave no reply to {command} within {timeout_s:g} s"}, 504
+    if isinstance(reply, dict) and "error" in reply:
+        return {"status": "error", "worker": name, "command": command, "reply": reply,
+                "message": f"{name} refused {command}: {reply['error']}"}, 409
+    text = reply.get("ok", reply) if isinstance(reply, dict) else reply
+    return {"status": "success", "worker": name, "command": command, "reply": reply,
+            "message": f"{name}: {text}"}, 200
+
+
+def shutdown(celery, name, timeout_s=INSPECT_TIMEOUT_S):
+    """Warm shutdown; a worker never replies to shutdown, so its answer to a ping just before is shown."""
+    pong = control(celery, name, "ping", timeout_s=timeout_s)
+    remote.shutdown(celery, name)
+    said = "answered ping" if pong is not None else "gave no reply to ping"
+    return {"status": "success", "worker": name, "command": "shutdown", "reply": pong or NO_REPLY,
+            "message": f"Warm shutdown sent to {name} ({said}); it finishes its running tasks, then goes offline"}

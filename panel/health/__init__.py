@@ -1,0 +1,1 @@
+"""Is everything alive: the health view, Prometheus metrics, alerts."""

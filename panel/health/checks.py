@@ -1,0 +1,111 @@
+"""The health view: broker and database reachable (with latency), worker and Beat, Beat's last dispatch,
+the message waiting longest. Each part answers on its own: one system down never hides the others."""
+import json
+import logging
+import time
+from datetime import datetime
+
+import redis
+from sqlalchemy import select, text
+
+from models import TaskLog, db, utcnow
+from panel import background
+from panel.beat.lock import DISPATCH_KEY
+from panel.broker import connection, queues
+from panel.database import reader
+from panel.errors import BrokerDown
+from panel.host import watchdog
+from panel.host.processes import KINDS
+
+log = logging.getLogger("panel.health")
+SOCKET_TIMEOUT_S = 2.0
+
+
+def _timed(fn):
+    started = time.perf_counter()
+    value = fn()
+    return value, round((time.perf_counter() - started) * 1000, 2)
+
+
+def check_broker(url):
+    try:
+        latency = connection.ping(url)
+        return {"ok": True, "latency_ms": round(latency, 2)}
+    except BrokerDown as exc:
+        return {"ok": False, "error": str(exc)}
+
+
+def check_database():
+    try:
+        _, latency = _timed(_select_one)
+        return {"ok": True, "latency_ms": latency}
+    except Exception as exc:  # every driver raises its own kind; the message says what
+        return {"ok": False, "error": f"database unreachable: {type(exc).__name__}: {exc}"[:500]}
+
+
+def _select_one():
+    with reader(db.engine).connect() as conn:
+        conn.execute(text("SELECT 1"))
+
+
+def last_dispatch(broker_url, instance):
+    """What Beat sent last and when, as Beat itself noted it in Redis (None before its first send)."""
+    if not broker_url.startswith(("redis://", "rediss://", "unix://")):
+        return None
+    client = redis.Redis.from_url(broker_url, socket_connect_timeout=SOCKET_TIMEOUT_S, socket_timeout=SOCKET_TIMEOUT_S)
+    try:
+        raw = client.get(DISPATCH_KEY.format(instance))
+    except redis.RedisError:
+        return None
+    finally:
+        client.close()
+    if not raw:
+        return None
+    note = json.loads(raw)
+    sent = note.get("at", "")
+    note["age_s"] = round((utcnow() - _parse(sent)).total_seconds(), 1) if sent else None
+    return note
+
+
+def _parse(stamp):
+    return datetime.fromisoformat(stamp.rstrip("Z"))
+
+
+def oldest_queued(celery, broker_url, configured):
+    """The message waiting longest, with its age from the run log (when the panel recorded its send)."""
+    waiting = queues.oldest_waiting(celery, broker_url, configured)
+    ids = [w["task_id"] for w in waiting if w["task_id"]]
+    if not ids:
+        return None
+    with reader(db.engine).connect() as conn:
+        sent = dict(conn.execute(select(TaskLog.celery_task_id, TaskLog.queued_at)
+                                 .where(TaskLog.celery_task_id.in_(ids))).all())
+    for item in waiting:
+        at = sent.get(item["task_id"])
+        item["queued_at"] = at.isoformat() + "Z" if at else None
+        item["age_s"] = round((utcnow() - at).total_seconds(), 1) if at else None
+    return max(waiting, key=lambda w: w["age_s"] if w["age_s"] is not None else -1)
+
+
+def report(app):
+    """Everything the health view shows; `status` is ok, degraded (something down) or down (broker or DB)."""
+    cfg = app.config
+    out = {"checked_at": utcnow().isoformat() + "Z", "broker": check_broker(cfg["CELERY_BROKER_URL"]),
+           "database": check_database(), "background_actor_pid": background.actor_pid(cfg["INSTANCE_PATH"])}
+    status = app.extensions["supervisor"].status()
+    dogs = watchdog.view() if out["database"]["ok"] else {}
+    for kind in KINDS:
+        out[kind] = {"active": status[kind]["active"], "pids": status[kind]["pids"], "state": status[kind]["state"],
+                     "watchdog": dogs.get(kind)}
+    out["last_beat_dispatch"] = last_dispatch(cfg["CELERY_BROKER_URL"], cfg["INSTANCE_PATH"])
+    out["oldest_queued"] = None
+    if out["broker"]["ok"]:
+        try:
+            out["oldest_queued"] = oldest_queued(app.extensions["celery"], cfg["CELERY_BROKER_URL"],
+                                                 cfg.get("WORKER_QUEUES", ""))
+        except Exception as exc:  # a part that fails says so; the rest of the view still answers
+            out["oldest_queued"] = {"error": str(exc)}
+    down = not (out["broker"]["ok"] and out["database"]["ok"])
+    stopped = not all(out[kind]["active"] for kind in KINDS)
+    out["status"] = "down" if down else ("degraded" if stopped else "ok")
+    return out

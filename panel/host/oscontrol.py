@@ -1,0 +1,115 @@
+"""The OS seam: spawn detached processes, send signals, wait for exits, reap our children."""
+import logging
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import psutil
+
+from panel.host.processes import still_same
+
+log = logging.getLogger("panel.os")
+POLL_S = 0.05
+
+_spawned = {}
+_exits = {}  # pid -> exit status of children we reaped (negative: killed by that signal)
+_spawned_lock = threading.Lock()
+EXITS_KEPT = 200
+
+
+def spawn(argv, log_path, env, cwd):
+    """Start argv in its own session with output appended to log_path; no shell involved."""
+    with open(log_path, "ab") as out:
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+    with _spawned_lock:
+        _spawned[proc.pid] = proc
+    log.info("spawned %s as pid %s", argv, proc.pid)
+    return proc
+
+
+def reap():
+    """Collect exit codes of children we spawned so none stays a zombie."""
+    with _spawned_lock:
+        for pid, proc in list(_spawned.items()):
+            if proc.poll() is not None:
+                del _spawned[pid]
+                _exits[pid] = proc.returncode
+        while len(_exits) > EXITS_KEPT:
+            _exits.pop(next(iter(_exits)))
+
+
+def exit_status(pid):
+    """How a child we spawned ended (negative: the signal), or None when it was not ours or still runs."""
+    reap()
+    with _spawned_lock:
+        return _exits.get(pid)
+
+
+def describe_exit(status):
+    """Words for an exit status: 'exit status 1', 'killed by SIGKILL', or 'unknown'."""
+    if status is None:
+        return "exit status unknown (not started by this panel process)"
+    if status < 0:
+        try:
+            return f"killed by {signal.Signals(-status).name}"
+        except ValueError:
+            return f"killed by signal {-status}"
+    return f"exit status {status}"
+
+
+def send_signal(ref, sig):
+    """Signal the process only if (pid, create_time, cmdline) still match what we saw."""
+    if not still_same(ref):
+        log.warning("not signalling pid %s: it is gone or the pid was reused", ref.pid)
+        return False
+    try:
+        os.kill(ref.pid, sig)
+    except ProcessLookupError:
+        return False
+    log.info("sent %s to %s pid %s", signal.Signals(sig).name, ref.kind, ref.pid)
+    return True
+
+
+def _alive(pid, create_time):
+    try:
+        proc = psutil.Process(pid)
+        return proc.create_time() == create_time and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def wait_gone(procs, timeout_s):
+    """Wait until every (pid, create_time) is gone; return the ones still alive."""
+    deadline = time.monotonic() + timeout_s
+    left = list(procs)
+    while left:
+        reap()
+        left = [(pid, ct) for pid, ct in left if _alive(pid, ct)]
+        if not left or time.monotonic() >= deadline:
+            break
+        time.sleep(POLL_S)
+    return left
+
+
+def tree_of(ref):
+    """(pid, create_time) of the process and all its descendants, read before we signal."""
+    try:
+        root = psutil.Process(ref.pid)
+        members = [root] + root.children(recursive=True)
+        return [(p.pid, p.create_time()) for p in members]
+    except psutil.Error:
+        return []
+
+
+def kill_left(members):
+    """SIGKILL what is left of a tree, each member checked by create_time first."""
+    for pid, ct in members:
+        if _alive(pid, ct):
+            try:
+                os.kill(pid, signal.SIGKILL)
+                log.warning("sent SIGKILL to pid %s after the grace period", pid)
+            except ProcessLookupError:
+                pass

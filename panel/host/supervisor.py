@@ -1,0 +1,241 @@
+"""Start, stop and restart this host's Celery worker and Beat, one control action at a time."""
+import fcntl
+import logging
+import os
+import signal
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from celery.utils.nodenames import host_format
+
+from panel.broker import connection, remote
+from panel.config import ROOT
+from panel.errors import ControlBusy
+from panel.host import oscontrol, processes
+from panel.host.processes import BEAT, KINDS, WORKER
+from panel.host.states import Program, State
+
+log = logging.getLogger("panel.supervisor")
+
+SCRIPTS = {WORKER: ROOT / "start_celery_worker.sh", BEAT: ROOT / "start_celery_beat.sh"}
+BEAT_READY_LINE = "DatabaseScheduler: schedule loaded"
+READY_POLL_S = 0.1
+KILL_WAIT_S = 5.0
+TAIL_LINES = 20
+# Settings the worker and Beat must share with the panel that starts them.
+CHILD_ENV_KEYS = ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "CELERY_TIMEZONE", "CELERY_IMPORTS",
+                  "WORKER_CONCURRENCY", "WORKER_POOL", "WORKER_QUEUES", "WORKER_LOGLEVEL",
+                  "WORKER_NODENAME", "BEAT_MAX_INTERVAL_S", "BEAT_LOCK_TTL_S", "RECORD_RUNS")
+
+
+@dataclass
+class StartResult:
+    kind: str
+    ok: bool
+    pids: list = field(default_factory=list)
+    already_running: bool = False
+    message: str = ""
+    log_tail: str = ""
+
+
+def tail(path, lines=TAIL_LINES, max_bytes=64 * 1024):
+    """The last lines of a log file, read from its end."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - max_bytes))
+            return "\n".join(fh.read().decode("utf-8", "replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+class Supervisor:
+    """Owns the programs' states; every decision about processes is read from the table first."""
+
+    def __init__(self, config, celery, on_event=None, on_intent=None):
+        self.instance = config["INSTANCE_PATH"]
+        self.config = config
+        self.celery = celery
+        self.on_event = on_event or (lambda **_: None)
+        self.on_intent = on_intent or (lambda kind, desired: None)  # what a person wants: the watchdog follows it
+        self._held = threading.local()
+        self.programs = {kind: Program(kind) for kind in KINDS}
+        self.grace_s = config["STOP_GRACE_S"]
+        self.start_timeout_s = config["START_TIMEOUT_S"]
+        self.lock_wait_s = config["CONTROL_LOCK_WAIT_S"]
+        self.nodename = host_format(config["WORKER_NODENAME"])
+
+    def log_path(self, kind):
+        return Path(self.instance) / "logs" / f"{kind}.log"
+
+    @contextmanager
+    def control_lock(self, wait_s=None):
+        """One control action at a time across threads and processes (a file lock; re-entrant per thread)."""
+        if getattr(self._held, "depth", 0):
+            self._held.depth += 1
+            try:
+                yield
+            finally:
+                self._held.depth -= 1
+            return
+        path = Path(self.instance) / "run" / "control.lock"
+        deadline = time.monotonic() + (self.lock_wait_s if wait_s is None else wait_s)
+        with open(path, "w") as fh:
+            while True:
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise ControlBusy("another start, stop or restart is still in progress")
+                    time.sleep(READY_POLL_S)
+            self._held.depth = 1
+            try:
+                yield
+            finally:
+                self._held.depth = 0
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def status(self):
+        """Live state of the worker and Beat, straight from the process table."""
+        oscontrol.reap()
+        table = processes.scan(self.instance)
+        out = {}
+        for kind in KINDS:
+            refs = table[kind]
+            program = self.programs[kind]
+            out[kind] = {
+                "active": bool(refs),
+                "pids": [r.pid for r in refs],
+                "count": len(refs),
+                "pool_pids": {str(r.pid): list(r.children) for r in refs},
+                "state": program.observe(bool(refs)).value,
+                "reason": program.reason,
+            }
+        return out
+
+    def start(self, kinds=KINDS, actor=None, cause="request"):
+        """Start the given programs that are not running; raises BrokerDown when Redis is away."""
+        with self.control_lock():
+            connection.ping(self.config["CELERY_BROKER_URL"])
+            table = processes.scan(self.instance)
+            results = {}
+            for kind in kinds:
+                if cause != "watchdog":
+                    self.on_intent(kind, "running")
+                if table[kind]:
+                    pids = [r.pid for r in table[kind]]
+                    results[kind] = StartResult(kind, True, pids, True, f"already running (PID {pids})")
+                else:
+                    self.programs[kind].observe(False)  # a crash nobody looked at yet: RUNNING -> EXITED
+                    results[kind] = self._start_one(kind, actor, cause)
+            return results
+
+    def stop(self, kinds=KINDS, actor=None, cause="request"):
+        """TERM every main process, KILL what is left after the grace; counts per kind."""
+        with self.control_lock():
+            return self._stop(kinds, actor, cause)
+
+    def restart_beat(self, actor=None, cause="request"):
+        """Stop Beat and start it again; None when Beat was not running."""
+        with self.control_lock():
+            refs = processes.scan(self.instance)[BEAT]
+            if not refs:
+                return None
+            connection.ping(self.config["CELERY_BROKER_URL"])  # before the stop: never stop what cannot start again
+            old = [r.pid for r in refs]
+            self._stop((BEAT,), actor, "restart")
+            self.on_intent(BEAT, "running")
+            result = self._start_one(BEAT, actor, "restart")
+            return old, result
+
+    def _stop(self, kinds, actor=None, cause="request"):
+        for kind in kinds:  # before any signal: the watchdog must not take this stop for a crash
+            self.on_intent(kind, "stopped")
+        table = processes.scan(self.instance)
+        refs = [ref for kind in kinds for ref in table[kind]]
+        trees = {ref: oscontrol.tree_of(ref) for ref in refs}
+        for kind in kinds:
+            if table[kind]:
+                # another process (a gunicorn worker, a shell) may have started it since this one last looked
+                self.programs[kind].observe(True)
+                self.programs[kind].change_state(State.STOPPING, "stop requested")
+        signalled = [ref for ref in refs if oscontrol.send_signal(ref, signal.SIGTERM)]
+        left = oscontrol.wait_gone([(r.pid, r.create_time) for r in signalled], self.grace_s)
+        members = [m for ref in refs for m in trees[ref]]
+        if left:
+            log.warning("pids %s ignored SIGTERM for %ss; killing their trees", [p for p, _ in left], self.grace_s)
+        oscontrol.kill_left(members)
+        still = oscontrol.wait_gone(members, KILL_WAIT_S)
+        killed = {kind: 0 for kind in KINDS}
+        for ref in signalled:
+            if (ref.pid, ref.create_time) not in still:
+                killed[ref.kind] += 1
+        for kind in kinds:
+            program = self.programs[kind]
+            if program.state == State.STOPPING:
+                program.change_state(State.STOPPED, "stopped by the panel")
+            self.on_event(program=kind, action="stop", outcome="ok" if not still else "error",
+                          pids=[r.pid for r in table[kind]], message=f"{killed[kind]} stopped", cause=cause, actor=actor)
+        return killed, [pid for pid, _ in still]
+
+    def child_env(self):
+        env = dict(os.environ)
+        env.update({key: str(self.config[key]) for key in CHILD_ENV_KEYS})
+        env["DATABASE_URL"] = self.config["SQLALCHEMY_DATABASE_URI"]
+        env[processes.INSTANCE_ENV] = self.instance
+        return env
+
+    def _start_one(self, kind, actor=None, cause="request"):
+        program = self.programs[kind]
+        program.change_state(State.STARTING, "start requested")
+        path = self.log_path(kind)
+        offset = path.stat().st_size if path.exists() else 0
+        proc = oscontrol.spawn([str(SCRIPTS[kind]), "--foreground"], path, self.child_env(), str(ROOT))
+        ok, reason = self._wait_ready(kind, proc, path, offset)
+        if ok:
+            program.change_state(State.RUNNING, "ready")
+            result = StartResult(kind, True, [proc.pid], message=f"started (PID {proc.pid})")
+        else:
+            if proc.poll() is None:
+                ref = next((r for r in processes.scan(self.instance)[kind] if r.pid == proc.pid), None)
+                members = oscontrol.tree_of(ref) if ref else [(proc.pid, None)]
+                if ref:
+                    oscontrol.send_signal(ref, signal.SIGKILL)
+                    oscontrol.kill_left(members)
+                    oscontrol.wait_gone(members, KILL_WAIT_S)
+                proc.wait(timeout=KILL_WAIT_S)
+            program.change_state(State.FATAL, reason)
+            result = StartResult(kind, False, message=reason, log_tail=tail(path))
+            log.error("%s failed to start: %s\n%s", kind, reason, result.log_tail)
+        self.on_event(program=kind, action="start", outcome="ok" if ok else "error",
+                      pids=result.pids, message=result.message, cause=cause, actor=actor,
+                      exit_status=proc.poll() if not ok else None)
+        return result
+
+    def _wait_ready(self, kind, proc, path, offset):
+        """Ready is proven, not assumed: the worker answers a ping, Beat logs its loaded schedule."""
+        deadline = time.monotonic() + self.start_timeout_s
+        while time.monotonic() < deadline:
+            code = proc.poll()
+            if code is not None:
+                return False, f"{kind} exited during start-up with status {code}"
+            if kind == WORKER and remote.ping_worker(self.celery, self.nodename, timeout_s=0.5):
+                return True, ""
+            if kind == BEAT and BEAT_READY_LINE in _read_from(path, offset):
+                return True, ""
+            time.sleep(READY_POLL_S)
+        return False, f"{kind} did not become ready within {self.start_timeout_s:g} s"
+
+
+def _read_from(path, offset):
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            return fh.read().decode("utf-8", "replace")
+    except OSError:
+        return ""

@@ -1,0 +1,296 @@
+"""The run log: Celery signals move each run's row from sent to its end, in whatever process fires them."""
+import json
+import logging
+import time
+from datetime import datetime, timezone
+
+from celery import signals
+from sqlalchemy import bindparam, case, func, insert, or_, select, update
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from models import COMPLETED, FAILED, PENDING, RUNNING, ScheduledTask, TaskLog, db, utcnow
+from panel.database import dispose_after_fork, reader
+from panel.runlog import prepared
+from panel.runlog.spool import Spool
+from panel.runlog.writer import RunWriter
+
+log = logging.getLogger("panel.recorder")
+SCHEDULE_HEADER = "panel_schedule_id"
+RESULT_MAX_CHARS = 64 * 1024
+TRANSIENT_RETRY_S = (0.05, 0.25)
+SPOOL_ROW_WAIT_S = 300  # a kept update whose run row never appears is written (to nothing) after this
+logs_t = TaskLog.__table__
+tasks_t = ScheduledTask.__table__
+
+_engine = None
+_sql = {}
+_spool = None
+_writer = None  # in a worker's pool process: changes commit behind the task (run_writer.py)
+
+
+def _by_task_id():
+    return logs_t.c.celery_task_id == bindparam("tid")
+
+
+def _still_open():
+    # Two comparisons, not IN (...): an expanding IN cannot be prepared once (see prepared.py).
+    return or_(logs_t.c.status == PENDING, logs_t.c.status == RUNNING)
+
+
+def _upsert_run(dialect_name, columns, on_conflict):
+    """Insert a run; when its row is there already, set only the `on_conflict` columns from this insert."""
+    if dialect_name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    elif dialect_name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    else:
+        return insert(logs_t).values({c: bindparam(c) for c in columns})
+    stmt = dialect_insert(logs_t).values({c: bindparam(c) for c in columns})
+    changes = {c: stmt.excluded[c] for c in on_conflict}
+    if "queued_at" in changes:
+        # The sender notes its time after the message left: a worker may have started it already,
+        # and a run is never queued after it started.
+        changes["queued_at"] = case((logs_t.c.started_at < stmt.excluded.queued_at, logs_t.c.started_at),
+                                    else_=stmt.excluded.queued_at)
+    return stmt.on_conflict_do_update(index_elements=[logs_t.c.celery_task_id], set_=changes)
+
+
+def _statements(dialect_name):
+    """Every write the recorder makes, as Core statements with named parameters."""
+    run_columns = ("celery_task_id", "task_name", "scheduled_task_id", "status", "state", "args", "kwargs",
+                   "queued_at", "started_at", "worker", "retries", "next_retry_at")
+    schedule_of_run = select(logs_t.c.scheduled_task_id).where(_by_task_id()).scalar_subquery()
+    return {
+        # The worker's start may get there first: the sender's insert then adds what only it knows.
+        "insert": _upsert_run(dialect_name, run_columns, ("scheduled_task_id", "queued_at")),
+        "retry_sent": update(logs_t).where(_by_task_id()).values(
+            status=PENDING, state="RETRY", retries=bindparam("retries"), next_retry_at=bindparam("eta")),
+        "schedule_sent": update(tasks_t).where(tasks_t.c.id == bindparam("sid")).values(
+            last_run_at=bindparam("now"), run_count=tasks_t.c.run_count + 1, status=PENDING),
+        # One statement whether or not a sender recorded the run, so a start needs no answer back.
+        "started": _upsert_run(dialect_name, run_columns,
+                               ("status", "state", "started_at", "worker", "next_retry_at")),
+        "succeeded": update(logs_t).where(_by_task_id()).values(
+            status=COMPLETED, state="SUCCESS", finished_at=bindparam("now"), result=bindparam("result"), error=None),
+        # A failure after a cancel (the killed process) must not overwrite "Task cancelled manually".
+        "failed": update(logs_t).where(_by_task_id()).where(_still_open()).values(
+            status=FAILED, state="FAILURE", finished_at=bindparam("now"), error=bindparam("error"),
+            traceback=bindparam("tb")),
+        "retrying": update(logs_t).where(_by_task_id()).values(
+            status=PENDING, state="RETRY", retries=bindparam("retries"), error=bindparam("error")),
+        "revoked": update(logs_t).where(_by_task_id()).where(_still_open()).values(
+            status=FAILED, state="REVOKED", finished_at=bindparam("now"), error=bindparam("error")),
+        "schedule_status": update(tasks_t).where(tasks_t.c.id == schedule_of_run).values(status=bindparam("st")),
+    }
+
+
+def _run(steps):
+    return prepared.run(_engine, *((_sql[name], values) for name, values in steps))
+
+
+def _record(*steps):
+    """A run change: queued behind the task in a pool process, written at once anywhere else."""
+    if _writer is not None:
+        _writer.put(steps)
+    else:
+        _write(*steps)
+
+
+def _write(*steps):
+    """One short transaction; a database that refuses gets the change later from the spool, never lost."""
+    try:
+        return _attempt(steps)
+    except Exception:  # never raised into the task
+        log.exception("could not record a run change")
+        return None
+
+
+def _write_batch(changes):
+    """The pool writer's changes in one transaction; one the database rejects must not take the others along."""
+    try:
+        _attempt([step for steps in changes for step in steps])
+    except Exception as exc:
+        log.warning("a batch of %d run changes failed (%s); writing them one by one", len(changes), exc)
+        for steps in changes:
+            _write(*steps)
+
+
+def _attempt(steps):
+    """Write, or keep in the spool what the database refuses; raises only what it will never take."""
+    if _spool is not None and _spool.pending:
+        _spool.replay(_run, refused, _row_ready)
+        if _spool.pending:  # still refused: queue behind the waiting ones, in order
+            _spool.keep(steps, "earlier writes still waiting")
+            return None
+    try:
+        return _run_retrying(steps)
+    except Exception as exc:
+        if _spool is None or not refused(exc):
+            raise
+        _spool.keep(steps, getattr(exc, "orig", None) or exc)
+        return None
+
+
+def _run_retrying(steps):
+    """PostgreSQL may refuse once (a deadlock, a dropped connection): try again at once, then keep it.
+
+    SQLite's "locked" already waited out its busy timeout, so it is kept straight away.
+    """
+    for pause_s in TRANSIENT_RETRY_S:
+        try:
+            return _run(steps)
+        except Exception as exc:
+            if _engine.dialect.name == "sqlite" or not refused(exc):
+                raise
+            log.warning("run-log write refused (%s); trying again in %.2f s", exc, pause_s)
+            time.sleep(pause_s)
+    return _run(steps)
+
+
+def refused(exc):
+    """The database refused (locked past the busy timeout, unreachable, connection lost): worth trying later.
+
+    The hot path runs on the DBAPI cursor, so the driver's own exceptions arrive here as well as SQLAlchemy's.
+    """
+    dbapi = _engine.dialect.dbapi
+    return isinstance(exc, (OperationalError, InterfaceError, dbapi.OperationalError, dbapi.InterfaceError))
+
+
+def replay_spool():
+    """Write run changes kept while the database was away (the panel's background loop calls this)."""
+    return _spool.replay(_run, refused, _row_ready) if _spool is not None and _spool.waiting() else 0
+
+
+def _row_ready(steps, age_s):
+    """A kept update waits for its run's row, which the sender may still be keeping (or give up after a while)."""
+    if age_s > SPOOL_ROW_WAIT_S:
+        return True
+    made_here = {values["celery_task_id"] for name, values in steps if name in ("insert", "started")}
+    ids = {values["tid"] for _, values in steps if "tid" in values} - made_here
+    if not ids:
+        return True
+    with reader(_engine).connect() as conn:
+        found = conn.execute(select(func.count()).select_from(logs_t)
+                             .where(logs_t.c.celery_task_id.in_(sorted(ids)))).scalar_one()
+    return found == len(ids)
+
+
+def clip(text, limit=RESULT_MAX_CHARS):
+    """Text cut to what a run-log column keeps."""
+    return text if text is None or len(text) <= limit else text[:limit] + "…[truncated]"
+
+
+def as_naive_utc(value):
+    """A datetime or ISO text as the naive UTC the run log stores."""
+    if not value:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo:
+        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value
+
+
+def on_publish(sender=None, body=None, headers=None, **_):
+    """A message left (after_task_publish: a failed send records nothing): insert, or a retry's update."""
+    headers = headers or {}
+    task_id = headers.get("id")
+    if not task_id:
+        return
+    retries = int(headers.get("retries") or 0)
+    eta = as_naive_utc(headers.get("eta"))
+    if retries:
+        _record(("retry_sent", {"tid": task_id, "retries": retries, "eta": eta}))
+        return
+    args, kwargs = (body[0], body[1]) if isinstance(body, (list, tuple)) and len(body) >= 2 else ((), {})
+    _record(("insert", {
+        "celery_task_id": task_id, "task_name": headers.get("task") or sender,
+        "scheduled_task_id": headers.get(SCHEDULE_HEADER), "status": PENDING, "state": "PENDING",
+        "args": list(args or []), "kwargs": dict(kwargs or {}), "queued_at": utcnow(), "started_at": None,
+        "worker": None, "retries": 0, "next_retry_at": eta}))
+
+
+def on_schedule_publish(sender=None, headers=None, **_):
+    """A scheduled task was sent (by Beat, run-now or anyone): its last run and count move."""
+    headers = headers or {}
+    schedule_id = headers.get(SCHEDULE_HEADER)
+    if not schedule_id or int(headers.get("retries") or 0):
+        return
+    _record(("schedule_sent", {"sid": int(schedule_id), "now": utcnow()}))
+
+
+def on_prerun(task_id=None, task=None, args=None, kwargs=None, **_):
+    """The worker began executing: running, with the worker's name and the start time.
+
+    The whole row goes along, for a run whose producer records nothing (it is inserted then).
+    """
+    now = utcnow()
+    _record(("started", {
+        "celery_task_id": task_id, "task_name": task.name, "scheduled_task_id": None, "status": RUNNING,
+        "state": "STARTED", "args": list(args or []), "kwargs": dict(kwargs or {}), "queued_at": now,
+        "started_at": now, "worker": getattr(task.request, "hostname", None),
+        "retries": int(task.request.retries or 0), "next_retry_at": None}),
+        ("schedule_status", {"tid": task_id, "st": RUNNING}))
+
+
+def on_success(sender=None, result=None, **_):
+    task_id = sender.request.id
+    _record(("succeeded", {"tid": task_id, "now": utcnow(), "result": clip(json.dumps(result, default=repr))}),
+           ("schedule_status", {"tid": task_id, "st": COMPLETED}))
+
+
+def on_failure(sender=None, task_id=None, exception=None, einfo=None, **_):
+    _record(("failed", {"tid": task_id, "now": utcnow(), "error": clip(f"{type(exception).__name__}: {exception}"),
+                       "tb": clip(getattr(einfo, "traceback", None))}),
+           ("schedule_status", {"tid": task_id, "st": FAILED}))
+
+
+def on_retry(sender=None, request=None, reason=None, **_):
+    """The run will be tried again: count it and keep the last error."""
+    _record(("retrying", {"tid": request.id, "retries": int(request.retries or 0) + 1, "error": clip(str(reason))}))
+
+
+def on_revoked(request=None, terminated=False, signum=None, expired=False, **_):
+    """Revoked before or during execution: the run ends failed, and says why."""
+    why = f"terminated by signal {signum}" if terminated else ("expired" if expired else "revoked")
+    _record(("revoked", {"tid": request.id, "now": utcnow(), "error": f"Task {why}"}),
+           ("schedule_status", {"tid": request.id, "st": FAILED}))
+
+
+def connect(app, celery):
+    """Bind the handlers to this app's engine; weak=False keeps them alive in every process."""
+    global _engine, _sql, _spool
+    with app.app_context():
+        _engine = db.engine
+    _spool = Spool(app.config["INSTANCE_PATH"])
+    _sql = {name: prepared.Prepared(_engine, stmt) for name, stmt in _statements(_engine.dialect.name).items()}
+    signals.worker_process_init.connect(lambda **_: dispose_after_fork(app), weak=False)
+    signals.after_task_publish.connect(on_schedule_publish, weak=False)
+    if not app.config["RECORD_RUNS"]:
+        return
+    signals.worker_process_init.connect(_start_writer, weak=False)
+    signals.worker_process_shutdown.connect(_flush_writer, weak=False)
+    signals.after_task_publish.connect(on_publish, weak=False)
+    signals.task_prerun.connect(on_prerun, weak=False)
+    signals.task_success.connect(on_success, weak=False)
+    signals.task_failure.connect(on_failure, weak=False)
+    signals.task_retry.connect(on_retry, weak=False)
+    signals.task_revoked.connect(on_revoked, weak=False)
+
+
+def _start_writer(**_):
+    """A prefork pool process: from now on its changes commit behind its tasks."""
+    global _writer
+    _writer = RunWriter(_write_batch)
+
+
+def _flush_writer(**_):
+    """The pool process is about to exit (shutdown, max tasks per child): what is queued is written first."""
+    if _writer is not None:
+        _writer.flush()
+
+
+def count_runs():
+    """Rows in the run log (for benchmarks and checks)."""
+    with _engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(logs_t)).scalar_one()

@@ -1,0 +1,212 @@
+"""Who is asking, and may they: sessions, bearer tokens, a role per route, CSRF, headers, audit."""
+import hashlib
+import ipaddress
+import logging
+import time
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from flask import abort, current_app, g, redirect, request, session
+from flask_wtf.csrf import CSRFProtect
+from sqlalchemy.exc import SQLAlchemyError
+
+from models import ADMIN, OPERATOR, ROLES, VIEWER, db
+from panel.errors import DatabaseDown
+from panel.security import audit, users
+from panel.web.errors import error_response, is_api_path
+
+log = logging.getLogger("panel.auth")
+PUBLIC = "public"
+RANK = {role: n for n, role in enumerate(ROLES, start=1)}
+UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+NOT_AUDITED = {"pages.login"}  # logins are audited by the login view itself, with the username
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+       "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'")
+
+STALE_IDENTITY_S = 600  # a reader keeps reading through a database outage this long, never writing
+RECENT_MAX = 1000
+csrf = CSRFProtect()
+_recent = {}  # sha256(credential) -> (identity, when the database last confirmed it)
+
+
+@dataclass(frozen=True)
+class Identity:
+    username: str
+    role: str
+    via: str  # "session", "token" or "off"
+
+
+def public(view):
+    """Open to anyone: the login page and the health check."""
+    view.access = PUBLIC
+    return view
+
+
+def requires(role):
+    """The least role a route needs; routes without a declaration are refused (fail closed)."""
+    if role not in RANK:
+        raise ValueError(role)
+
+    def mark(view):
+        view.access = role
+        return view
+    return mark
+
+
+viewer, operator, admin = requires(VIEWER), requires(OPERATOR), requires(ADMIN)
+
+
+def is_loopback(host):
+    if host in ("localhost", ""):
+        return host == "localhost"
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def auth_off(app=None):
+    return (app or current_app).config.get("PANEL_AUTH", "on").lower() == "off"
+
+
+def password_fingerprint(user):
+    """Kept in the session: a password change ends every session opened with the old one."""
+    return hashlib.sha256(user.password_hash.encode()).hexdigest()[:16]
+
+
+def login_session(user):
+    session.clear()
+    session["uid"], session["pwv"] = user.id, password_fingerprint(user)
+    session.permanent = True
+
+
+def policy_of(endpoint):
+    if endpoint == "static":
+        return PUBLIC
+    return getattr(current_app.view_functions.get(endpoint), "access", None)
+
+
+def _lookup(credential):
+    """Who a credential names, read from the database (deferred reads: a locked SQLite does not stop them)."""
+    kind, value = credential
+    if kind == "token":
+        found = users.user_for_token(value)
+        return Identity(found[0], found[1], "token") if found else None
+    user = users.user_for_session(value)
+    if user is None or session.get("pwv") != password_fingerprint(user):
+        session.clear()
+        return None
+    return Identity(user.username, user.role, "session")
+
+
+def _identify():
+    """The identity of this request; while the database is unreachable, reads go on with a recent answer."""
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Bearer "):
+        credential = ("token", header[7:].strip())
+    elif auth_off():
+        return Identity("local", ADMIN, "off") if is_loopback(request.remote_addr or "") else None
+    elif session.get("uid") is not None:
+        credential = ("session", session["uid"])
+    else:
+        return None
+    key = hashlib.sha256(repr(credential).encode()).hexdigest()
+    try:
+        identity = _lookup(credential)
+    except SQLAlchemyError as exc:
+        seen = _recent.get(key)
+        if request.method == "GET" and seen and time.monotonic() - seen[1] < STALE_IDENTITY_S:
+            log.warning("database unreachable (%s); %s reads on with its identity from %.0f s ago",
+                        type(exc).__name__, seen[0].username, time.monotonic() - seen[1])
+            return seen[0]
+        raise DatabaseDown(f"the database is unreachable, so who you are cannot be checked: {exc}") from exc
+    if identity is not None:
+        if len(_recent) > RECENT_MAX:
+            _recent.clear()
+        _recent[key] = (identity, time.monotonic())
+    else:
+        _recent.pop(key, None)
+    return identity
+
+
+def _from_a_browser():
+    """Browsers announce themselves (Origin, Sec-Fetch-Site, cookies); curl does not."""
+    return any(h in request.headers for h in ("Origin", "Sec-Fetch-Site", "Cookie"))
+
+
+def _needs_csrf(identity):
+    if request.method not in UNSAFE_METHODS or (identity and identity.via == "token"):
+        return False
+    if identity and identity.via == "off":
+        return _from_a_browser()
+    return True
+
+
+def enforce():
+    """Runs before every request: identify, check the route's role, then CSRF."""
+    if request.endpoint is None:  # 404 and 405: let the error handlers answer
+        return None
+    access = policy_of(request.endpoint)
+    if access is None:
+        log.error("route %s has no access policy; refused", request.endpoint)
+        abort(403, "this route has no access policy")
+    g.identity = _identify()
+    db.session.rollback()  # end the lookup's transaction: a long control action must not hold the DB
+    if access != PUBLIC:
+        if g.identity is None:
+            if is_api_path(request.path):
+                resp, code = error_response(401, "authentication required: log in or send a Bearer token")
+                resp.headers["WWW-Authenticate"] = 'Bearer realm="celery-panel"'
+                return resp, code
+            return redirect(f"/login?next={quote(request.full_path.rstrip('?'))}")
+        if RANK[g.identity.role] < RANK[access]:
+            message = f"your role ({g.identity.role}) cannot do this; it needs {access}"
+            if is_api_path(request.path):
+                return error_response(403, message)
+            abort(403, message)
+    if _needs_csrf(g.identity):
+        csrf.protect()
+    return None
+
+
+def _outcome(code):
+    if code < 400:
+        return "success"
+    return "denied" if code in (400, 401, 403, 429) else "failure"
+
+
+def audit_request(response):
+    """Every state-changing request is written to the audit log, refused ones too."""
+    if request.method in UNSAFE_METHODS and request.endpoint not in NOT_AUDITED:
+        identity = g.get("identity")
+        body = response.get_json(silent=True) if response.is_json else None
+        detail = f"{response.status_code} {body.get('message', '')}" if isinstance(body, dict) else str(response.status_code)
+        audit.record(identity.username if identity else "anonymous", request.remote_addr, request.endpoint or "unknown",
+                     request.path, _outcome(response.status_code), detail[:2000])
+    return response
+
+
+def security_headers(response):
+    response.headers.setdefault("Content-Security-Policy", CSP)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    if response.is_json:
+        response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+def init_auth(app):
+    """Wire authentication into the app; refuse PANEL_AUTH=off on anything but loopback."""
+    cfg = app.config
+    if auth_off(app) and not is_loopback(cfg["PANEL_HOST"]):
+        raise RuntimeError(f"refusing to start: PANEL_AUTH=off is only allowed on loopback, not on {cfg['PANEL_HOST']}")
+    cfg.setdefault("WTF_CSRF_CHECK_DEFAULT", False)  # we call protect() ourselves: token requests skip it
+    cfg.setdefault("WTF_CSRF_TIME_LIMIT", None)      # valid for the session's life
+    cfg.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
+               SESSION_COOKIE_SECURE=bool(cfg.get("PANEL_SECURE_COOKIES")))
+    csrf.init_app(app)
+    app.before_request(enforce)
+    app.after_request(audit_request)
+    app.after_request(security_headers)
+

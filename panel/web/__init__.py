@@ -1,0 +1,1 @@
+"""The web layer: the URL map, the JSON and HTML views by subject, one error shape."""

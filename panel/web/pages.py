@@ -1,0 +1,107 @@
+"""HTML routes: the dashboard, login and logout, the results browser, the audit log page."""
+from urllib.parse import urlparse
+
+from flask import Blueprint, abort, current_app, g, redirect, render_template, request, session
+
+from panel.errors import ValidationError
+from panel.runlog import runs, search
+from panel.security import audit, users
+from panel.security.auth import admin, login_session, public, viewer
+
+pages = Blueprint("pages", __name__)
+FAILED_LOGIN = "Wrong username or password."
+
+
+@pages.get("/")
+@viewer
+def dashboard():
+    return render_template("index.html")
+
+
+def _safe_next(target):
+    """Only same-site relative paths: never an open redirect."""
+    parsed = urlparse(target or "")
+    if parsed.scheme or parsed.netloc or not (target or "").startswith("/") or target.startswith("//"):
+        return "/"
+    return target
+
+
+@pages.route("/login", methods=["GET", "POST"])
+@public
+def login():
+    if request.method == "GET":
+        return render_template("login.html", next=_safe_next(request.args.get("next")))
+    cfg = current_app.config
+    username = (request.form.get("username") or "").strip()[:80]
+    source = request.remote_addr or ""
+    window = cfg["LOGIN_WINDOW_S"]
+    if (audit.recent_failures(window, actor=username) >= cfg["LOGIN_MAX_FAILURES_PER_ACCOUNT"]
+            or audit.recent_failures(window, source=source) >= cfg["LOGIN_MAX_FAILURES_PER_ADDRESS"]):
+        audit.record(username, source, audit.LOGIN, username, "failure", "rate limited")
+        message = f"Too many failed logins; try again in {int(window // 60)} minutes."
+        page = render_template("login.html", error=message, username=username, next=_safe_next(request.form.get("next")))
+        return page, 429, {"Retry-After": str(int(window))}
+    user = users.authenticate(username, request.form.get("password"))
+    if user is None:
+        audit.record(username, source, audit.LOGIN, username, "failure", "wrong password, unknown or disabled user")
+        return render_template("login.html", error=FAILED_LOGIN, username=username,
+                               next=_safe_next(request.form.get("next"))), 401
+    login_session(user)
+    audit.record(user.username, source, audit.LOGIN, user.username, "success", f"role {user.role}")
+    return redirect(_safe_next(request.form.get("next")))
+
+
+@pages.post("/logout")
+@viewer
+def logout():
+    session.clear()
+    return redirect("/login")
+
+
+@pages.get("/audit")
+@admin
+def audit_page():
+    try:
+        before = int(request.args["before"]) if request.args.get("before") else None
+    except ValueError:
+        before = None
+    events = audit.events(100, before, request.args.get("actor") or None, request.args.get("action") or None)
+    return render_template("audit.html", events=events, next_before=events[-1].id if len(events) == 100 else None)
+
+
+@pages.get("/runs")
+@viewer
+def runs_page():
+    """Seed 003's results browser: filters, search, newest first, keyset pages."""
+    error = None
+    try:
+        flt = search.from_args(request.args)
+    except ValidationError as exc:
+        error, flt = str(exc), search.RunFilter()
+    rows, next_cursor = search.page(flt)
+    return render_template("runs.html", rows=[runs.as_dict(r) for r in rows], flt=flt, error=error,
+                           states=search.STATES, next_args={**flt.as_args(), "cursor": next_cursor} if next_cursor
+                           else None, first_page=flt.cursor is None), (400 if error else 200)
+
+
+@pages.get("/runs/<celery_task_id>")
+@viewer
+def run_page(celery_task_id):
+    """One run: arguments, result or traceback, times, worker, retries, the schedule it came from."""
+    run = runs.get(celery_task_id)
+    if run is None:
+        abort(404, description=f"No run with Celery task id {celery_task_id}.")
+    detail = runs.as_dict(run)
+    schedule = run.scheduled_task
+    return render_template("run.html", run=detail, schedule_name=schedule.name if schedule else None)
+
+
+@pages.app_context_processor
+def _identity():
+    return {"identity": g.get("identity"), "auth_off": current_app.config.get("PANEL_AUTH", "on").lower() == "off"}
+
+
+@pages.get("/workers")
+@viewer
+def workers_page():
+    return render_template("workers.html")
