@@ -5,10 +5,15 @@ from flask import Flask
 from flask_migrate import Migrate
 
 from models import db
+from panel import cli
 from panel.celery_setup import celery_init_app
 from panel.config import ROOT, load_settings
 from panel.database import engine_options
+from panel.host.history import intent_for, recorder_for
+from panel.host.supervisor import Supervisor
 from panel.logs import setup_logging
+from panel.security.auth import init_auth
+from panel.web import urls
 
 migrate = Migrate()
 
@@ -26,31 +31,10 @@ def create_app(config=None, env_file=None):
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
-    celery_init_app(app)
-
-    from panel.host.history import intent_for, recorder_for
-    from panel.host.supervisor import Supervisor
-    app.extensions["supervisor"] = Supervisor(app.config, app.extensions["celery"], on_event=recorder_for(app),
+    celery = celery_init_app(app)
+    app.extensions["supervisor"] = Supervisor(app.config, celery, on_event=recorder_for(app),
                                               on_intent=intent_for(app))
-
-    from panel import cli
-    from panel.security.auth import init_auth
-    from panel.web.alerts import alerts_api
-    from panel.web.cluster import workers_api
-    from panel.web.errors import register_error_handlers
-    from panel.web.health import health_api
-    from panel.web.pages import pages
-    from panel.web.processes import api
-    from panel.web.runs import runs_api
-    from panel.web.schedules import tasks_api
-    app.register_blueprint(pages)
-    app.register_blueprint(api)
-    app.register_blueprint(tasks_api)
-    app.register_blueprint(runs_api)
-    app.register_blueprint(workers_api)
-    app.register_blueprint(health_api)
-    app.register_blueprint(alerts_api)
-    register_error_handlers(app)
+    urls.register(app)
     init_auth(app)
     cli.register(app)
     return app

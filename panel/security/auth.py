@@ -10,7 +10,7 @@ from flask import abort, current_app, g, redirect, request, session
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy.exc import SQLAlchemyError
 
-from models import ADMIN, OPERATOR, ROLES, VIEWER, db
+from models import ADMIN, ROLES, db
 from panel.errors import DatabaseDown
 from panel.security import audit, users
 from panel.web.errors import error_response, is_api_path
@@ -34,26 +34,6 @@ class Identity:
     username: str
     role: str
     via: str  # "session", "token" or "off"
-
-
-def public(view):
-    """Open to anyone: the login page and the health check."""
-    view.access = PUBLIC
-    return view
-
-
-def requires(role):
-    """The least role a route needs; routes without a declaration are refused (fail closed)."""
-    if role not in RANK:
-        raise ValueError(role)
-
-    def mark(view):
-        view.access = role
-        return view
-    return mark
-
-
-viewer, operator, admin = requires(VIEWER), requires(OPERATOR), requires(ADMIN)
 
 
 def is_loopback(host):
@@ -81,9 +61,10 @@ def login_session(user):
 
 
 def policy_of(endpoint):
+    """The least role an endpoint needs (from the URL map), PUBLIC, or None for a route nobody declared."""
     if endpoint == "static":
         return PUBLIC
-    return getattr(current_app.view_functions.get(endpoint), "access", None)
+    return current_app.extensions["access"].get(endpoint)
 
 
 def _lookup(credential):

@@ -1,1 +1,1 @@
-"""The web layer: the URL map, the JSON and HTML views by subject, one error shape."""
+"""The web layer: the URL map (urls.py), JSON and HTML views by subject, one error shape for the API."""

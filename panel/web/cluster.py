@@ -1,16 +1,14 @@
 """JSON routes for the cluster: workers, their controls, registered tasks, queues."""
 import logging
 
-from flask import Blueprint, current_app, jsonify
+from flask import current_app, jsonify
 
 from panel.broker import connection, queues
 from panel.cluster import task_types, workers
 from panel.errors import NoWorkerOnline
-from panel.security.auth import operator, viewer
 from panel.web.errors import error_response
 from panel.web.request_args import json_object, whole_field
 
-workers_api = Blueprint("workers_api", __name__)
 log = logging.getLogger("panel.control")
 POOL_STEP_MAX = 64
 AUTOSCALE_MAX = 1024
@@ -34,20 +32,14 @@ def reply(name, command, arguments=None):
     return jsonify(payload), code
 
 
-@workers_api.get("/api/workers")
-@viewer
 def list_workers():
     return jsonify({"workers": workers.list_workers()})
 
 
-@workers_api.get("/api/workers/<name>")
-@viewer
 def worker_detail(name):
     return jsonify(workers.detail(celery(), broker_url(), name))
 
 
-@workers_api.post("/api/workers/<name>/shutdown")
-@operator
 def shutdown(name):
     workers.get_row(name)
     connection.ping(broker_url())
@@ -56,26 +48,18 @@ def shutdown(name):
     return jsonify(payload)
 
 
-@workers_api.post("/api/workers/<name>/pool-restart")
-@operator
 def pool_restart(name):
     return reply(name, "pool_restart", {"reload": False})
 
 
-@workers_api.post("/api/workers/<name>/pool-grow")
-@operator
 def pool_grow(name):
     return reply(name, "pool_grow", {"n": whole_field(json_object(False), "n", 1, POOL_STEP_MAX, default=1)})
 
 
-@workers_api.post("/api/workers/<name>/pool-shrink")
-@operator
 def pool_shrink(name):
     return reply(name, "pool_shrink", {"n": whole_field(json_object(False), "n", 1, POOL_STEP_MAX, default=1)})
 
 
-@workers_api.post("/api/workers/<name>/autoscale")
-@operator
 def autoscale(name):
     data = json_object()
     high = whole_field(data, "max", 1, AUTOSCALE_MAX)
@@ -83,14 +67,10 @@ def autoscale(name):
     return reply(name, "autoscale", {"max": high, "min": low})
 
 
-@workers_api.get("/api/registered-tasks")
-@viewer
 def registered_tasks():
     return jsonify({"tasks": task_types.registered(celery())})
 
 
-@workers_api.post("/api/registered-tasks/<task_name>/send")
-@operator
 def send_task(task_name):
     celery_id = task_types.send(celery(), task_name, json_object(False))
     log.info("ad-hoc run of %s sent as %s", task_name, celery_id)
@@ -108,26 +88,18 @@ def _limits(apply, task_name):
     return jsonify(payload), (200 if payload["status"] == "success" else 409 if refused else 504)
 
 
-@workers_api.post("/api/registered-tasks/<task_name>/rate-limit")
-@operator
 def rate_limit(task_name):
     return _limits(task_types.set_rate_limit, task_name)
 
 
-@workers_api.post("/api/registered-tasks/<task_name>/time-limit")
-@operator
 def time_limit(task_name):
     return _limits(task_types.set_time_limit, task_name)
 
 
-@workers_api.get("/api/queues")
-@viewer
 def list_queues():
     return jsonify({"queues": queues.lengths(celery(), broker_url(), current_app.config["WORKER_QUEUES"])})
 
 
-@workers_api.post("/api/queues/<name>/purge")
-@operator
 def purge_queue(name):
     removed = queues.purge(celery(), broker_url(), name, json_object(False), current_app.config["WORKER_QUEUES"])
     log.warning("queue %s purged: %d message(s) removed", name, removed)

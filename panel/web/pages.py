@@ -1,19 +1,16 @@
-"""HTML routes: the dashboard, login and logout, the results browser, the audit log page."""
+"""HTML pages: the dashboard, login and logout, the results browser, workers, the audit log."""
 from urllib.parse import urlparse
 
-from flask import Blueprint, abort, current_app, g, redirect, render_template, request, session
+from flask import abort, current_app, g, redirect, render_template, request, session
 
 from panel.errors import ValidationError
 from panel.runlog import runs, search
 from panel.security import audit, users
-from panel.security.auth import admin, login_session, public, viewer
+from panel.security.auth import login_session
 
-pages = Blueprint("pages", __name__)
 FAILED_LOGIN = "Wrong username or password."
 
 
-@pages.get("/")
-@viewer
 def dashboard():
     return render_template("index.html")
 
@@ -26,8 +23,6 @@ def _safe_next(target):
     return target
 
 
-@pages.route("/login", methods=["GET", "POST"])
-@public
 def login():
     if request.method == "GET":
         return render_template("login.html", next=_safe_next(request.args.get("next")))
@@ -51,15 +46,11 @@ def login():
     return redirect(_safe_next(request.form.get("next")))
 
 
-@pages.post("/logout")
-@viewer
 def logout():
     session.clear()
     return redirect("/login")
 
 
-@pages.get("/audit")
-@admin
 def audit_page():
     try:
         before = int(request.args["before"]) if request.args.get("before") else None
@@ -69,8 +60,6 @@ def audit_page():
     return render_template("audit.html", events=events, next_before=events[-1].id if len(events) == 100 else None)
 
 
-@pages.get("/runs")
-@viewer
 def runs_page():
     """Seed 003's results browser: filters, search, newest first, keyset pages."""
     error = None
@@ -84,8 +73,6 @@ def runs_page():
                            else None, first_page=flt.cursor is None), (400 if error else 200)
 
 
-@pages.get("/runs/<celery_task_id>")
-@viewer
 def run_page(celery_task_id):
     """One run: arguments, result or traceback, times, worker, retries, the schedule it came from."""
     run = runs.get(celery_task_id)
@@ -96,12 +83,10 @@ def run_page(celery_task_id):
     return render_template("run.html", run=detail, schedule_name=schedule.name if schedule else None)
 
 
-@pages.app_context_processor
-def _identity():
+def template_globals():
+    """Who is logged in, and whether login is off, for every template."""
     return {"identity": g.get("identity"), "auth_off": current_app.config.get("PANEL_AUTH", "on").lower() == "off"}
 
 
-@pages.get("/workers")
-@viewer
 def workers_page():
     return render_template("workers.html")

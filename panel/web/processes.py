@@ -1,45 +1,29 @@
-"""JSON routes: the seed endpoints for status and process control."""
+"""The seeds' process endpoints: Beat's status and restart (seed 002), the toolbar's Celery controls (seed 000)."""
 import logging
 
-from flask import Blueprint, current_app, g, jsonify, request
+from flask import current_app, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 
 from panel.host import watchdog
 from panel.host.processes import BEAT, WORKER
+from panel.host.stop_celery import stop_celery as stop_all
 from panel.host.supervisor import tail
-from panel.runlog import runs
-from panel.security import audit
-from panel.security.auth import admin, operator, public, viewer
 from panel.web.errors import error_response
-from panel.web.request_args import ID_MAX, whole_arg
 
-api = Blueprint("api", __name__)
 log = logging.getLogger("panel.control")
-
 START_COMMAND = "./start_celery_beat.sh"
-STOPPED_REASON = "Celery was stopped from the panel while this task was running"
 
 
 def supervisor():
     return current_app.extensions["supervisor"]
 
 
-@api.get("/healthz")
-@public
-def healthz():
-    return jsonify({"status": "ok"})
-
-
-@api.get("/celery_status")
-@viewer
 def celery_status():
     """Seed 002: is Beat running, and with which PIDs."""
     beat = supervisor().status()[BEAT]
     return jsonify({"running": beat["active"], "pids": beat["pids"], "count": beat["count"]})
 
 
-@api.post("/restart_celery_beat")
-@operator
 def restart_celery_beat():
     """Seed 002: restart a running Beat; a Beat that is not running is a 200 with instructions."""
     outcome = supervisor().restart_beat()
@@ -57,26 +41,23 @@ def restart_celery_beat():
     return jsonify({"success": True, "message": "Celery Beat restarted", "old_pids": old, "new_pids": result.pids})
 
 
-@api.get("/scheduler/celery-status/")
-@viewer
 def scheduler_celery_status():
     """Seed 000: overall running or stopped, and the worker's and Beat's own status."""
-    st = supervisor().status()
-    worker, beat = st[WORKER], st[BEAT]
+    status = supervisor().status()
+    worker, beat = status[WORKER], status[BEAT]
     running = worker["active"] and beat["active"]
-    worker_pool = sum(len(p) for p in worker["pool_pids"].values())
     dogs = _watchdogs()
-    return jsonify({
-        "status": "running" if running else "stopped",
-        "running": running,
-        "worker": {"active": worker["active"], "status": "active" if worker["active"] else "inactive",
-                   "pids": worker["pids"], "count": worker["count"], "pool_processes": worker_pool,
-                   "pool_pids": worker["pool_pids"], "state": _state(worker, dogs.get(WORKER)),
-                   "watchdog": dogs.get(WORKER)},
-        "beat": {"active": beat["active"], "status": "active" if beat["active"] else "inactive",
-                 "pids": beat["pids"], "count": beat["count"], "state": _state(beat, dogs.get(BEAT)),
-                 "watchdog": dogs.get(BEAT)},
-    })
+    worker_view = dict(_program(worker, dogs.get(WORKER)), pool_pids=worker["pool_pids"],
+                       pool_processes=sum(len(p) for p in worker["pool_pids"].values()))
+    return jsonify({"status": "running" if running else "stopped", "running": running,
+                    "worker": worker_view, "beat": _program(beat, dogs.get(BEAT))})
+
+
+def _program(process, dog):
+    """One program as seed 000 shows it; a watched program that is down shows the watchdog's state."""
+    state = dog["state"] if dog and dog["enabled"] and not process["active"] else process["state"]
+    return {"active": process["active"], "status": "active" if process["active"] else "inactive",
+            "pids": process["pids"], "count": process["count"], "state": state, "watchdog": dog}
 
 
 def _watchdogs():
@@ -88,35 +69,14 @@ def _watchdogs():
         return {}
 
 
-def _state(process, dog):
-    """A watched program shows the watchdog's state (BACKOFF, FATAL...), others what this process saw."""
-    return dog["state"] if dog and dog["enabled"] and not process["active"] else process["state"]
-
-
-@api.post("/scheduler/stop-celery/")
-@operator
 def stop_celery():
     """Seed 000/001: stop worker and Beat, then make the database tell the truth."""
-    killed, survivors = supervisor().stop()
-    message = f"Stopped {killed[WORKER]} worker(s) and {killed[BEAT]} beat process(es)"
-    try:
-        tasks_n, logs_n = runs.fail_running(STOPPED_REASON)
-        message += f"; marked {tasks_n} running task(s) and {logs_n} running log(s) as failed"
-    except Exception as exc:  # processes are stopped whatever the database says
-        log.exception("stop-celery: database update failed")
-        message += f"; the database update failed: {exc}"
-        return jsonify({"status": "error", "message": message, "workers_killed": killed[WORKER],
-                        "beats_killed": killed[BEAT]}), 500
-    status = "success" if not survivors else "error"
-    if survivors:
-        message += f"; processes still alive: {survivors}"
-    log.info("stop-celery: %s", message)
-    return jsonify({"status": status, "message": message, "workers_killed": killed[WORKER],
-                    "beats_killed": killed[BEAT]}), (200 if not survivors else 500)
+    report = stop_all(supervisor())
+    body = {"status": "success" if report.ok else "error", "message": report.message,
+            "workers_killed": report.killed[WORKER], "beats_killed": report.killed[BEAT]}
+    return jsonify(body), (200 if report.ok else 500)
 
 
-@api.post("/scheduler/start-celery/")
-@operator
 def start_celery():
     """Seed 000: start whichever of worker and Beat is not running; never a second copy."""
     results = supervisor().start()
@@ -131,8 +91,6 @@ def start_celery():
     return jsonify(body), (200 if ok else 500)
 
 
-@api.get("/api/logs/<any(worker, beat):program>")
-@viewer
 def process_log(program):
     """The last lines of the worker's or Beat's log, as Supervisor's tail shows them."""
     try:
@@ -142,29 +100,3 @@ def process_log(program):
     path = supervisor().log_path(program)
     return jsonify({"program": program, "path": str(path), "exists": path.exists(),
                     "lines": tail(path, lines).splitlines()})
-
-
-@api.get("/api/me")
-@viewer
-def me():
-    """Who the panel thinks you are, and what you may do."""
-    identity = g.identity
-    return jsonify({"username": identity.username, "role": identity.role, "via": identity.via})
-
-
-@api.get("/api/audit")
-@admin
-def audit_events():
-    """The audit log, newest first; `before` (an id) pages back, `actor` and `action` filter."""
-    limit = whole_arg("limit", 1, audit.PAGE_SIZE_MAX, default=100)
-    before = whole_arg("before", 1, ID_MAX)
-    events = audit.events(limit, before, request.args.get("actor"), request.args.get("action"))
-    return jsonify({"events": [audit.as_dict(e) for e in events],
-                    "next_before": events[-1].id if len(events) == limit else None})
-
-
-@api.get("/api/openapi.json")
-@viewer
-def openapi_document():
-    from panel.web.openapi import document
-    return jsonify(document())

@@ -1,21 +1,22 @@
-"""JSON routes of the results browser: the run list, export, per-minute figures, deletion and clean-up."""
+"""Runs (one execution each): the results browser's list, export and figures, deletion, cancel, stopping retries."""
 import logging
 from datetime import timedelta
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Response, current_app, jsonify, request
 
 from models import db, utcnow
 from panel.database import reader
-from panel.errors import ValidationError
-from panel.health import metrics
-from panel.runlog import export, retention, runs, search, stats
-from panel.security.auth import admin, viewer
+from panel.errors import NotFound, ValidationError
+from panel.runlog import cancel, export, operations, retention, runs, search, stats
 from panel.web.request_args import json_object
 
-runs_api = Blueprint("runs_api", __name__)
 log = logging.getLogger("panel.results")
 EXPORT_TYPES = {"csv": "text/csv; charset=utf-8", "json": "application/json"}
 LIST_OMITS = ("traceback",)  # the list stays light; a run's detail has everything
+
+
+def celery():
+    return current_app.extensions["celery"]
 
 
 def listed(row):
@@ -25,8 +26,6 @@ def listed(row):
     return record
 
 
-@runs_api.get("/api/runs")
-@viewer
 def list_runs():
     """Every run, newest first: task, status, worker, since, until, q filters; `cursor` for the next page."""
     flt = search.from_args(request.args)
@@ -34,8 +33,6 @@ def list_runs():
     return jsonify({"runs": [listed(r) for r in rows], "next_cursor": next_cursor, "filter": flt.as_args()})
 
 
-@runs_api.get("/api/runs/export")
-@viewer
 def export_runs():
     """The filtered list (not one page: all of it) as CSV or JSON, streamed."""
     kind = request.args.get("format", "csv")
@@ -49,8 +46,6 @@ def export_runs():
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
-@runs_api.get("/api/runs/per-minute")
-@viewer
 def runs_per_minute():
     """Succeeded and failed runs per minute over the last hour (the monitoring chart)."""
     try:
@@ -88,8 +83,6 @@ def _delete_request(data):
     return retention.check_states(states), before, task or None, _flag(data, "dry_run")
 
 
-@runs_api.post("/api/runs/delete")
-@admin
 def delete_runs():
     """Delete finished runs queued before a date (admin); running and queued runs are never touched."""
     states, before, task, dry_run = _delete_request(json_object())
@@ -101,8 +94,6 @@ def delete_runs():
                     "message": f"Deleted {removed} run(s) in {', '.join(states)} queued before {before:%Y-%m-%d %H:%M} UTC"})
 
 
-@runs_api.post("/api/runs/cleanup")
-@admin
 def cleanup_runs():
     """The retention clean-up now: successful runs older than `days` (30), failures kept unless asked."""
     data = json_object(required=False)
@@ -113,9 +104,34 @@ def cleanup_runs():
     return jsonify({"status": "success", "message": message, **outcome})
 
 
-@runs_api.get("/metrics")
-@viewer
-def prometheus_metrics():
-    """Prometheus text format; scrape with a viewer's Bearer token (authorization: credentials in Prometheus)."""
-    return Response(metrics.render(current_app._get_current_object()), mimetype=None,
-                    headers={"Content-Type": metrics.CONTENT_TYPE})
+def run_or_404(celery_task_id):
+    run = runs.get(celery_task_id)
+    if run is None:
+        raise NotFound(f"no run with Celery task id {celery_task_id}")
+    return run
+
+
+def get_run(celery_task_id):
+    """A run's detail, with the scheduled task it came from (None for an ad-hoc run)."""
+    run = run_or_404(celery_task_id)
+    schedule = run.scheduled_task
+    return jsonify({**runs.as_dict(run),
+                    "scheduled_task": {"id": schedule.id, "name": schedule.name} if schedule else None})
+
+
+def cancel_run(celery_task_id):
+    """Cancel one run: revoked when queued, its execution stopped for real when running."""
+    run = run_or_404(celery_task_id)
+    outcome = cancel.cancel_run(celery(), current_app.config["INSTANCE_PATH"], run)
+    message = f"Run {celery_task_id} has been cancelled and marked as failed"
+    return jsonify({"status": "success", "message": message, **outcome.as_dict()})
+
+
+def stop_retries(celery_task_id):
+    """The same operation as scripts/stop_retries.py: stop a retry loop for good, step by step."""
+    run_or_404(celery_task_id)
+    runs.end_transaction()
+    report = operations.stop_retries(celery(), current_app.config["INSTANCE_PATH"], celery_task_id)
+    status = "success" if report["ok"] else "error"
+    message = f"Retry loop of {celery_task_id} {'stopped' if report['ok'] else 'not confirmed stopped'}"
+    return jsonify({"status": status, "message": message, **report}), (200 if report["ok"] else 500)
