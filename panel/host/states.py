@@ -20,13 +20,31 @@ class State(str, Enum):
 
 ALLOWED = {
     State.STOPPED: {State.STARTING, State.RUNNING},
-    State.STARTING: {State.RUNNING, State.BACKOFF, State.FATAL, State.EXITED, State.STOPPING},
-    State.RUNNING: {State.STOPPING, State.EXITED},
+    # STOPPED from STARTING or RUNNING: the watchdog sees a stop through the panel after the fact.
+    State.STARTING: {State.RUNNING, State.BACKOFF, State.FATAL, State.EXITED, State.STOPPING, State.STOPPED},
+    State.RUNNING: {State.STOPPING, State.EXITED, State.STOPPED},
     State.STOPPING: {State.STOPPED},
-    State.EXITED: {State.STARTING, State.STOPPED, State.RUNNING},
+    State.EXITED: {State.STARTING, State.STOPPED, State.RUNNING, State.BACKOFF, State.FATAL},
     State.BACKOFF: {State.STARTING, State.FATAL, State.STOPPED, State.RUNNING},
     State.FATAL: {State.STARTING, State.STOPPED, State.RUNNING},
 }
+
+
+def change(holder, new, reason="", kind=None):
+    """The one door for every program state change, in memory or in the watchdog's row: legal moves only.
+
+    `holder` has `state` (a State or its name) and `reason`; returns True when the state moved.
+    """
+    old = State(holder.state)
+    if new == old:
+        holder.reason = reason or holder.reason
+        return False
+    if new not in ALLOWED[old]:
+        raise IllegalTransition(f"{kind or getattr(holder, 'kind', '?')}: {old.value} -> {new.value}")
+    log.info("%s: %s -> %s %s", kind or getattr(holder, "kind", "?"), old.value, new.value, reason)
+    holder.state = new if isinstance(holder.state, State) else new.value  # rows keep the name
+    holder.reason = reason
+    return True
 
 
 class Program:
@@ -39,15 +57,9 @@ class Program:
         self._lock = threading.Lock()
 
     def change_state(self, new, reason=""):
-        """The one door: refuse transitions the model does not allow, log the rest."""
+        """Through the one door, one change at a time."""
         with self._lock:
-            if new == self.state:
-                self.reason = reason or self.reason
-                return
-            if new not in ALLOWED[self.state]:
-                raise IllegalTransition(f"{self.kind}: {self.state.value} -> {new.value}")
-            log.info("%s: %s -> %s %s", self.kind, self.state.value, new.value, reason)
-            self.state, self.reason = new, reason
+            change(self, new, reason)
 
     def observe(self, alive):
         """Bring a settled state in line with the process table; in-flight states are left alone."""

@@ -14,7 +14,7 @@ from models import RUNNING, TaskLog, Watchdog, db, utcnow
 from panel.database import reader
 from panel.errors import BrokerDown, ControlBusy
 from panel.health import alerts
-from panel.host import oscontrol, processes
+from panel.host import oscontrol, processes, states
 from panel.host.processes import KINDS, WORKER
 from panel.host.states import State
 from panel.runlog import runs
@@ -41,7 +41,7 @@ def set_enabled(kind, enabled, reason):
     if enabled:
         row.desired, row.failures, row.retry_at = "running", 0, None
         if row.state == State.FATAL.value:
-            row.state = State.STOPPED.value
+            states.change(row, State.STOPPED, reason, kind=f"watchdog {kind}")
     row.reason, row.changed_at = reason, utcnow()
     db.session.commit()
     return row
@@ -118,9 +118,9 @@ class Watchdogs:
         db.session.commit()
 
     def _set(self, row, state, reason, now):
-        if row.state != state.value or row.reason != reason:
-            log.info("watchdog %s: %s -> %s (%s)", row.program, row.state, state.value, reason)
-        row.state, row.reason, row.changed_at = state.value, reason, now
+        """The watchdog's row moves through the same door as every program state."""
+        states.change(row, state, reason, kind=f"watchdog {row.program}")
+        row.changed_at = now
 
     def _tick_one(self, kind, row, refs, now):
         if refs:
