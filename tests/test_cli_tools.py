@@ -64,9 +64,10 @@ def test_settings_come_from_an_env_file_and_the_environment_wins(app, tmp_path, 
 
 def test_a_retry_loop_is_listed_checked_and_stopped_for_good_even_after_a_restart(app):
     start_worker(app)
-    # A countdown longer than a worker restart: the retry is still waiting when the worker goes down,
-    # comes back to the queue on warm shutdown, and reaches the new worker, which must discard it.
-    looping = app.extensions["celery"].send_task("tests.always_fails", kwargs={"countdown": 12})
+    # A countdown far longer than the steps below and a worker restart, even on a loaded machine: the retry
+    # is still waiting when the worker goes down, comes back to the queue on warm shutdown, and reaches the
+    # new worker, which discards it on receipt (the revoke is in its --statedb), long before it falls due.
+    looping = app.extensions["celery"].send_task("tests.always_fails", kwargs={"countdown": 300})
     wait_for(lambda: (r := row(app, looping.id)) and r.retries >= 1, 20, "the first retry")
 
     listed = tool(app, "stop_retries.py", "--json", "--all-retries")

@@ -1,5 +1,6 @@
 """The recorder's hot-path writes keep every type intact on SQLite and PostgreSQL."""
 import uuid
+from datetime import timedelta
 from types import SimpleNamespace
 
 from models import ScheduledTask, TaskLog, db
@@ -95,6 +96,20 @@ def test_a_start_recorded_before_the_senders_insert_keeps_both_halves(make_app, 
         run = db.session.query(TaskLog).filter_by(celery_task_id=tid).one()
         assert run.status == "running" and run.worker == "w1@host" and run.scheduled_task_id == sched_id
         assert run.queued_at <= run.started_at  # the sender's later clock never puts the queueing after the start
+
+
+def test_a_senders_insert_stamped_after_the_start_never_puts_queueing_after_it(make_app, backend, monkeypatch):
+    """The sender stamps its insert after the message left; the start it lost the race to still comes later."""
+    app = make_app(backend)
+    tid = uuid.uuid4().hex
+    late = recorder.utcnow() + timedelta(seconds=1)  # the sender's clock reading, taken after a slow publish
+    monkeypatch.setattr(recorder, "utcnow", lambda: late)
+    recorder.on_publish(sender="tests.add", body=([1, 2], {}, {}), headers={"id": tid, "task": "tests.add"})
+    monkeypatch.undo()
+    recorder.on_prerun(task_id=tid, task=_task(tid), args=[1, 2], kwargs={})
+    with app.app_context():
+        run = db.session.query(TaskLog).filter_by(celery_task_id=tid).one()
+        assert run.status == "running" and run.queued_at <= run.started_at < late
 
 
 def test_every_recorder_statement_prepares_and_a_revoke_is_recorded(make_app, backend):

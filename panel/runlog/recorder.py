@@ -47,11 +47,14 @@ def _upsert_run(dialect_name, columns, on_conflict):
         return insert(logs_t).values({c: bindparam(c) for c in columns})
     stmt = dialect_insert(logs_t).values({c: bindparam(c) for c in columns})
     changes = {c: stmt.excluded[c] for c in on_conflict}
+    # The sender notes its time after the message left, so a worker may have started the run a moment
+    # earlier; whichever of the two writes lands second, a run is never queued after it started.
     if "queued_at" in changes:
-        # The sender notes its time after the message left: a worker may have started it already,
-        # and a run is never queued after it started.
         changes["queued_at"] = case((logs_t.c.started_at < stmt.excluded.queued_at, logs_t.c.started_at),
                                     else_=stmt.excluded.queued_at)
+    if "started_at" in changes:
+        changes["queued_at"] = case((logs_t.c.queued_at > stmt.excluded.started_at, stmt.excluded.started_at),
+                                    else_=logs_t.c.queued_at)
     return stmt.on_conflict_do_update(index_elements=[logs_t.c.celery_task_id], set_=changes)
 
 
