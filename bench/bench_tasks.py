@@ -1,6 +1,7 @@
 """Tasks used by the benches only."""
-import redis
 from celery import current_app, shared_task
+
+from panel.broker import connection
 
 _client = None
 
@@ -10,5 +11,5 @@ def tick(key):
     """The smallest useful task: count itself in Redis so the bench knows when a burst is done."""
     global _client
     if _client is None:
-        _client = redis.Redis.from_url(current_app.conf.broker_url)
+        _client = connection.redis_client(current_app.conf.broker_url)
     _client.incr(key)

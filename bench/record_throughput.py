@@ -6,9 +6,8 @@ import sys
 import time
 import uuid
 
-import redis
-
 from bench.common import ROOT, private_stack
+from panel.broker import connection
 from tests.helpers import wait_for
 
 BURST = 1000
@@ -20,7 +19,7 @@ DONE_TIMEOUT_S = 300
 def burst_rate(app, redis_url):
     """Tasks per second from the first send to the last completion."""
     celery = app.extensions["celery"]
-    client = redis.Redis.from_url(redis_url)
+    client = connection.redis_client(redis_url)
     key = f"bench:{uuid.uuid4().hex}"
     started = time.perf_counter()
     for _ in range(BURST):

@@ -3,6 +3,8 @@ import logging
 
 from celery import Celery, Task
 
+from panel.broker import worker_commands  # noqa: F401 - registers the panel's own inspect command
+
 BUILTIN_TASK_MODULES = ("panel.embedded",)
 
 

@@ -6,6 +6,8 @@ import uuid
 
 import redis
 
+from panel.broker import connection
+
 log = logging.getLogger("panel.beat_lock")
 SOCKET_TIMEOUT_S = 2.0
 DISPATCH_KEY = "panel:beat-dispatch:{}"  # per instance: what the sending Beat sent last, and when
@@ -17,8 +19,7 @@ _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del
 
 class BeatLock:
     def __init__(self, url, key, ttl_s):
-        self.client = redis.Redis.from_url(url, socket_connect_timeout=SOCKET_TIMEOUT_S,
-                                           socket_timeout=SOCKET_TIMEOUT_S)
+        self.client = connection.redis_client(url, SOCKET_TIMEOUT_S)
         self.key = key
         self.ttl_ms = int(ttl_s * 1000)
         self.token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"

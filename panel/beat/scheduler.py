@@ -11,6 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from models import MARKER_ID, ScheduleChange, ScheduledTask, utcnow
 from panel.beat.lock import DISPATCH_KEY, BeatLock
 from panel.beat.schedules import schedule_of
+from panel.broker import connection
 from panel.database import reader
 from panel.errors import ValidationError
 from panel.host.supervisor import BEAT_READY_LINE
@@ -48,7 +49,7 @@ class DatabaseScheduler(Scheduler):
         self.app.loader.import_default_modules()
         cfg = flask_app.config
         lock_url = next((u for u in (cfg["CELERY_BROKER_URL"], cfg["CELERY_RESULT_BACKEND"])
-                         if u.startswith(("redis://", "rediss://", "unix://"))), None)
+                         if connection.is_redis(u)), None)
         if lock_url:
             self._lock = BeatLock(lock_url, f"panel:beat-lock:{cfg['INSTANCE_PATH']}", cfg["BEAT_LOCK_TTL_S"])
         else:

@@ -7,6 +7,16 @@ from kombu import Connection
 from panel.errors import BrokerDown
 
 CONNECT_TIMEOUT_S = 2.0
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def is_redis(url):
+    return url.startswith(REDIS_SCHEMES)
+
+
+def redis_client(url, timeout_s=CONNECT_TIMEOUT_S):
+    """The one way the panel makes a Redis client of its own: both socket timeouts always set."""
+    return redis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
 
 
 def redacted(url):
@@ -21,8 +31,8 @@ def ping(url, timeout_s=CONNECT_TIMEOUT_S):
     """Latency in ms of one round trip to the broker; raises BrokerDown with the cause."""
     started = time.perf_counter()
     try:
-        if url.startswith(("redis://", "rediss://", "unix://")):
-            client = redis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
+        if is_redis(url):
+            client = redis_client(url, timeout_s)
             try:
                 client.ping()
             finally:

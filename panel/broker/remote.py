@@ -1,55 +1,93 @@
-"""Celery remote control and inspect: every call addressed (a destination) or bounded (a limit), with a timeout."""
-import socket
-import time
+"""Celery remote control and inspect: every call addressed (a destination) or bounded (a limit), with a timeout.
 
-from kombu import Consumer
-from kombu.utils.uuid import uuid
+The one exception is revoke without a worker: it must reach every worker, present and future (they keep
+revokes in their --statedb), so it is broadcast and no reply is awaited.
+"""
+from concurrent.futures import ThreadPoolExecutor
+
+from panel.broker.worker_commands import DETAIL
+
+NO_REPLY = object()
+TIMEOUT_S = 1.0
+DISCOVERY_LIMIT = 64  # workers a discovery ping waits for at most; its timeout bounds it anyway
+_parallel = ThreadPoolExecutor(max_workers=6, thread_name_prefix="inspect")
 
 
-def ping_worker(celery, nodename, timeout_s=1.0):
+def _inspect(celery, workers, timeout_s):
+    return celery.control.inspect(destination=list(workers), timeout=timeout_s, limit=len(workers))
+
+
+def ping_worker(celery, nodename, timeout_s=TIMEOUT_S):
     """True when the named worker answers a ping addressed to it alone."""
     replies = celery.control.ping(destination=[nodename], timeout=timeout_s, limit=1) or []
     return any(nodename in reply for reply in replies)
 
 
-def active_ids(celery, worker, timeout_s=1.0):
+def answering(celery, known=(), timeout_s=TIMEOUT_S):
+    """Node names of the workers that answer: the known ones asked by name, else a discovery ping."""
+    if known:
+        replies = celery.control.ping(destination=list(known), timeout=timeout_s, limit=len(known)) or []
+    else:
+        replies = celery.control.ping(timeout=timeout_s, limit=DISCOVERY_LIMIT) or []
+    return sorted(name for reply in replies for name in reply)
+
+
+def ask(celery, workers, method, *args, timeout_s=TIMEOUT_S):
+    """{worker: reply} of one inspect method (active, reserved, scheduled, stats...) asked of these workers."""
+    if not workers:
+        return {}
+    return getattr(_inspect(celery, workers, timeout_s), method)(*args) or {}
+
+
+def active_ids(celery, worker, timeout_s=TIMEOUT_S):
     """Task ids the named worker is executing now, or None when it did not answer."""
-    replies = celery.control.inspect(destination=[worker], timeout=timeout_s, limit=1).active() or {}
+    replies = ask(celery, [worker], "active", timeout_s=timeout_s)
     if worker not in replies:
         return None
     return {task["id"] for task in replies[worker] or []}
 
 
-def revoke(celery, task_ids, terminate=False, sig="SIGTERM", worker=None, timeout_s=1.0):
-    """Revoke runs; addressed to one worker (with its reply) or broadcast to all without waiting."""
+def executing_pid(celery, worker, task_id, timeout_s=TIMEOUT_S):
+    """The pool process running task_id on worker; None when it runs no more, NO_REPLY when silent."""
+    replies = ask(celery, [worker], "active", timeout_s=timeout_s)
+    if worker not in replies:
+        return NO_REPLY
+    return next((task.get("worker_pid") for task in replies[worker] or [] if task.get("id") == task_id), None)
+
+
+def pool_pids(celery, worker, timeout_s=TIMEOUT_S):
+    """The worker's pool processes as it reports them (works for remote workers), or None."""
+    replies = ask(celery, [worker], "stats", timeout_s=timeout_s)
+    if worker not in replies:
+        return None
+    return set(replies[worker].get("pool", {}).get("processes") or [])
+
+
+def parts(celery, worker, calls, timeout_s=TIMEOUT_S):
+    """{part: reply} of several inspect calls to one worker; a part without a reply in time is missing.
+
+    The embedded app's workers answer all parts in one round trip (worker_commands.py); any other worker
+    is asked part by part, in parallel.
+    """
+    info_items = list(calls.get("registered", ("registered", ()))[1])
+    together = command(celery, [worker], DETAIL, {"taskinfoitems": info_items}, timeout_s).get(worker)
+    if isinstance(together, dict) and "error" not in together:
+        return {part: together[part] for part in calls if part in together}
+
+    def one(item):
+        part, (method, args) = item
+        return part, ask(celery, [worker], method, *args, timeout_s=timeout_s).get(worker, NO_REPLY)
+    return {part: reply for part, reply in _parallel.map(one, calls.items()) if reply is not NO_REPLY}
+
+
+def revoke(celery, task_ids, terminate=False, sig="SIGTERM", worker=None, timeout_s=TIMEOUT_S):
+    """Revoke runs: addressed to one worker (True when it replied), or broadcast to all without waiting."""
     if worker:
         replies = celery.control.revoke(task_ids, terminate=terminate, signal=sig, destination=[worker],
                                         reply=True, timeout=timeout_s, limit=1) or []
         return any(worker in reply for reply in replies)
     celery.control.revoke(task_ids, terminate=terminate, signal=sig)
     return True
-
-
-NO_REPLY = object()
-
-
-def executing_pid(celery, worker, task_id, timeout_s=1.0):
-    """The pool process running task_id on worker; None when it runs no more, NO_REPLY when silent."""
-    replies = celery.control.inspect(destination=[worker], timeout=timeout_s, limit=1).active() or {}
-    if worker not in replies:
-        return NO_REPLY
-    for task in replies[worker] or []:
-        if task.get("id") == task_id:
-            return task.get("worker_pid")
-    return None
-
-
-def pool_pids(celery, worker, timeout_s=1.0):
-    """The worker's pool processes as it reports them (works for remote workers), or None."""
-    replies = celery.control.inspect(destination=[worker], timeout=timeout_s, limit=1).stats() or {}
-    if worker not in replies:
-        return None
-    return set(replies[worker].get("pool", {}).get("processes") or [])
 
 
 def command(celery, names, name_of_command, arguments=None, timeout_s=2.0):
@@ -62,41 +100,3 @@ def command(celery, names, name_of_command, arguments=None, timeout_s=2.0):
 def shutdown(celery, worker):
     """Warm shutdown of one worker (it never replies: it is gone)."""
     celery.control.broadcast("shutdown", destination=[worker])
-
-
-def inspect_at_once(celery, worker, calls, timeout_s=1.0):
-    """{part: reply} of several inspect calls to one worker, all published before any reply is read.
-
-    The worker answers them back to back, so this costs about one round trip instead of one per call;
-    a part without a reply in time is missing from the answer.
-    """
-    with celery.connection_or_acquire() as conn:
-        mailbox = celery.control.mailbox(conn)
-        tickets = {}
-        for part, (method, arguments) in calls.items():
-            ticket = uuid()
-            # kombu has no public call that publishes without waiting for the replies: _publish it is.
-            mailbox._publish(method, arguments, destination=[worker], reply_ticket=ticket,
-                             channel=conn.default_channel, timeout=timeout_s)
-            tickets[ticket] = part
-        return _collect(conn, mailbox, tickets, worker, timeout_s)
-
-
-def _collect(conn, mailbox, tickets, worker, timeout_s):
-    """Replies to our tickets from the reply queue until each has one or the timeout passes."""
-    got = {}
-
-    def on_message(body, message):
-        part = tickets.get(message.headers.get("ticket"))
-        if part and isinstance(body, dict) and worker in body:
-            got[part] = body[worker]
-    deadline = time.monotonic() + timeout_s
-    with Consumer(conn.default_channel, [mailbox.reply_queue], accept=mailbox.accept, no_ack=True,
-                  callbacks=[on_message]):
-        while len(got) < len(tickets) and (left := deadline - time.monotonic()) > 0:
-            try:
-                conn.drain_events(timeout=left)
-            except socket.timeout:
-                break
-    conn.default_channel.after_reply_message_received(mailbox.reply_queue.name)
-    return got

@@ -1,4 +1,5 @@
-"""The result backend seam: what Celery stored about a run's end."""
+"""The result backend seam: what Celery stored about a run's end, and forgetting it."""
+from celery.result import AsyncResult
 
 
 def finished_results(celery, task_ids):
@@ -12,3 +13,14 @@ def finished_results(celery, task_ids):
         if meta.get("status") in ("SUCCESS", "FAILURE"):
             found[task_id] = meta
     return found
+
+
+def state(celery, task_id):
+    """The backend's word on one task: its state (PENDING also means "unknown") and its result, as text."""
+    result = AsyncResult(task_id, app=celery)
+    return {"state": result.state, "result": repr(result.info) if result.info is not None else None}
+
+
+def forget(celery, task_id):
+    """Drop the stored result, so nothing reads it as pending for ever."""
+    AsyncResult(task_id, app=celery).forget()

@@ -9,6 +9,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from models import WorkerNode, db, utcnow
+from panel.broker import events
 from panel.cluster import workers
 
 log = logging.getLogger("panel.monitor")
@@ -146,13 +147,7 @@ class ClusterMonitor:
 
 def consume(celery, monitor, stop):
     """Receive events until stop is set; raises when the broker connection fails."""
-    handlers = {kind: monitor.dispatch for kind in monitor.handlers()}
-    with celery.connection_for_read() as conn:
-        receiver = celery.events.Receiver(conn, handlers=handlers)
-        receiver.connect_max_retries = 1  # the backoff is ours, so stop can interrupt it
-        # Checked at least once a second by kombu's consume loop, events or not.
-        receiver.on_iteration = lambda: setattr(receiver, "should_stop", stop.is_set())
-        receiver.capture(limit=None, timeout=None, wakeup=True)
+    events.capture(celery, {kind: monitor.dispatch for kind in monitor.handlers()}, stop)
 
 
 def run(app, stop):

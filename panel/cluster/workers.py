@@ -19,9 +19,9 @@ STALE_GRACE_S = 2.0       # ...plus this much for a slow broker or a busy panel
 INFO_REFRESH_S = 60       # an unchanged reply is written back at most this often
 CACHED_PARTS = ("stats", "active_queues", "registered")
 TASK_INFO = ("rate_limit", "time_limit", "soft_time_limit")
-DETAIL_CALLS = {  # part of the detail -> (inspect command, its arguments)
-    "stats": ("stats", {}), "active": ("active", {}), "reserved": ("reserved", {}), "scheduled": ("scheduled", {}),
-    "registered": ("registered", {"taskinfoitems": list(TASK_INFO)}), "active_queues": ("active_queues", {}),
+DETAIL_CALLS = {  # part of the detail -> (inspect method, its arguments)
+    "stats": ("stats", ()), "active": ("active", ()), "reserved": ("reserved", ()), "scheduled": ("scheduled", ()),
+    "registered": ("registered", TASK_INFO), "active_queues": ("active_queues", ()),
 }
 
 
@@ -84,9 +84,8 @@ def list_workers():
 
 
 def live_info(celery, name, timeout_s=INSPECT_TIMEOUT_S, parts=tuple(DETAIL_CALLS)):
-    """Every detail part asked of one worker at once (threads gained nothing: it serves its mailbox
-    serially); a silent part is NO_REPLY."""
-    got = remote.inspect_at_once(celery, name, {part: DETAIL_CALLS[part] for part in parts}, timeout_s)
+    """Every detail part asked of one worker in one go; a silent part is NO_REPLY."""
+    got = remote.parts(celery, name, {part: DETAIL_CALLS[part] for part in parts}, timeout_s)
     return {part: got.get(part, NO_REPLY) for part in parts}
 
 

@@ -11,7 +11,8 @@ from sqlalchemy import select, text
 from models import TaskLog, db, utcnow
 from panel import background
 from panel.beat.lock import DISPATCH_KEY
-from panel.broker import connection, queues
+from panel.broker import connection
+from panel.cluster import queues
 from panel.database import reader
 from panel.errors import BrokerDown
 from panel.host import watchdog
@@ -50,9 +51,9 @@ def _select_one():
 
 def last_dispatch(broker_url, instance):
     """What Beat sent last and when, as Beat itself noted it in Redis (None before its first send)."""
-    if not broker_url.startswith(("redis://", "rediss://", "unix://")):
+    if not connection.is_redis(broker_url):
         return None
-    client = redis.Redis.from_url(broker_url, socket_connect_timeout=SOCKET_TIMEOUT_S, socket_timeout=SOCKET_TIMEOUT_S)
+    client = connection.redis_client(broker_url, SOCKET_TIMEOUT_S)
     try:
         raw = client.get(DISPATCH_KEY.format(instance))
     except redis.RedisError:
@@ -71,9 +72,9 @@ def _parse(stamp):
     return datetime.fromisoformat(stamp.rstrip("Z"))
 
 
-def oldest_queued(celery, broker_url, configured):
+def oldest_queued(celery, configured):
     """The message waiting longest, with its age from the run log (when the panel recorded its send)."""
-    waiting = queues.oldest_waiting(celery, broker_url, configured)
+    waiting = queues.oldest_waiting(celery, configured)
     ids = [w["task_id"] for w in waiting if w["task_id"]]
     if not ids:
         return None
@@ -101,8 +102,7 @@ def report(app):
     out["oldest_queued"] = None
     if out["broker"]["ok"]:
         try:
-            out["oldest_queued"] = oldest_queued(app.extensions["celery"], cfg["CELERY_BROKER_URL"],
-                                                 cfg.get("WORKER_QUEUES", ""))
+            out["oldest_queued"] = oldest_queued(app.extensions["celery"], cfg.get("WORKER_QUEUES", ""))
         except Exception as exc:  # a part that fails says so; the rest of the view still answers
             out["oldest_queued"] = {"error": str(exc)}
     down = not (out["broker"]["ok"] and out["database"]["ok"])

@@ -1,8 +1,7 @@
 """`GET /metrics` in Prometheus text format: workers, Beat, runs by state, queues, run durations."""
 import logging
 
-from panel.broker import queues
-from panel.cluster import workers
+from panel.cluster import queues, workers
 from panel.errors import BrokerDown
 from panel.host.processes import BEAT, WORKER
 from panel.runlog import stats
@@ -62,7 +61,7 @@ def _processes(lines, status):
 def _queues(lines, celery, cfg):
     lines.family("celery_broker_up", "gauge", "1 when the broker answered this scrape.")
     try:
-        found = queues.lengths(celery, cfg["CELERY_BROKER_URL"], cfg.get("WORKER_QUEUES", ""))
+        found = queues.lengths(celery, cfg.get("WORKER_QUEUES", ""))
     except BrokerDown as exc:
         log.warning("metrics: %s", exc)
         lines.sample("celery_broker_up", 0)

@@ -2,13 +2,12 @@
 import logging
 from dataclasses import dataclass, field
 
-from celery.result import AsyncResult
-
-from models import PENDING, RUNNING
-from panel.broker import remote
+from models import PENDING, RUNNING, utcnow
+from panel.broker import remote, results
+from panel.cluster import workers
 from panel.runlog import cancel, runs
 
-log = logging.getLogger("panel.taskops")
+log = logging.getLogger("panel.operations")
 INSPECT_TIMEOUT_S = 1.0
 STOP_RETRIES_REASON = "Retry loop stopped manually"
 CLEANUP_REASON = "Cleaned up manually: the task will not run"
@@ -31,52 +30,52 @@ class Where:
                 "scheduled": [{"worker": w, "eta": eta} for w, eta in self.scheduled], "workers": self.workers}
 
 
-def _inspect(celery, timeout_s):
-    """One inspect object for every worker that answers a ping (so each call is addressed)."""
-    replies = celery.control.ping(timeout=timeout_s) or []
-    workers = sorted(name for reply in replies for name in reply)
-    if not workers:
-        return None, []
-    return celery.control.inspect(destination=workers, timeout=timeout_s, limit=len(workers)), workers
+def _workers(celery, timeout_s):
+    """The workers that answer now: those the cluster monitor sees online asked by name, else a discovery ping."""
+    now = utcnow()
+    known = [row.name for row in workers.rows() if workers.is_online(row, now)]
+    return remote.answering(celery, known, timeout_s)
+
+
+def _entries(replies, key=None):
+    """(worker, entry) pairs of an inspect answer; `key` digs the request out of a scheduled entry."""
+    for worker, entries in replies.items():
+        for entry in entries or []:
+            yield worker, (entry.get(key) or {}) if key else entry, entry
 
 
 def locate(celery, task_id, timeout_s=INSPECT_TIMEOUT_S):
-    inspect, workers = _inspect(celery, timeout_s)
-    where = Where(workers=workers)
-    if inspect is None:
-        return where
-    for worker, tasks in (inspect.active() or {}).items():
-        if any(t.get("id") == task_id for t in tasks or []):
+    """Where the task is now: executing, reserved, or waiting for its ETA, on which worker."""
+    names = _workers(celery, timeout_s)
+    where = Where(workers=names)
+    for worker, request, _ in _entries(remote.ask(celery, names, "active", timeout_s=timeout_s)):
+        if request.get("id") == task_id:
             where.active.append(worker)
-    for worker, tasks in (inspect.reserved() or {}).items():
-        if any(t.get("id") == task_id for t in tasks or []):
+    for worker, request, _ in _entries(remote.ask(celery, names, "reserved", timeout_s=timeout_s)):
+        if request.get("id") == task_id:
             where.reserved.append(worker)
-    for worker, entries in (inspect.scheduled() or {}).items():
-        for entry in entries or []:
-            if (entry.get("request") or {}).get("id") == task_id:
-                where.scheduled.append((worker, entry.get("eta")))
+    for worker, request, entry in _entries(remote.ask(celery, names, "scheduled", timeout_s=timeout_s), "request"):
+        if request.get("id") == task_id:
+            where.scheduled.append((worker, entry.get("eta")))
     return where
 
 
 def retrying_tasks(celery, timeout_s=INSPECT_TIMEOUT_S):
     """Every task waiting for an ETA on any worker, with retries from the run log where we have it."""
-    inspect, _ = _inspect(celery, timeout_s)
+    names = _workers(celery, timeout_s)
     found = []
-    for worker, entries in ((inspect.scheduled() or {}) if inspect else {}).items():
-        for entry in entries or []:
-            request = entry.get("request") or {}
-            row = runs.get(request.get("id"))
-            found.append({"id": request.get("id"), "name": request.get("name"), "worker": worker,
-                          "next_attempt": entry.get("eta"), "retries": row.retries if row else None,
-                          "last_error": row.error if row else None})
+    for worker, request, entry in _entries(remote.ask(celery, names, "scheduled", timeout_s=timeout_s), "request"):
+        row = runs.get(request.get("id"))
+        found.append({"id": request.get("id"), "name": request.get("name"), "worker": worker,
+                      "next_attempt": entry.get("eta"), "retries": row.retries if row else None,
+                      "last_error": row.error if row else None})
     runs.end_transaction()
     return sorted(found, key=lambda t: t["next_attempt"] or "")
 
 
 def backend_state(celery, task_id):
     """The result backend's word on the task (PENDING also means 'unknown to the backend')."""
-    result = AsyncResult(task_id, app=celery)
-    return {"state": result.state, "result": repr(result.info) if result.info is not None else None}
+    return results.state(celery, task_id)
 
 
 def record_of(task_id):
@@ -142,7 +141,7 @@ def _close_record(task_id, reason, state):
 
 def cleanup(celery, task_id):
     """Forget the result in the backend and close the record, so nothing shows it pending for ever."""
-    AsyncResult(task_id, app=celery).forget()
+    results.forget(celery, task_id)
     closed = _close_record(task_id, CLEANUP_REASON, "REVOKED")
     remote.revoke(celery, [task_id])
     return {"task_id": task_id, "steps": [

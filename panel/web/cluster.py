@@ -3,8 +3,8 @@ import logging
 
 from flask import current_app, jsonify
 
-from panel.broker import connection, queues
-from panel.cluster import task_types, workers
+from panel.broker import connection
+from panel.cluster import queues, task_types, workers
 from panel.errors import NoWorkerOnline
 from panel.web.errors import error_response
 from panel.web.request_args import json_object, whole_field
@@ -97,7 +97,7 @@ def time_limit(task_name):
 
 
 def list_queues():
-    return jsonify({"queues": queues.lengths(celery(), broker_url(), current_app.config["WORKER_QUEUES"])})
+    return jsonify({"queues": queues.lengths(celery(), current_app.config["WORKER_QUEUES"])})
 
 
 def purge_queue(name):
