@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import percentile, summary, timed  # noqa: E402
 from models import utcnow  # noqa: E402
-from panel import run_search  # noqa: E402
+from panel.runlog import search  # noqa: E402
 from tests.conftest import api_client, build_app  # noqa: E402
 
 ROWS = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
@@ -74,7 +74,7 @@ def cursor_at(path, where, fraction, total):
     at, run_id = conn.execute(f"SELECT queued_at, id FROM task_logs {where} ORDER BY queued_at DESC, id DESC "
                               f"LIMIT 1 OFFSET ?", (int(total * fraction),)).fetchone()
     conn.close()
-    return run_search.encode_cursor(datetime.fromisoformat(at), run_id)
+    return search.encode_cursor(datetime.fromisoformat(at), run_id)
 
 
 def main():

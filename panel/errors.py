@@ -17,10 +17,22 @@ class ValidationError(PanelError, ValueError):
         self.field, self.message = field, message
 
 
+class NameTaken(ValidationError):
+    """A name that must be unique is in use: a conflict with what exists, not a malformed request."""
+
+    status = 409
+
+
 class NotFound(PanelError, LookupError):
     """No such schedule, run, worker, queue or task type."""
 
     status = 404
+
+
+class ConflictError(PanelError, RuntimeError):
+    """What was asked cannot be done in the present state (nothing configured for it, say)."""
+
+    status = 409
 
 
 class ControlBusy(PanelError, RuntimeError):

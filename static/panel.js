@@ -174,21 +174,34 @@ function openTaskForm(t) {
   $("task-dialog").showModal();
 }
 
+// The API takes args as a JSON array and kwargs as a JSON object: the form's text is read here first.
+function jsonField(text, kind) {
+  const value = JSON.parse(text.trim() || (kind === "array" ? "[]" : "{}"));
+  const fits = kind === "array" ? Array.isArray(value) : value !== null && typeof value === "object" && !Array.isArray(value);
+  if (!fits) throw new Error("must be a JSON " + kind);
+  return value;
+}
+
+function formError(form, field, message) {
+  const slot = form.querySelector('.field-error[data-field="' + field + '"]') || form.querySelector('.field-error[data-field="body"]');
+  slot.textContent = message;
+  announce("Not saved: " + message);
+}
+
 async function saveTask(event) {
   event.preventDefault();
-  const f = event.target.elements;
-  const data = { name: f.name.value, task: f.task.value, args: f.args.value, kwargs: f.kwargs.value };
+  const form = event.target, f = form.elements;
+  form.querySelectorAll(".field-error").forEach((p) => { p.textContent = ""; });
+  const data = { name: f.name.value, task: f.task.value };
+  for (const [field, kind] of [["args", "array"], ["kwargs", "object"]]) {
+    try { data[field] = jsonField(f[field].value, kind); }
+    catch (e) { formError(form, field, field + ": " + (e instanceof SyntaxError ? "is not valid JSON: " : "") + e.message); return; }
+  }
   if (f.kind.value === "crontab") { data.crontab = f.crontab.value; data.interval_seconds = null; }
   else { data.interval_seconds = f.interval_seconds.value === "" ? null : Number(f.interval_seconds.value); }
   const editing = f.id.value !== "";
   const r = await request(editing ? "PUT" : "POST", editing ? "/api/tasks/" + f.id.value : "/api/tasks", data);
-  event.target.querySelectorAll(".field-error").forEach((p) => { p.textContent = ""; });
-  if (!r.ok) {
-    const slot = event.target.querySelector('.field-error[data-field="' + (r.data.field || "body") + '"]');
-    slot.textContent = r.data.message;
-    announce("Not saved: " + r.data.message);
-    return;
-  }
+  if (!r.ok) { formError(form, r.data.field || "body", r.data.message); return; }
   $("task-dialog").close();
   showOutcome((editing ? "Saved " : "Created ") + r.data.name + ". Beat picks the change up automatically.", true);
   await refreshTasks();

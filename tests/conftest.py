@@ -48,6 +48,7 @@ def build_app(folder, db_url, broker_url, **extra):
         "STOP_GRACE_S": 3.0,
         "START_TIMEOUT_S": 30.0,
         "TESTING": True,
+        "API_CHECK_RESPONSES": True,  # every JSON answer in the suite is checked against its declared model
     }
     config.update(extra)
     app = create_app(config)

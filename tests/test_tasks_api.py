@@ -61,7 +61,7 @@ def test_a_bad_edit_changes_nothing_and_names_are_unique(app, client):
     task = client.post("/api/tasks", json=GOOD).get_json()
     other = client.post("/api/tasks", json=dict(GOOD, name="other")).get_json()
     resp = client.put(f"/api/tasks/{other['id']}", json={"name": GOOD["name"]})
-    assert resp.status_code == 400 and resp.get_json()["field"] == "name"
+    assert resp.status_code == 409 and resp.get_json()["field"] == "name"  # a conflict with what exists
     resp = client.put(f"/api/tasks/{task['id']}", json={"interval_seconds": 60, "args": "[oops"})
     assert resp.status_code == 400 and resp.get_json()["field"] == "args"
     assert client.get(f"/api/tasks/{task['id']}").get_json()["interval_seconds"] == 300

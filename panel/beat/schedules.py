@@ -1,5 +1,4 @@
-"""Scheduled tasks: parsing and validating schedules, and the edits every caller shares."""
-import json
+"""Schedules: what Beat sends, read from the database; parsing them, and the edits every caller shares."""
 from datetime import timedelta
 
 from celery.schedules import crontab as celery_crontab, schedule as celery_interval
@@ -8,7 +7,7 @@ from sqlalchemy.exc import IntegrityError
 
 from models import ScheduledTask, db
 from panel.broker import publish
-from panel.errors import NotFound, ValidationError
+from panel.errors import NameTaken, NotFound, ValidationError
 from panel.runlog import recorder
 
 CRON_FIELDS = 5
@@ -39,83 +38,27 @@ def schedule_of(task, app=None):
     raise ValidationError("interval_seconds", "a schedule needs an interval above zero or a crontab")
 
 
-def _json_value(field, value, kind):
-    if isinstance(value, str):
-        try:
-            value = json.loads(value) if value.strip() else kind()
-        except json.JSONDecodeError as exc:
-            raise ValidationError(field, f"is not valid JSON: {exc.msg}") from exc
-    if value is None:
-        value = kind()
-    if not isinstance(value, kind):
-        raise ValidationError(field, f"must be a JSON {'array' if kind is list else 'object'}")
-    return value
+def _check_task_type(fields, registered):
+    if "task" in fields and (fields["task"] not in registered or fields["task"].startswith("celery.")):
+        raise ValidationError("task", f"{fields['task']!r} is not a registered Celery task")
 
 
-def clean(data, registered, partial=False):
-    """Check and normalise user input for a scheduled task; raises ValidationError on the first bad field."""
-    if not isinstance(data, dict):
-        raise ValidationError("body", "must be a JSON object")
-    out = {}
-    if "name" in data or not partial:
-        name = data.get("name")
-        if not isinstance(name, str) or not name.strip() or len(name) > NAME_MAX:
-            raise ValidationError("name", f"is required, 1 to {NAME_MAX} characters")
-        out["name"] = name.strip()
-    if "task" in data or not partial:
-        task = data.get("task")
-        if not isinstance(task, str) or task not in registered:
-            raise ValidationError("task", f"{task!r} is not a registered Celery task")
-        out["task"] = task
-    for field, kind in (("args", list), ("kwargs", dict)):
-        if field in data or not partial:
-            out[field] = _json_value(field, data.get(field), kind)
-    if "enabled" in data:
-        if not isinstance(data["enabled"], bool):
-            raise ValidationError("enabled", "must be true or false")
-        out["enabled"] = data["enabled"]
-    has_interval, has_cron = data.get("interval_seconds") not in (None, ""), bool(data.get("crontab"))
-    if has_interval and has_cron:
-        raise ValidationError("interval_seconds", "give an interval or a crontab, not both")
-    if has_interval:
-        value = data["interval_seconds"]
-        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise ValidationError("interval_seconds", "must be a whole number of seconds above zero")
-        try:
-            seconds = int(value)
-        except ValueError as exc:
-            raise ValidationError("interval_seconds", "must be a whole number of seconds above zero") from exc
-        if seconds <= 0 or float(value) != seconds:
-            raise ValidationError("interval_seconds", "must be a whole number of seconds above zero")
-        if seconds > INTERVAL_MAX_S:
-            raise ValidationError("interval_seconds", f"must be at most {INTERVAL_MAX_S} (ten years)")
-        out.update(interval_seconds=seconds, crontab=None)
-    elif has_cron:
-        if not isinstance(data["crontab"], str):
-            raise ValidationError("crontab", "must be a five-field string")
-        parse_crontab(data["crontab"])
-        out.update(crontab=" ".join(data["crontab"].split()), interval_seconds=None)
-    elif not partial:
-        raise ValidationError("interval_seconds", "a schedule needs an interval above zero or a crontab")
-    return out
-
-
-def create(data, registered):
-    """Validate and save a new scheduled task; the change marker moves in the same transaction."""
-    fields = clean(data, registered)
+def create(fields, registered):
+    """Save a new schedule (fields checked by the request's model); the change marker moves with it."""
+    _check_task_type(fields, registered)
     task = ScheduledTask(**fields)
     db.session.add(task)
     _commit_unique(fields.get("name"))
     return task
 
 
-def edit(task_id, data, registered):
-    """Apply a partial edit; nothing is saved when any field is bad."""
+def edit(task_id, fields, registered):
+    """Apply the given fields; nothing is saved when any is refused."""
     task = get(task_id)
-    fields = clean(data, registered, partial=True)
+    _check_task_type(fields, registered)
     for key, value in fields.items():
         setattr(task, key, value)
-    if "enabled" in fields and fields["enabled"]:
+    if fields.get("enabled"):
         task.disabled_reason = None
     _commit_unique(fields.get("name"))
     return task
@@ -166,7 +109,7 @@ def _commit_unique(name):
         db.session.commit()
     except IntegrityError as exc:
         db.session.rollback()
-        raise ValidationError("name", f"a task named {name!r} already exists") from exc
+        raise NameTaken("name", f"a task named {name!r} already exists") from exc
 
 
 def _iso(value):

@@ -6,7 +6,7 @@ from kombu.exceptions import ChannelError
 
 from panel.errors import BrokerDown
 
-REDIS_SCHEMES = ("redis", "rediss", "unix", "sentinel")
+CONNECT_TIMEOUT_S = 2.0
 
 
 @contextmanager
@@ -14,7 +14,7 @@ def _connection(celery, what):
     """A broker connection for one look; any transport error becomes BrokerDown naming what failed."""
     try:
         with celery.connection_for_read() as conn:
-            conn.ensure_connection(max_retries=1)
+            conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=CONNECT_TIMEOUT_S)
             yield conn
     except BrokerDown:
         raise

@@ -3,7 +3,7 @@ import re
 
 from panel.broker import connection, queues
 from panel.cluster import workers
-from panel.errors import NotFound, ValidationError
+from panel.errors import NotFound
 
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.:@-]{1,200}$")
 
@@ -35,10 +35,8 @@ def lengths(celery, configured=""):
             for name, count in sizes.items()]
 
 
-def purge(celery, broker_url, name, data, configured=""):
-    """Remove every waiting message of one known queue (confirm required); returns how many were removed."""
-    if not isinstance(data, dict) or data.get("confirm") is not True:
-        raise ValidationError("confirm", 'purging deletes messages for good: send {"confirm": true}')
+def purge(celery, broker_url, name, configured=""):
+    """Remove every waiting message of one known queue; returns how many were removed."""
     if not QUEUE_NAME.match(name):
         raise NotFound(f"no queue named {name}")
     connection.ping(broker_url)

@@ -4,10 +4,9 @@ import re
 
 from panel.broker import connection, publish, remote
 from panel.cluster import workers
-from panel.errors import NotFound, NoWorkerOnline, ValidationError
+from panel.errors import NotFound, NoWorkerOnline
 
 RATE_LIMIT = re.compile(r"^\d{1,9}(/[smh])?$")  # Celery's form: "10", "10/s", "10/m", "10/h"; "0" lifts it
-QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.:@-]{1,200}$")
 TIME_LIMIT_MAX_S = 7 * 24 * 3600
 
 
@@ -45,24 +44,10 @@ def require_known(celery, name):
         raise NotFound(f"no task type named {name} is registered with the panel or any worker")
 
 
-def _clean_send(data):
-    args, kwargs, queue = data.get("args", []), data.get("kwargs", {}), data.get("queue")
-    if not isinstance(args, list):
-        raise ValidationError("args", "must be a JSON array")
-    if not isinstance(kwargs, dict):
-        raise ValidationError("kwargs", "must be a JSON object")
-    if queue in ("", None):
-        queue = None
-    elif not isinstance(queue, str) or not QUEUE_NAME.match(queue):
-        raise ValidationError("queue", "must be a queue name (letters, digits and _ . : @ -)")
-    return args, kwargs, queue
-
-
-def send(celery, name, data):
-    """Send one run now; its run row is written by the publish recorder like every other run."""
-    args, kwargs, queue = _clean_send(data)
+def send(celery, name, args, kwargs, queue=None):
+    """Send one run now (to `queue`, else the task type's own); its row is written like every other run's."""
     require_known(celery, name)
-    return publish.send(celery, name, args, kwargs, queue=queue).id
+    return publish.send(celery, name, args, kwargs, queue=queue or None).id
 
 
 def _to_workers(celery, task_name, command, arguments, timeout_s=workers.CONTROL_TIMEOUT_S):
@@ -83,31 +68,15 @@ def _summary(replies):
             "message": f"{len(ok)} of {len(replies)} worker(s) applied it"}
 
 
-def set_rate_limit(celery, broker_url, name, data):
-    rate = data.get("rate_limit")
-    if isinstance(rate, int) and not isinstance(rate, bool):
-        rate = str(rate)
-    if not isinstance(rate, str) or not RATE_LIMIT.match(rate.strip()):
-        raise ValidationError("rate_limit", 'must look like "10", "10/s", "10/m" or "10/h" ("0" removes it)')
+def set_rate_limit(celery, broker_url, name, rate):
+    """Celery's form: "10", "10/s", "10/m", "10/h"; "0" lifts it (checked by the request's model)."""
     require_known(celery, name)
     connection.ping(broker_url)
-    return _summary(_to_workers(celery, name, "rate_limit", {"task_name": name, "rate_limit": rate.strip()}))
+    return _summary(_to_workers(celery, name, "rate_limit", {"task_name": name, "rate_limit": str(rate).strip()}))
 
 
-def _seconds(data, field):
-    value = data.get(field)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= TIME_LIMIT_MAX_S:
-        raise ValidationError(field, f"must be a number of seconds above 0 and at most {TIME_LIMIT_MAX_S}, or null")
-    return float(value)
-
-
-def set_time_limit(celery, broker_url, name, data):
+def set_time_limit(celery, broker_url, name, soft, hard):
     """Celery sets both limits at once: a limit left out or null is removed."""
-    soft, hard = _seconds(data, "soft"), _seconds(data, "hard")
-    if soft is not None and hard is not None and soft > hard:
-        raise ValidationError("soft", "the soft limit must not be above the hard limit")
     require_known(celery, name)
     connection.ping(broker_url)
     return _summary(_to_workers(celery, name, "time_limit", {"task_name": name, "soft": soft, "hard": hard}))

@@ -1,5 +1,10 @@
-"""`GET /metrics` in Prometheus text format: workers, Beat, runs by state, queues, run durations."""
+"""`GET /metrics`: a prometheus_client collector that reads the process table, the database and the broker at scrape time."""
 import logging
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from prometheus_client.utils import floatToGoString
 
 from panel.cluster import queues, workers
 from panel.errors import BrokerDown
@@ -7,89 +12,80 @@ from panel.host.processes import BEAT, WORKER
 from panel.runlog import stats
 
 log = logging.getLogger("panel.metrics")
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
-def _label(value):
-    """A label value escaped as the exposition format asks (backslash, quote, newline)."""
-    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+class PanelCollector:
+    """Every family, read anew at each scrape; a broker that is down costs its own families, never the scrape."""
+
+    def __init__(self, app):
+        self.app = app
+        self.histogram = stats.DurationHistogram()  # counts each finished run once, across scrapes
+
+    def collect(self):
+        with self.app.app_context():
+            yield from _workers()
+            yield from _processes(self.app.extensions["supervisor"].status())
+            yield from _queues(self.app.extensions["celery"], self.app.config.get("WORKER_QUEUES", ""))
+            yield from _runs(self.histogram)
 
 
-class Lines:
-    """Builds the exposition text: HELP and TYPE once per family, then its samples."""
-
-    def __init__(self):
-        self.out = []
-
-    def family(self, name, kind, text):
-        self.out += [f"# HELP {name} {text}", f"# TYPE {name} {kind}"]
-
-    def sample(self, name, value, **labels):
-        inside = ",".join(f'{k}="{_label(v)}"' for k, v in labels.items())
-        self.out.append(f"{name}{{{inside}}} {value}" if labels else f"{name} {value}")
-
-    def text(self):
-        return "\n".join(self.out) + "\n"
-
-
-def _workers(lines):
+def _workers():
     rows = workers.rows()
-    online = [row for row in rows if workers.is_online(row)]
-    online_names = {row.name for row in online}
-    lines.family("celery_workers_online", "gauge", "Workers of the cluster whose heartbeat is fresh.")
-    lines.sample("celery_workers_online", len(online))
-    lines.family("celery_worker_up", "gauge", "1 when this worker's heartbeat is fresh, else 0.")
+    online = {row.name for row in rows if workers.is_online(row)}
+    yield GaugeMetricFamily("celery_workers_online", "Workers of the cluster whose heartbeat is fresh.", len(online))
+    up = GaugeMetricFamily("celery_worker_up", "1 when this worker's heartbeat is fresh, else 0.", labels=["worker"])
+    active = GaugeMetricFamily("celery_worker_active_tasks", "Tasks the worker executes now (its last heartbeat).",
+                               labels=["worker"])
+    processed = CounterMetricFamily("celery_worker_processed_tasks_total", "Tasks the worker process has taken "
+                                    "since it started (its last heartbeat).", labels=["worker"])
     for row in rows:
-        lines.sample("celery_worker_up", int(row.name in online_names), worker=row.name)
-    lines.family("celery_worker_active_tasks", "gauge", "Tasks the worker executes now (its last heartbeat).")
-    for row in online:
-        lines.sample("celery_worker_active_tasks", row.active or 0, worker=row.name)
-    lines.family("celery_worker_processed_tasks_total", "counter",
-                 "Tasks the worker process has taken since it started (its last heartbeat).")
-    for row in rows:
-        lines.sample("celery_worker_processed_tasks_total", row.processed or 0, worker=row.name)
+        up.add_metric([row.name], int(row.name in online))
+        processed.add_metric([row.name], row.processed or 0)
+        if row.name in online:
+            active.add_metric([row.name], row.active or 0)
+    yield from (up, active, processed)
 
 
-def _processes(lines, status):
-    lines.family("celery_beat_up", "gauge", "1 when a Celery Beat of this panel runs on this host.")
-    lines.sample("celery_beat_up", int(status[BEAT]["active"]))
-    lines.family("celery_local_processes", "gauge", "Main processes of this panel's worker and Beat on this host.")
+def _processes(status):
+    yield GaugeMetricFamily("celery_beat_up", "1 when a Celery Beat of this panel runs on this host.",
+                            int(status[BEAT]["active"]))
+    local = GaugeMetricFamily("celery_local_processes", "Main processes of this panel's worker and Beat on this host.",
+                              labels=["program"])
     for kind in (WORKER, BEAT):
-        lines.sample("celery_local_processes", status[kind]["count"], program=kind)
+        local.add_metric([kind], status[kind]["count"])
+    yield local
 
 
-def _queues(lines, celery, cfg):
-    lines.family("celery_broker_up", "gauge", "1 when the broker answered this scrape.")
+def _queues(celery, configured):
     try:
-        found = queues.lengths(celery, cfg.get("WORKER_QUEUES", ""))
+        found = queues.lengths(celery, configured)
     except BrokerDown as exc:
         log.warning("metrics: %s", exc)
-        lines.sample("celery_broker_up", 0)
+        yield GaugeMetricFamily("celery_broker_up", "1 when the broker answered this scrape.", 0)
         return
-    lines.sample("celery_broker_up", 1)
-    lines.family("celery_queue_length", "gauge", "Messages waiting in the queue (every priority step).")
+    yield GaugeMetricFamily("celery_broker_up", "1 when the broker answered this scrape.", 1)
+    length = GaugeMetricFamily("celery_queue_length", "Messages waiting in the queue (every priority step).",
+                               labels=["queue"])
     for queue in found:
-        lines.sample("celery_queue_length", queue["messages"], queue=queue["name"])
+        length.add_metric([queue["name"]], queue["messages"])
+    yield length
 
 
-def _runs(lines, histogram):
-    lines.family("celery_runs", "gauge", "Runs the panel's log holds, by Celery state.")
+def _runs(histogram):
+    runs = GaugeMetricFamily("celery_runs", "Runs the panel's log holds, by Celery state.", labels=["state"])
     for state, count in sorted(stats.by_state().items()):
-        lines.sample("celery_runs", count, state=state)
-    buckets, count, total_s = histogram.refresh()
-    lines.family("celery_run_duration_seconds", "histogram", "Time from start to finish of finished runs.")
-    for bound, cumulative in buckets:
-        lines.sample("celery_run_duration_seconds_bucket", cumulative, le="+Inf" if bound == float("inf") else bound)
-    lines.sample("celery_run_duration_seconds_sum", round(total_s, 6))
-    lines.sample("celery_run_duration_seconds_count", count)
+        runs.add_metric([state], count)
+    yield runs
+    buckets, _count, total_s = histogram.refresh()
+    yield HistogramMetricFamily("celery_run_duration_seconds", "Time from start to finish of finished runs.",
+                                buckets=[(floatToGoString(bound), n) for bound, n in buckets],
+                                sum_value=round(total_s, 6))
 
 
 def render(app):
-    """The whole exposition; a broker that is down costs its own families, never the scrape."""
-    lines = Lines()
-    _workers(lines)
-    _processes(lines, app.extensions["supervisor"].status())
-    _queues(lines, app.extensions["celery"], app.config)
-    histogram = app.extensions.setdefault("run_duration_histogram", stats.DurationHistogram())
-    _runs(lines, histogram)
-    return lines.text()
+    """(body, content type) of one scrape, in the 0.0.4 text format."""
+    registry = app.extensions.get("metrics_registry")
+    if registry is None:
+        registry = app.extensions["metrics_registry"] = CollectorRegistry()
+        registry.register(PanelCollector(app))
+    return generate_latest(registry), CONTENT_TYPE_PLAIN_0_0_4

@@ -1,8 +1,9 @@
-"""The results browser's query: filters from a request's arguments, newest first, keyset pages."""
+"""The results browser's query: a filter (read by the request's model), newest first, keyset pages."""
 import base64
+import binascii
 import re
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import String, cast, or_, select, tuple_
 
@@ -15,6 +16,7 @@ STATES = ("SUCCESS", "FAILURE", "PENDING", "STARTED", "RETRY", "REVOKED")
 PAGE_SIZE = 50
 PAGE_SIZE_MAX = 500
 TEXT_MAX = 200
+ID_MAX = 2**62  # a run id past this was not handed out (and would overflow the database's integer)
 UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 COLUMNS = tuple(TaskLog.__table__.columns)
 
@@ -43,18 +45,6 @@ def _iso(value):
     return value.isoformat() + "Z" if value else None
 
 
-def parse_time(name, text):
-    """ISO 8601 date or date-time (naive = UTC; an offset is converted to UTC); 400 when it does not parse."""
-    try:
-        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise ValidationError(name, f"must be an ISO 8601 date or date-time, e.g. 2026-11-21 or "
-                                    f"2026-11-21T10:00:00Z; got {text!r}") from None
-    if value.tzinfo is not None:
-        value = (value - value.utcoffset()).replace(tzinfo=None)
-    return value
-
-
 def encode_cursor(queued_at, run_id):
     raw = f"{queued_at.isoformat()}|{run_id}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
@@ -65,49 +55,12 @@ def decode_cursor(text):
     try:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
         stamp, run_id = raw.split("|")
-        return datetime.fromisoformat(stamp), int(run_id)
-    except (ValueError, UnicodeDecodeError):
+        at, run_id = datetime.fromisoformat(stamp), int(run_id)
+        if at.tzinfo is not None or not 0 < run_id <= ID_MAX:
+            raise ValueError(run_id)
+        return at, run_id
+    except (ValueError, UnicodeDecodeError, binascii.Error):
         raise ValidationError("cursor", "is not one this panel handed out; start again without it") from None
-
-
-def _text(args, name):
-    value = (args.get(name) or "").strip()
-    if len(value) > TEXT_MAX:
-        raise ValidationError(name, f"is longer than {TEXT_MAX} characters")
-    return value or None
-
-
-def _states(text):
-    if not text:
-        return ()
-    states = tuple(dict.fromkeys(s.strip().upper() for s in text.split(",") if s.strip()))
-    unknown = [s for s in states if s not in STATES]
-    if unknown:
-        raise ValidationError("status", f"unknown status {', '.join(unknown)}; use one or more of {', '.join(STATES)}")
-    return states
-
-
-def _limit(text):
-    try:
-        limit = int(text) if text not in (None, "") else PAGE_SIZE
-    except ValueError:
-        raise ValidationError("limit", "must be a whole number") from None
-    if not 1 <= limit <= PAGE_SIZE_MAX:
-        raise ValidationError("limit", f"must be between 1 and {PAGE_SIZE_MAX}")
-    return limit
-
-
-def from_args(args):
-    """A RunFilter from query arguments, each checked; ValidationError (400) names the bad one."""
-    since = parse_time("since", args["since"]) if args.get("since") else None
-    until = parse_time("until", args["until"]) if args.get("until") else None
-    if until is not None and len(args["until"].strip()) == 10:
-        until += timedelta(days=1)  # a bare date means "to the end of that day"
-    if since and until and since >= until:
-        raise ValidationError("until", "must be later than since")
-    return RunFilter(task=_text(args, "task"), states=_states(args.get("status")), worker=_text(args, "worker"),
-                     since=since, until=until, q=_text(args, "q"), limit=_limit(args.get("limit")),
-                     cursor=decode_cursor(args["cursor"]) if args.get("cursor") else None)
 
 
 def conditions(flt):

@@ -1,17 +1,37 @@
-"""JSON routes for the cluster: workers, their controls, registered tasks, queues."""
+"""The cluster: workers and their controls, the task types they register, queues."""
 import logging
 
 from flask import current_app, jsonify
 
 from panel.broker import connection
 from panel.cluster import queues, task_types, workers
-from panel.errors import NoWorkerOnline
-from panel.web.errors import error_response
-from panel.web.request_args import json_object, whole_field
+from panel.web.contract import api
+from panel.web.schemas.cluster import (
+    Autoscale,
+    Control,
+    Limits,
+    PoolStep,
+    Purged,
+    PurgeIn,
+    Queues,
+    RateLimitIn,
+    SendIn,
+    TaskTypes,
+    TimeLimitIn,
+    WorkerDetail,
+    Workers,
+)
+from panel.web.schemas.common import Sent
 
 log = logging.getLogger("panel.control")
-POOL_STEP_MAX = 64
-AUTOSCALE_MAX = 1024
+# What the lists feed (OpenAPI links): the first worker's, task type's and queue's names.
+TO_WORKER = {op: {"name": "$response.body#/workers/0/name"} for op in (
+    "worker_detail", "pool_restart", "pool_grow", "pool_shrink", "autoscale", "shutdown")}
+TO_TASK_TYPE = {op: {"task_name": "$response.body#/tasks/0/name"} for op in ("send_task", "rate_limit", "time_limit")}
+TO_QUEUE = {"purge_queue": {"name": "$response.body#/queues/0/name"}}
+TO_RUN = {op: {"celery_task_id": "$response.body#/celery_task_id"} for op in ("get_run", "cancel_run", "stop_retries")}
+# A control answers with the worker's own reply: 409 when it refused (its reply says why), 504 when silent.
+CONTROL_ANSWERS = (400, 404, 409, 503, (504, Control))
 
 
 def celery():
@@ -32,15 +52,21 @@ def reply(name, command, arguments=None):
     return jsonify(payload), code
 
 
+@api(Workers, links=TO_WORKER)
 def list_workers():
+    """Every worker seen, online or offline by its heartbeat (from the panel's record: no broker call)."""
     return jsonify({"workers": workers.list_workers()})
 
 
+@api(WorkerDetail, 404)
 def worker_detail(name):
+    """One worker: its record and what it answers now ("no reply" for a silent part)."""
     return jsonify(workers.detail(celery(), broker_url(), name))
 
 
+@api(Control, 404)
 def shutdown(name):
+    """Warm shutdown: it finishes its running tasks, then goes (the reply is its ping just before)."""
     workers.get_row(name)
     connection.ping(broker_url())
     payload = workers.shutdown(celery(), name)
@@ -48,60 +74,73 @@ def shutdown(name):
     return jsonify(payload)
 
 
+@api(Control, *CONTROL_ANSWERS)
 def pool_restart(name):
+    """New pool processes after their current tasks (needs worker_pool_restarts, on for the panel's worker)."""
     return reply(name, "pool_restart", {"reload": False})
 
 
-def pool_grow(name):
-    return reply(name, "pool_grow", {"n": whole_field(json_object(False), "n", 1, POOL_STEP_MAX, default=1)})
+@api(Control, *CONTROL_ANSWERS, optional_body=True)
+def pool_grow(name, json: PoolStep):
+    """Add n pool processes (default 1)."""
+    return reply(name, "pool_grow", {"n": json.n})
 
 
-def pool_shrink(name):
-    return reply(name, "pool_shrink", {"n": whole_field(json_object(False), "n", 1, POOL_STEP_MAX, default=1)})
+@api(Control, *CONTROL_ANSWERS, optional_body=True)
+def pool_shrink(name, json: PoolStep):
+    """Remove n pool processes (default 1)."""
+    return reply(name, "pool_shrink", {"n": json.n})
 
 
-def autoscale(name):
-    data = json_object()
-    high = whole_field(data, "max", 1, AUTOSCALE_MAX)
-    low = whole_field(data, "min", 0, high, default=0)
-    return reply(name, "autoscale", {"max": high, "min": low})
+@api(Control, *CONTROL_ANSWERS)
+def autoscale(name, json: Autoscale):
+    """Set the autoscale range of a worker started with --autoscale (400 when min is above max)."""
+    return reply(name, "autoscale", {"max": json.max, "min": json.min})
 
 
+@api(TaskTypes, links=TO_TASK_TYPE)
 def registered_tasks():
+    """Task types with signature and doc, and the workers that have them."""
     return jsonify({"tasks": task_types.registered(celery())})
 
 
-def send_task(task_name):
-    celery_id = task_types.send(celery(), task_name, json_object(False))
+@api(Sent, 400, 404, optional_body=True, links=TO_RUN)
+def send_task(task_name, json: SendIn):
+    """Send one run now (recorded like every run)."""
+    celery_id = task_types.send(celery(), task_name, json.args, json.kwargs, json.queue)
     log.info("ad-hoc run of %s sent as %s", task_name, celery_id)
     return jsonify({"status": "success", "message": f"Sent {task_name}", "celery_task_id": celery_id})
 
 
-def _limits(apply, task_name):
-    try:
-        payload = apply(celery(), broker_url(), task_name, json_object())
-    except NoWorkerOnline as exc:
-        return error_response(409, str(exc))
-    log.info("limits of %s: %s", task_name, payload["message"])
-    answers = payload["replies"].values()
-    refused = any(isinstance(a, dict) and "error" in a for a in answers)
+def _limits(payload):
+    """200 when every worker applied it, 409 when one refused (its reply says why), 504 when one was silent."""
+    log.info("limits: %s", payload["message"])
+    refused = any(isinstance(a, dict) and "error" in a for a in payload["replies"].values())
     return jsonify(payload), (200 if payload["status"] == "success" else 409 if refused else 504)
 
 
-def rate_limit(task_name):
-    return _limits(task_types.set_rate_limit, task_name)
+@api(Limits, 400, 404, 409, (504, Limits))
+def rate_limit(task_name, json: RateLimitIn):
+    """Set the task type's rate limit on the workers that have it; 409 also when none is online."""
+    return _limits(task_types.set_rate_limit(celery(), broker_url(), task_name, json.rate_limit))
 
 
-def time_limit(task_name):
-    return _limits(task_types.set_time_limit, task_name)
+@api(Limits, 400, 404, 409, (504, Limits))
+def time_limit(task_name, json: TimeLimitIn):
+    """Set the task type's soft and hard time limits on the workers (one left out is removed; soft <= hard)."""
+    return _limits(task_types.set_time_limit(celery(), broker_url(), task_name, json.soft, json.hard))
 
 
+@api(Queues, links=TO_QUEUE)
 def list_queues():
+    """Every queue the broker, the workers or WORKER_QUEUES know, with its waiting messages and consumers."""
     return jsonify({"queues": queues.lengths(celery(), current_app.config["WORKER_QUEUES"])})
 
 
-def purge_queue(name):
-    removed = queues.purge(celery(), broker_url(), name, json_object(False), current_app.config["WORKER_QUEUES"])
+@api(Purged, 400, 404)
+def purge_queue(name, json: PurgeIn):
+    """Delete every waiting message of a queue, for good (send {"confirm": true})."""
+    removed = queues.purge(celery(), broker_url(), name, current_app.config["WORKER_QUEUES"])
     log.warning("queue %s purged: %d message(s) removed", name, removed)
     return jsonify({"status": "success", "queue": name, "removed": removed,
                     "message": f"Purged {name}: {removed} message(s) removed"})

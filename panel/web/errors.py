@@ -48,9 +48,12 @@ def register_error_handlers(app):
 
     @app.errorhandler(HTTPException)
     def _http_error(exc):
+        """Werkzeug's errors as JSON on API paths, keeping their headers (405 says which methods are allowed)."""
         if not is_api_path(request.path):
             return exc
-        return error_response(exc.code, exc.description or exc.name)
+        body, code = error_response(exc.code, exc.description or exc.name)
+        body.headers.extend([(k, v) for k, v in exc.get_headers() if k.lower() != "content-type"])
+        return body, code
 
     @app.errorhandler(Exception)
     def _unexpected(exc):

@@ -1,67 +1,82 @@
 """Health: the health view, the watchdog switches, the restart history, alerts, Prometheus metrics."""
-from flask import Response, current_app, jsonify, request
+from flask import Response, current_app, jsonify
 
-from panel.errors import ValidationError
+from panel.errors import ConflictError
 from panel.health import alerts, checks, metrics
 from panel.host import history, watchdog
-from panel.host.processes import KINDS
-from panel.web.errors import error_response
-from panel.web.request_args import ID_MAX, json_object, whole_arg
+from panel.web.contract import api
+from panel.web.schemas.health import (
+    Alerts,
+    AlertsQuery,
+    AlertTested,
+    EventsQuery,
+    Health,
+    ProcessEvents,
+    Switched,
+    Watchdogs,
+    WatchdogSwitch,
+)
+
+PROMETHEUS = {"text/plain": {"schema": {"type": "string"}}}
 
 
+@api(Health)
 def health_view():
     """Broker and database with latency, worker and Beat with the watchdog, Beat's last send, the oldest message."""
     return jsonify(checks.report(current_app._get_current_object()))
 
 
+@api(Watchdogs)
 def watchdog_states():
+    """The watchdog of the worker and of Beat: switched on or off, its state, why."""
     return jsonify({"watchdog": watchdog.view()})
 
 
-def switch_watchdog(program):
-    """{"enabled": true} keeps the program running (and clears FATAL); false leaves it alone."""
-    enabled = json_object().get("enabled")
-    if not isinstance(enabled, bool):
-        raise ValidationError("enabled", "must be true or false")
-    row = watchdog.set_enabled(program, enabled, f"switched {'on' if enabled else 'off'} from the panel")
-    return jsonify({"status": "success", "message": f"Watchdog for {program} {'on' if enabled else 'off'}",
+@api(Switched, 400)
+def switch_watchdog(program, json: WatchdogSwitch):
+    """On keeps the program running (and clears FATAL); off leaves it alone."""
+    on = json.enabled
+    row = watchdog.set_enabled(program, on, f"switched {'on' if on else 'off'} from the panel")
+    return jsonify({"status": "success", "message": f"Watchdog for {program} {'on' if on else 'off'}",
                     "watchdog": watchdog.as_dict(row)})
 
 
-def process_events():
-    """The restart history, newest first: `program`, `limit`, and `before` (an id) to page back."""
-    limit = whole_arg("limit", 1, history.PAGE_SIZE_MAX, default=50)
-    before = whole_arg("before", 1, ID_MAX)
-    program = request.args.get("program") or None
-    if program is not None and program not in KINDS:
-        raise ValidationError("program", f"must be one of {', '.join(KINDS)}")
-    found = history.events(limit, before, program)
-    full = len(found) == limit
+@api(ProcessEvents, 400)
+def process_events(query: EventsQuery):
+    """The restart history, newest first: starts, stops, restarts, crashes, watchdog actions."""
+    found = history.events(query.limit, query.before, query.program)
+    full = len(found) == query.limit
     return jsonify({"events": [history.as_dict(e) for e in found], "next_before": found[-1].id if full else None})
 
 
-def list_alerts():
+@api(Alerts, 400)
+def list_alerts(query: AlertsQuery):
     """Alerts raised, newest first, with what each channel did; `before` (an id) pages back."""
-    limit = whole_arg("limit", 1, alerts.PAGE_SIZE_MAX, default=100)
-    before = whole_arg("before", 1, ID_MAX)
-    events = alerts.events(limit, before)
+    events = alerts.events(query.limit, query.before)
     return jsonify({"alerts": [alerts.as_dict(e) for e in events],
-                    "next_before": events[-1].id if len(events) == limit else None})
+                    "next_before": events[-1].id if len(events) == query.limit else None})
 
 
+@api(AlertTested, 409)
 def test_alert():
-    """Send a test alert through every configured channel (past the rate limit) and say what each did."""
+    """Send a test alert through every configured channel, past the rate limit (admin); 409 when none is."""
     config = current_app.config
     if not any(alerts.configured(config).values()):
-        return error_response(409, "no alert channel is configured: set ALERT_WEBHOOK_URL, or ALERT_SMTP_HOST "
-                                   "and ALERT_EMAIL_TO, and restart the panel")
+        raise ConflictError("no alert channel is configured: set ALERT_WEBHOOK_URL, or ALERT_SMTP_HOST "
+                            "and ALERT_EMAIL_TO, and restart the panel")
     event = alerts.send_test(config)
     tried = {ch: state for ch, state in event["delivered"].items() if state != alerts.OFF}
     ok = all(state == alerts.SENT for state in tried.values())
     return jsonify({"status": "success" if ok else "error",
                     "message": "; ".join(f"{ch}: {state}" for ch, state in tried.items()),
                     "alert": event, "delivered": event["delivered"]})
+
+
+@api(content=PROMETHEUS)
 def prometheus_metrics():
-    """Prometheus text format; scrape with a viewer's Bearer token (authorization: credentials in Prometheus)."""
-    return Response(metrics.render(current_app._get_current_object()), mimetype=None,
-                    headers={"Content-Type": metrics.CONTENT_TYPE})
+    """Prometheus text format: workers, Beat, broker, runs by state, queue lengths, run durations.
+
+    Scrape with a viewer's Bearer token (authorization: credentials in Prometheus).
+    """
+    body, content_type = metrics.render(current_app._get_current_object())
+    return Response(body, headers={"Content-Type": content_type})

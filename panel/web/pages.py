@@ -7,6 +7,9 @@ from panel.errors import ValidationError
 from panel.runlog import runs, search
 from panel.security import audit, users
 from panel.security.auth import login_session
+from panel.web.contract import parse
+from panel.web.schemas.about import AuditQuery
+from panel.web.schemas.runs import RunQuery
 
 FAILED_LOGIN = "Wrong username or password."
 
@@ -52,19 +55,22 @@ def logout():
 
 
 def audit_page():
+    """The audit log, newest first, 100 a page; a filter that does not read is left out."""
+    args = {k: v for k, v in request.args.items() if v and k in ("before", "actor", "action")}
     try:
-        before = int(request.args["before"]) if request.args.get("before") else None
-    except ValueError:
-        before = None
-    events = audit.events(100, before, request.args.get("actor") or None, request.args.get("action") or None)
-    return render_template("audit.html", events=events, next_before=events[-1].id if len(events) == 100 else None)
+        query = parse(AuditQuery, args)
+    except ValidationError:
+        query = AuditQuery()
+    events = audit.events(query.limit, query.before, query.actor, query.action)
+    return render_template("audit.html", events=events,
+                           next_before=events[-1].id if len(events) == query.limit else None)
 
 
 def runs_page():
     """Seed 003's results browser: filters, search, newest first, keyset pages."""
     error = None
     try:
-        flt = search.from_args(request.args)
+        flt = parse(RunQuery, {k: v for k, v in request.args.items() if v}).to_filter()
     except ValidationError as exc:
         error, flt = str(exc), search.RunFilter()
     rows, next_cursor = search.page(flt)

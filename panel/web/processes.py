@@ -1,14 +1,16 @@
 """The seeds' process endpoints: Beat's status and restart (seed 002), the toolbar's Celery controls (seed 000)."""
 import logging
 
-from flask import current_app, jsonify, request
+from flask import current_app, jsonify
 from sqlalchemy.exc import SQLAlchemyError
 
 from panel.host import watchdog
 from panel.host.processes import BEAT, WORKER
 from panel.host.stop_celery import stop_celery as stop_all
 from panel.host.supervisor import tail
+from panel.web.contract import api
 from panel.web.errors import error_response
+from panel.web.schemas.processes import BeatRestarted, BeatStatus, CeleryStatus, LogQuery, ProcessLog, Started, Stopped
 
 log = logging.getLogger("panel.control")
 START_COMMAND = "./start_celery_beat.sh"
@@ -18,14 +20,20 @@ def supervisor():
     return current_app.extensions["supervisor"]
 
 
+@api(BeatStatus, seed=True)
 def celery_status():
     """Seed 002: is Beat running, and with which PIDs."""
     beat = supervisor().status()[BEAT]
     return jsonify({"running": beat["active"], "pids": beat["pids"], "count": beat["count"]})
 
 
+@api(BeatRestarted, 409, 500, seed=True)
 def restart_celery_beat():
-    """Seed 002: restart a running Beat; a Beat that is not running is a 200 with instructions."""
+    """Seed 002: restart a running Beat; a Beat that is not running is a 200 with instructions.
+
+    409: another start, stop or restart is in progress; 500: Beat stopped but did not start again, or the OS
+    refused a signal; 503: the broker is down (Beat is left running).
+    """
     outcome = supervisor().restart_beat()
     if outcome is None:
         log.info("restart of Celery Beat asked, but Beat is not running")
@@ -41,6 +49,7 @@ def restart_celery_beat():
     return jsonify({"success": True, "message": "Celery Beat restarted", "old_pids": old, "new_pids": result.pids})
 
 
+@api(CeleryStatus)
 def scheduler_celery_status():
     """Seed 000: overall running or stopped, and the worker's and Beat's own status."""
     status = supervisor().status()
@@ -69,16 +78,18 @@ def _watchdogs():
         return {}
 
 
+@api(Stopped, 409, (500, Stopped))
 def stop_celery():
-    """Seed 000/001: stop worker and Beat, then make the database tell the truth."""
+    """Seed 000/001: stop worker and Beat, then make the database tell the truth (500: something survived)."""
     report = stop_all(supervisor())
     body = {"status": "success" if report.ok else "error", "message": report.message,
             "workers_killed": report.killed[WORKER], "beats_killed": report.killed[BEAT]}
     return jsonify(body), (200 if report.ok else 500)
 
 
+@api(Started, 409, (500, Started))
 def start_celery():
-    """Seed 000: start whichever of worker and Beat is not running; never a second copy."""
+    """Seed 000: start whichever of worker and Beat is not running; never a second copy (500: a start failed)."""
     results = supervisor().start()
     worker, beat = results[WORKER], results[BEAT]
     ok = worker.ok and beat.ok
@@ -91,12 +102,9 @@ def start_celery():
     return jsonify(body), (200 if ok else 500)
 
 
-def process_log(program):
+@api(ProcessLog, 400)
+def process_log(program, query: LogQuery):
     """The last lines of the worker's or Beat's log, as Supervisor's tail shows them."""
-    try:
-        lines = min(max(int(request.args.get("lines", 50)), 1), 1000)
-    except ValueError:
-        return error_response(400, "lines must be a whole number")
     path = supervisor().log_path(program)
     return jsonify({"program": program, "path": str(path), "exists": path.exists(),
-                    "lines": tail(path, lines).splitlines()})
+                    "lines": tail(path, query.lines).splitlines()})

@@ -1,17 +1,32 @@
 """Runs (one execution each): the results browser's list, export and figures, deletion, cancel, stopping retries."""
 import logging
-from datetime import timedelta
 
-from flask import Response, current_app, jsonify, request
+from flask import Response, current_app, jsonify
 
 from models import db, utcnow
 from panel.database import reader
-from panel.errors import NotFound, ValidationError
+from panel.errors import NotFound
 from panel.runlog import cancel, export, operations, retention, runs, search, stats
-from panel.web.request_args import json_object
+from panel.web.contract import api
+from panel.web.schemas.runs import (
+    Cancelled,
+    CleanedUp,
+    Cleanup,
+    Deleted,
+    ExportQuery,
+    PerMinute,
+    PerMinuteQuery,
+    RetriesStopped,
+    RunDelete,
+    RunDetail,
+    RunPage,
+    RunQuery,
+)
 
 log = logging.getLogger("panel.results")
 EXPORT_TYPES = {"csv": "text/csv; charset=utf-8", "json": "application/json"}
+EXPORT_CONTENT = {"text/csv": {"schema": {"type": "string"}},
+                  "application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/Run"}}}}
 LIST_OMITS = ("traceback",)  # the list stays light; a run's detail has everything
 
 
@@ -26,79 +41,51 @@ def listed(row):
     return record
 
 
-def list_runs():
-    """Every run, newest first: task, status, worker, since, until, q filters; `cursor` for the next page."""
-    flt = search.from_args(request.args)
+@api(RunPage, 400)
+def list_runs(query: RunQuery):
+    """Every run, newest first, filtered; follow next_cursor for the next page.
+
+    400 names the filter at fault, also when `until` is not after `since` or the cursor is not one we gave.
+    """
+    flt = query.to_filter()
     rows, next_cursor = search.page(flt)
     return jsonify({"runs": [listed(r) for r in rows], "next_cursor": next_cursor, "filter": flt.as_args()})
 
 
-def export_runs():
+@api(None, 400, content=EXPORT_CONTENT)
+def export_runs(query: ExportQuery):
     """The filtered list (not one page: all of it) as CSV or JSON, streamed."""
-    kind = request.args.get("format", "csv")
-    if kind not in EXPORT_TYPES:
-        raise ValidationError("format", "must be csv or json")
-    flt = search.from_args(request.args)
+    flt = query.to_filter()
     engine = reader(db.engine)
-    chunks = export.csv_lines(flt, engine) if kind == "csv" else export.json_chunks(flt, engine)
-    name = f"runs-{utcnow():%Y%m%d-%H%M%S}.{kind}"
-    return Response(chunks, mimetype=EXPORT_TYPES[kind],
+    chunks = export.csv_lines(flt, engine) if query.format == "csv" else export.json_chunks(flt, engine)
+    name = f"runs-{utcnow():%Y%m%d-%H%M%S}.{query.format}"
+    return Response(chunks, mimetype=EXPORT_TYPES[query.format],
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
-def runs_per_minute():
-    """Succeeded and failed runs per minute over the last hour (the monitoring chart)."""
-    try:
-        minutes = int(request.args.get("minutes", stats.CHART_MINUTES))
-    except ValueError:
-        raise ValidationError("minutes", "must be a whole number") from None
-    if not 1 <= minutes <= 24 * 60:
-        raise ValidationError("minutes", "must be between 1 and 1440")
-    return jsonify({"minutes": stats.per_minute(minutes)})
+@api(PerMinute, 400)
+def runs_per_minute(query: PerMinuteQuery):
+    """Succeeded and failed runs per minute, oldest first (the monitoring chart)."""
+    return jsonify({"minutes": stats.per_minute(query.minutes)})
 
 
-def _flag(data, name):
-    value = data.get(name, False)
-    if not isinstance(value, bool):
-        raise ValidationError(name, "must be true or false")
-    return value
-
-
-def _delete_request(data):
-    """(states, before, task, dry_run) from a delete body; exactly one of older_than_days and before."""
-    if ("older_than_days" in data) == ("before" in data):
-        raise ValidationError("older_than_days", "give either older_than_days or before (an ISO date)")
-    if "before" in data:
-        if not isinstance(data["before"], str):
-            raise ValidationError("before", "must be an ISO 8601 date or date-time")
-        before = search.parse_time("before", data["before"])
-    else:
-        before = utcnow() - timedelta(days=retention.check_days(data["older_than_days"], "older_than_days"))
-    states = data.get("states", ["SUCCESS"])
-    if not isinstance(states, list) or not all(isinstance(s, str) for s in states):
-        raise ValidationError("states", "must be a list of state names")
-    task = data.get("task")
-    if task is not None and not isinstance(task, str):
-        raise ValidationError("task", "must be a task name")
-    return retention.check_states(states), before, task or None, _flag(data, "dry_run")
-
-
-def delete_runs():
-    """Delete finished runs queued before a date (admin); running and queued runs are never touched."""
-    states, before, task, dry_run = _delete_request(json_object())
-    if dry_run:
-        return jsonify({"status": "success", "dry_run": True, "would_delete": retention.count(states, before, task),
-                        "message": "Nothing deleted (dry run)"})
-    removed = retention.delete_finished(states, before, task)
+@api(Deleted, 400)
+def delete_runs(json: RunDelete):
+    """Delete finished runs queued before a date (admin); queued, running and retrying runs are never touched."""
+    before = json.cutoff(utcnow())
+    if json.dry_run:
+        return jsonify({"status": "success", "dry_run": True, "message": "Nothing deleted (dry run)",
+                        "would_delete": retention.count(json.states, before, json.task)})
+    removed = retention.delete_finished(json.states, before, json.task)
     return jsonify({"status": "success", "deleted": removed, "dry_run": False,
-                    "message": f"Deleted {removed} run(s) in {', '.join(states)} queued before {before:%Y-%m-%d %H:%M} UTC"})
+                    "message": f"Deleted {removed} run(s) in {', '.join(json.states)} queued before "
+                               f"{before:%Y-%m-%d %H:%M} UTC"})
 
 
-def cleanup_runs():
-    """The retention clean-up now: successful runs older than `days` (30), failures kept unless asked."""
-    data = json_object(required=False)
-    outcome = retention.cleanup(days=data.get("days", retention.DEFAULT_KEEP_DAYS),
-                                include_failures=_flag(data, "include_failures"), dry_run=_flag(data, "dry_run"))
+@api(CleanedUp, 400, optional_body=True)
+def cleanup_runs(json: Cleanup):
+    """The retention clean-up now (admin): successful runs older than `days` (30); failures kept unless asked."""
+    outcome = retention.cleanup(days=json.days, include_failures=json.include_failures, dry_run=json.dry_run)
     message = (f"Would delete {outcome['would_delete']} run(s)" if outcome["dry_run"]
                else f"Deleted {outcome['deleted']} run(s)")
     return jsonify({"status": "success", "message": message, **outcome})
@@ -111,24 +98,27 @@ def run_or_404(celery_task_id):
     return run
 
 
+@api(RunDetail, 404, 405)
 def get_run(celery_task_id):
-    """A run's detail, with the scheduled task it came from (None for an ad-hoc run)."""
+    """A run's detail, with the schedule it came from (None for an ad-hoc run)."""
     run = run_or_404(celery_task_id)
     schedule = run.scheduled_task
     return jsonify({**runs.as_dict(run),
                     "scheduled_task": {"id": schedule.id, "name": schedule.name} if schedule else None})
 
 
+@api(Cancelled, 404, 409)
 def cancel_run(celery_task_id):
-    """Cancel one run: revoked when queued, its execution stopped for real when running."""
+    """Cancel one run: revoked when queued, its execution stopped for real when running. 409: it has ended."""
     run = run_or_404(celery_task_id)
     outcome = cancel.cancel_run(celery(), current_app.config["INSTANCE_PATH"], run)
     message = f"Run {celery_task_id} has been cancelled and marked as failed"
     return jsonify({"status": "success", "message": message, **outcome.as_dict()})
 
 
+@api(RetriesStopped, 404, (500, RetriesStopped))
 def stop_retries(celery_task_id):
-    """The same operation as scripts/stop_retries.py: stop a retry loop for good, step by step."""
+    """The same operation as scripts/stop_retries.py: stop a retry loop for good, step by step (500: not proven)."""
     run_or_404(celery_task_id)
     runs.end_transaction()
     report = operations.stop_retries(celery(), current_app.config["INSTANCE_PATH"], celery_task_id)

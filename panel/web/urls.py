@@ -5,6 +5,7 @@ the module named for their subject; what a JSON route accepts and answers is dec
 (panel/web/contract.py) and published at /api/openapi.json.
 """
 from flask import Blueprint
+from werkzeug.routing import BaseConverter
 
 from models import ADMIN, OPERATOR, VIEWER
 from panel.security.auth import PUBLIC
@@ -50,7 +51,7 @@ API = [  # JSON, blueprint "api"
     ("GET",      "/api/runs/per-minute",                       runs.runs_per_minute,            VIEWER),
     ("POST",     "/api/runs/delete",                           runs.delete_runs,                ADMIN),
     ("POST",     "/api/runs/cleanup",                          runs.cleanup_runs,               ADMIN),
-    ("GET",      "/api/runs/<celery_task_id>",                 runs.get_run,                    VIEWER),
+    ("GET",      "/api/runs/<run_id:celery_task_id>",          runs.get_run,                    VIEWER),
     # The cluster: workers, the task types they register, queues.
     ("GET",      "/api/workers",                               cluster.list_workers,            VIEWER),
     ("GET",      "/api/workers/<name>",                        cluster.worker_detail,           VIEWER),
@@ -81,8 +82,15 @@ API = [  # JSON, blueprint "api"
 ]
 
 
+class RunIdConverter(BaseConverter):
+    """A run's Celery task id: any path segment but the words /api/runs/ uses for itself."""
+
+    regex = r"(?!(?:export|per-minute|delete|cleanup)/?$)[^/]+"
+
+
 def register(app):
     """Register the pages and the API from the map above, each route with the role it needs."""
+    app.url_map.converters["run_id"] = RunIdConverter
     access = app.extensions.setdefault("access", {})
     for name, routes in (("pages", PAGES), ("api", API)):
         blueprint = Blueprint(name, __name__)

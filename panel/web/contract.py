@@ -1,0 +1,222 @@
+"""One declaration per contract: pydantic models validate each JSON request and write /api/openapi.json.
+
+SpecTree reads the models from `@api(...)` on each view and the paths from the URL map. Why SpecTree: it
+decorates plain Flask views (our app factory, blueprints and URL map stay as they are), speaks pydantic 2,
+and lets us answer validation errors in our own error shape; flask-openapi3 would replace Flask's app and
+blueprint classes, and apispec/flask-smorest are built on marshmallow.
+"""
+import copy
+import functools
+import re
+from typing import Annotated, Literal
+
+from flask import current_app, make_response
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError as PydanticError, model_validator
+from spectree import Response, SecurityScheme, SecuritySchemeData, SpecTree
+from spectree.plugins.flask_plugin import FlaskPlugin
+
+from panel.errors import ValidationError
+from panel.web.wording import first_error
+
+ERROR_REF = "#/components/schemas/Error"
+OPTIONAL_BODY = set()  # views whose JSON body may be left out (every field has a default)
+# Path parameters read by a converter of our own (urls.py), which SpecTree cannot describe.
+RUN_ID = {"type": "string", "pattern": "^(?!(export|per-minute|delete|cleanup)$)[^/]+$",
+          "description": "a run's Celery task id (not one of the words /api/runs/ uses for itself)"}
+DOC_EXTRAS = {}  # operation id -> what SpecTree cannot say (other media types, an optional body)
+
+
+class Body(BaseModel):
+    """A JSON request body: types as JSON has them (no "1" for 1), unknown fields refused by name."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_null_the_document_forbids(cls, data):
+        """A field the document does not declare nullable refuses an explicit null (leaving it out is fine)."""
+        if isinstance(data, dict):
+            for name in _not_nullable(cls):
+                if name in data and data[name] is None:
+                    raise ValidationError(name, "cannot be null: leave it out instead")
+        return data
+
+
+def worded(pattern, says, **field):
+    """Text that must match `pattern` (so the document says so), refused in words a person reads: `says`."""
+    compiled = re.compile(pattern)
+
+    def check(value):
+        if isinstance(value, str) and not compiled.search(value):
+            raise ValueError(says)
+        return value
+    return Annotated[str, Field(pattern=pattern, **field), BeforeValidator(check)]
+
+
+@functools.cache
+def _not_nullable(model):
+    """The fields whose schema in the document allows no null."""
+    properties = model.model_json_schema()["properties"]
+    return frozenset(name for name, schema in properties.items()
+                     if schema.get("type") != "null" and {"type": "null"} not in schema.get("anyOf", []))
+
+
+def _integral(value):
+    """JSON has one number type: 30.0 is the whole number 30 (as JSON Schema says); 1.5 and true stay refused."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def whole(**field):
+    """A whole number with its bounds (`ge`, `le`...), as JSON sends it; bounds first, so the document has them."""
+    return Annotated[int, Field(**field), BeforeValidator(_integral)]
+
+
+class Query(BaseModel):
+    """Query arguments: text in the URL, read as the declared types."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class Answer(BaseModel):
+    """A JSON answer: every field it carries is declared here."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Error(BaseModel):
+    """Every API error: what went wrong, and the request field at fault when there is one."""
+
+    model_config = ConfigDict(extra="allow")
+    status: Literal["error"]
+    message: str
+    field: str | None = None
+
+
+class SeedError(BaseModel):
+    """Seed 002's routes (/celery_status, /restart_celery_beat) keep their own error shape."""
+
+    model_config = ConfigDict(extra="allow")
+    success: Literal[False]
+    message: str
+
+
+class PanelPlugin(FlaskPlugin):
+    """SpecTree's Flask plugin with our rules: a body must be a JSON object, and answers are checked when asked."""
+
+    def request_validation(self, req, query, json, form, headers, cookies):
+        super().request_validation(req, query, None, form, headers, cookies)
+        if json is not None:
+            optional = (req.endpoint or "").rsplit(".", 1)[-1] in OPTIONAL_BODY
+            req.context = req.context._replace(json=self.model_adapter.validate_obj(json, _body(req, optional)))
+
+    def validate_response(self, resp, resp_model, skip_validation, force_resp_serialize):
+        """With API_CHECK_RESPONSES (the tests), a JSON answer that drifts from its model is a 500."""
+        response = make_response(resp)
+        if skip_validation or not current_app.config.get("API_CHECK_RESPONSES") or response.is_streamed:
+            return response, None
+        model = resp_model.find_model(response.status_code) if resp_model else None
+        if model is None or not response.is_json:
+            return response, None
+        try:
+            model.model_validate_json(response.get_data())
+        except PydanticError as exc:
+            drift = {"status": "error", "message": f"the answer does not match its declared model: {exc}"}
+            return make_response(drift, 500), exc
+        return response, None
+
+
+def _body(req, optional):
+    """The JSON object sent; an empty body is {} where the route allows leaving it out."""
+    if not req.get_data():
+        if optional:
+            return {}
+        raise ValidationError("body", "is required: a JSON object (Content-Type: application/json)")
+    data = req.get_json(silent=True) if req.is_json else None
+    if not isinstance(data, dict):
+        raise ValidationError("body", "must be a JSON object (Content-Type: application/json)")
+    return data
+
+
+def _refuse(req, resp, error, instance, adapter):
+    """A request that fails its model is a 400 naming the first bad field, in our one error shape."""
+    if error is not None:
+        raise ValidationError(*first_error(error))
+
+
+spec = SpecTree(
+    "flask", backend=PanelPlugin, before=_refuse, validation_error_status=400, validation_error_model=Error,
+    mode="strict", annotations=True, naming_strategy=lambda model: model.__name__,
+    nested_naming_strategy=lambda _parent, child: child, title="Celery Control Panel API", version="1.0.0",
+    description="Every route needs a Bearer token (flask --app app tokens create USER) or a browser session; "
+                "state changes need the operator role, a few the admin role.",
+    security_schemes=[SecurityScheme(name="bearer", data=SecuritySchemeData(type="http", scheme="bearer"))],
+    security={"bearer": []},
+)
+
+
+def api(ok=None, *errors, status=200, public=False, seed=False, content=None, optional_body=False, links=None):
+    """Declare a JSON route: its answer `ok` (with `status`), the statuses it may refuse with, and more.
+
+    An entry of `errors` is a status (answered in the error shape) or (status, model). Reads come from the
+    view's own annotations: `query: SomeQuery`, `json: SomeBody`. `links` name the operations the answer
+    feeds: {operation id: {parameter: "$response.body#/field"}} (OpenAPI links).
+    """
+    error_model = SeedError if seed else Error
+    codes = {} if ok is None else {f"HTTP_{status}": ok}
+    for entry in (*errors, *(() if public else (401, 403, 503))):
+        code, model = entry if isinstance(entry, tuple) else (entry, error_model)
+        codes.setdefault(f"HTTP_{code}", model)
+
+    def declare(view):
+        if {"query", "json"} & set(getattr(view, "__annotations__", {})):  # it reads input: it may refuse it
+            codes.setdefault("HTTP_400", error_model)
+        declared = {code.removeprefix("HTTP_") for code in codes} | ({"200"} if content else set())
+        if optional_body:
+            OPTIONAL_BODY.add(view.__name__)
+        DOC_EXTRAS[view.__name__] = {"content": content, "optional_body": optional_body, "codes": declared,
+                                     "links": (str(status), links or {})}
+        tag = view.__module__.rsplit(".", 1)[-1]
+        return spec.validate(resp=Response(**codes), tags=[tag], security={} if public else None,
+                             operation_id=view.__name__)(view)
+    return declare
+
+
+def document(registered_task_types=()):
+    """The OpenAPI document of this app: SpecTree's, plus what only the app knows (its task types)."""
+    doc = copy.deepcopy(spec.spec)
+    for path_item in doc["paths"].values():
+        for operation in path_item.values():
+            _apply_extras(operation, DOC_EXTRAS.get(operation["operationId"], {}))
+    for model in ("ScheduleIn", "SchedulePatch"):  # a schedule names a task type this app registers
+        schema = doc["components"]["schemas"].get(model, {}).get("properties", {}).get("task")
+        if schema is not None and registered_task_types:
+            (schema["anyOf"][0] if "anyOf" in schema else schema)["enum"] = sorted(registered_task_types)
+    return doc
+
+
+def _apply_extras(operation, extras):
+    """Other media types, optional bodies, links, and only the statuses the route declared (SpecTree adds 400)."""
+    status, links = extras.get("links", ("200", {}))
+    if links:
+        operation["responses"][status]["links"] = {
+            target: {"operationId": target, "parameters": parameters} for target, parameters in links.items()}
+    if extras.get("content"):
+        operation["responses"]["200"] = {"description": "OK", "content": extras["content"]}
+    if extras.get("optional_body") and "requestBody" in operation:
+        operation["requestBody"]["required"] = False
+    for code in set(operation["responses"]) - extras.get("codes", set(operation["responses"])):
+        del operation["responses"][code]
+    for parameter in operation["parameters"]:
+        if parameter["in"] == "path" and parameter.get("schema") is None:
+            parameter["schema"] = dict(RUN_ID)
+    if any(p["in"] == "path" for p in operation["parameters"]) and "404" not in operation["responses"]:
+        operation["responses"]["404"] = {"description": "No such path: a path parameter names nothing",
+                                        "content": {"application/json": {"schema": {"$ref": ERROR_REF}}}}
+
+
+def parse(model, data):
+    """`data` read by `model` outside a JSON route (the pages): bad input is our ValidationError, field named."""
+    try:
+        return model.model_validate(data)
+    except PydanticError as exc:
+        raise ValidationError(*first_error(exc)) from None

@@ -1,0 +1,169 @@
+"""The cluster: workers and their controls, the task types they register, queues."""
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, model_validator
+
+from panel.cluster import task_types
+from panel.errors import ValidationError
+from panel.web.contract import Answer, Body, whole, worded
+from panel.web.schemas.common import Timestamp
+
+NoReply = Literal["no reply"]
+QUEUE = r"^[A-Za-z0-9_.:@-]{0,200}$"
+POOL_STEP_MAX = 64
+AUTOSCALE_MAX = 1024
+Seconds = Annotated[float, Field(gt=0, le=task_types.TIME_LIMIT_MAX_S)]
+
+
+class Pool(Answer):
+    type: str | None
+    size: int | None
+    max_concurrency: int | None = None
+    processes: list[int] | None = None
+    autoscaler: dict[str, Any] | None = None
+
+
+class Worker(Answer):
+    name: str
+    hostname: str
+    pid: int | None
+    status: Literal["online", "offline"]
+    online: bool
+    first_seen_at: Timestamp | None
+    last_heartbeat_at: Timestamp | None
+    heartbeat_age_s: float | None
+    offline_at: Timestamp | None
+    heartbeat_freq_s: float
+    sw_ver: str
+    sw_sys: str
+    active: int
+    processed: int
+    succeeded: int
+    failed: int
+    loadavg: list[float] | None
+    pool: Pool
+    queues: list[str]
+    registered_count: int
+    info_at: Timestamp | None
+
+
+class Workers(Answer):
+    workers: list[Worker]
+
+
+class Live(Answer):
+    """What the worker answers now, part by part; "no reply" for a part it did not answer in time."""
+
+    stats: dict[str, Any] | NoReply
+    active: list[dict[str, Any]] | NoReply
+    reserved: list[dict[str, Any]] | NoReply
+    scheduled: list[dict[str, Any]] | NoReply
+    registered: list[str] | NoReply
+    active_queues: list[dict[str, Any]] | NoReply
+
+
+class WorkerDetail(Worker):
+    live: Live
+    no_reply: list[str]
+    registered: list[str]
+
+
+class Control(Answer):
+    status: Literal["success", "error"]
+    worker: str
+    command: str
+    reply: dict[str, Any] | NoReply | str
+    message: str
+
+
+class PoolStep(Body):
+    n: whole(ge=1, le=POOL_STEP_MAX) = 1
+
+
+class Autoscale(Body):
+    """The autoscale range; min may not be above max."""
+
+    max: whole(ge=1, le=AUTOSCALE_MAX)
+    min: whole(ge=0, le=AUTOSCALE_MAX) = 0
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.min > self.max:
+            raise ValidationError("min", f"must be a whole number from 0 to {self.max} (max)")
+        return self
+
+
+class TaskType(Answer):
+    name: str
+    signature: str | None
+    doc: str
+    known_to_panel: bool
+    workers: list[str]
+    rate_limit: str | int | None
+    time_limit: float | None
+    soft_time_limit: float | None
+
+
+class TaskTypes(Answer):
+    tasks: list[TaskType]
+
+
+class SendIn(Body):
+    args: list[Any] = []
+    kwargs: dict[str, Any] = {}
+    queue: worded(QUEUE, "must be a queue name (letters, digits and _ . : @ -)") | None = Field(
+        None, description="empty or null: the task's own queue")
+
+
+class RateLimitIn(Body):
+    rate_limit: worded(task_types.RATE_LIMIT.pattern, 'must look like "10", "10/s", "10/m" or "10/h" ("0" removes '
+                       'it)') | whole(ge=0, le=10**9 - 1)
+
+
+class TimeLimitIn(Body):
+    """Celery sets both limits at once: one left out or null is removed; soft may not be above hard."""
+
+    soft: Seconds | None = None
+    hard: Seconds | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.soft is not None and self.hard is not None and self.soft > self.hard:
+            raise ValidationError("soft", "the soft limit must not be above the hard limit")
+        return self
+
+
+class Limits(Answer):
+    status: Literal["success", "error"]
+    message: str
+    applied_by: list[str]
+    replies: dict[str, dict[str, Any] | NoReply]
+
+
+class Queue(Answer):
+    name: str
+    messages: int
+    consumers: list[str]
+
+
+class Queues(Answer):
+    queues: list[Queue]
+
+
+class PurgeIn(Body):
+    confirm: Literal[True] = Field(description="purging deletes messages for good")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _confirmed(cls, data):
+        if not isinstance(data, dict) or data.get("confirm") is not True:
+            raise ValidationError("confirm", 'purging deletes messages for good: send {"confirm": true}')
+        return data
+
+
+class Purged(Answer):
+    status: Literal["success"]
+    queue: str
+    removed: int
+    message: str
+

@@ -1,0 +1,84 @@
+"""The seeds' process endpoints: Beat's status and restart, the toolbar's Start and Stop Celery, process logs."""
+from typing import Literal
+
+from pydantic import Field
+
+from panel.web.contract import Answer, Query
+from panel.web.schemas.common import Pids, Program, StateName, Timestamp
+
+
+class BeatStatus(Answer):
+    running: bool
+    pids: Pids
+    count: int
+
+
+class BeatRestarted(Answer):
+    """Restarted (success true, old and new PIDs), or not running (success false with the instructions)."""
+
+    success: bool
+    message: str
+    old_pids: Pids | None = None
+    new_pids: Pids | None = None
+    not_running: bool | None = None
+    instructions: str | None = None
+    manual_start_command: str | None = None
+
+
+class Watchdog(Answer):
+    program: Program
+    enabled: bool
+    desired: Literal["running", "stopped"]
+    state: StateName
+    failures: int
+    retry_at: Timestamp | None
+    reason: str
+    pids: Pids
+    changed_at: Timestamp | None
+
+
+class ProcessStatus(Answer):
+    active: bool
+    status: Literal["active", "inactive"]
+    pids: Pids
+    count: int
+    state: StateName
+    watchdog: Watchdog | None
+
+
+class WorkerStatus(ProcessStatus):
+    pool_processes: int
+    pool_pids: dict[str, Pids] = Field(description="the worker's PID -> its pool processes' PIDs")
+
+
+class CeleryStatus(Answer):
+    status: Literal["running", "stopped"]
+    running: bool
+    worker: WorkerStatus
+    beat: ProcessStatus
+
+
+class Started(Answer):
+    status: Literal["success", "error"]
+    message: str
+    worker_pids: Pids
+    beat_pids: Pids
+    log_tail: dict[str, str] | None = Field(None, description="per program that failed: the end of its log")
+
+
+class Stopped(Answer):
+    status: Literal["success", "error"]
+    message: str
+    workers_killed: int
+    beats_killed: int
+
+
+class LogQuery(Query):
+    lines: int = Field(50, ge=1, le=1000, description="how many of the last lines")
+
+
+class ProcessLog(Answer):
+    program: Program
+    path: str
+    exists: bool
+    lines: list[str]

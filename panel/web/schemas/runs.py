@@ -1,0 +1,218 @@
+"""Runs: one execution each, as the results browser lists, filters, exports, deletes and stops them."""
+import re
+from datetime import datetime, timedelta, timezone
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, model_validator
+from pydantic.json_schema import SkipJsonSchema
+
+from panel.errors import ValidationError
+from panel.runlog import retention, search
+from panel.web.contract import Answer, Body, Query, whole, worded
+from panel.web.schemas.common import CeleryState, RunStatus, Timestamp, page_size
+
+STATE_WORD = "|".join(s for state in search.STATES for s in (state, state.lower()))
+STATUS_LIST = rf"^(\s*({STATE_WORD})\s*(,\s*({STATE_WORD})\s*)*)?$"  # empty: no filter
+DATE_OR_TIME = {"anyOf": [{"type": "string", "format": "date"}, {"type": "string", "format": "date-time"}]}
+Text = Annotated[str, Field(max_length=search.TEXT_MAX)] | SkipJsonSchema[None]
+When = Annotated[str, Field(json_schema_extra=DATE_OR_TIME, description="UTC unless it says")] | SkipJsonSchema[None]
+
+
+def parse_utc(field, text):
+    """An ISO 8601 date or date-time as naive UTC (an offset is converted); 400 naming `field` otherwise."""
+    raw = text.strip()
+    try:
+        value = datetime.fromisoformat(raw[:10] + raw[10:].upper().replace("Z", "+00:00"))
+    except ValueError:
+        raise ValidationError(field, f"must be an ISO 8601 date or date-time, e.g. 2026-11-21 or "
+                                     f"2026-11-21T10:00:00Z; got {text!r}") from None
+    if value.tzinfo is None:
+        return value
+    try:
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+    except OverflowError:  # a time at the very edge of the calendar, shifted past it: the edge itself
+        return datetime.min if value.year == 1 else datetime.max
+
+
+def _end_of(text, value):
+    """A bare date means "to the end of that day"; past the calendar's end means no end."""
+    if value is None or len(text.strip()) != 10:
+        return value
+    try:
+        return value + timedelta(days=1)
+    except OverflowError:
+        return None
+
+
+class RunQuery(Query):
+    """Filters of the results browser; every one optional."""
+
+    task: Text = None
+    status: worded(STATUS_LIST, "must be one or more of " + ", ".join(search.STATES) + ", comma separated",
+                   description="Celery states, comma separated") | SkipJsonSchema[None] = None
+    worker: Text = None
+    since: When = None
+    until: When = Field(None, description="a bare date includes that day")
+    q: Text = Field(None, description="a task id, part of one, or text in the args and kwargs")
+    limit: page_size(search.PAGE_SIZE, search.PAGE_SIZE_MAX) = search.PAGE_SIZE
+    cursor: Annotated[str, Field(max_length=200, description="next_cursor of the page before: only one "
+                                                          "this panel handed out")] | SkipJsonSchema[None] = None
+
+    _span: tuple = (None, None)
+
+    @model_validator(mode="after")
+    def _check_window(self):
+        since = parse_utc("since", self.since) if self.since is not None else None
+        until = _end_of(self.until, parse_utc("until", self.until)) if self.until is not None else None
+        if since and until and since >= until:
+            raise ValidationError("until", "must be later than since")
+        self._span = (since, until)
+        return self
+
+    def to_filter(self):
+        since, until = self._span
+        states = tuple(dict.fromkeys(s.strip().upper() for s in re.split(",", self.status))) if self.status else ()
+        clean = {name: (getattr(self, name) or "").strip() or None for name in ("task", "worker", "q")}
+        return search.RunFilter(states=states, since=since, until=until, limit=self.limit,
+                                cursor=search.decode_cursor(self.cursor) if self.cursor else None, **clean)
+
+
+class ExportQuery(RunQuery):
+    format: Literal["csv", "json"] = "csv"
+
+
+class Run(Answer):
+    celery_task_id: str
+    task: str
+    scheduled_task_id: int | None
+    status: RunStatus
+    state: CeleryState
+    args: list[Any] | None
+    kwargs: dict[str, Any] | None
+    queued_at: Timestamp | None
+    started_at: Timestamp | None
+    finished_at: Timestamp | None
+    runtime_s: float | None
+    worker: str | None
+    result: str | None
+    error: str | None
+    traceback: str | None = Field(None, description="in a run's detail, not in lists")
+    retries: int
+    next_retry_at: Timestamp | None
+
+
+class RunPage(Answer):
+    runs: list[Run]
+    next_cursor: str | None
+    filter: dict[str, str] = Field(description="the filter as query arguments, for the next page's link")
+
+
+class ScheduleRef(Answer):
+    id: int
+    name: str
+
+
+class RunDetail(Run):
+    scheduled_task: ScheduleRef | None
+
+
+class PerMinuteQuery(Query):
+    minutes: int = Field(60, ge=1, le=24 * 60)
+
+
+class Minute(Answer):
+    minute: str = Field(description="YYYY-MM-DDTHH:MMZ")
+    succeeded: int
+    failed: int
+
+
+class PerMinute(Answer):
+    minutes: list[Minute]
+
+
+Finished = Literal["SUCCESS", "FAILURE", "REVOKED"]
+Days = whole(ge=0, le=retention.KEEP_DAYS_MAX)
+
+
+class RunDelete(Body):
+    """Exactly one of older_than_days and before; only finished states."""
+
+    model_config = {"json_schema_extra": {"oneOf": [{"required": ["older_than_days"]}, {"required": ["before"]}]}}
+    older_than_days: Days | SkipJsonSchema[None] = None
+    before: Annotated[str, Field(json_schema_extra=DATE_OR_TIME)] | SkipJsonSchema[None] = None
+    states: Annotated[list[Finished], Field(min_length=1)] = ["SUCCESS"]
+    task: Annotated[str, Field(max_length=200)] | SkipJsonSchema[None] = None
+    dry_run: bool = False
+
+    @model_validator(mode="after")
+    def _one_date(self):
+        if (self.older_than_days is None) == (self.before is None):
+            raise ValidationError("older_than_days", "give either older_than_days or before (an ISO date)")
+        return self
+
+    def cutoff(self, now):
+        if self.before is not None:
+            return parse_utc("before", self.before)
+        return now - timedelta(days=self.older_than_days)
+
+
+class Deleted(Answer):
+    status: Literal["success"]
+    message: str
+    dry_run: bool
+    deleted: int | None = None
+    would_delete: int | None = None
+
+
+class Cleanup(Body):
+    days: Days = retention.DEFAULT_KEEP_DAYS
+    include_failures: bool = False
+    dry_run: bool = False
+
+
+class CleanedUp(Answer):
+    status: Literal["success"]
+    message: str
+    deleted: int
+    would_delete: int | None
+    states: list[str]
+    before: Timestamp
+    dry_run: bool
+
+
+class Cancelled(Answer):
+    status: Literal["success"]
+    message: str
+    confirmed_stopped: bool
+    revoked_queued: list[str]
+    stopped: list[str]
+    forced: list[str]
+    not_confirmed: list[str]
+
+
+class Scheduled(Answer):
+    worker: str
+    eta: str | None
+
+
+class Where(Answer):
+    active: list[str]
+    reserved: list[str]
+    scheduled: list[Scheduled]
+    workers: list[str]
+
+
+class Step(Answer):
+    step: str
+    ok: bool
+
+
+class RetriesStopped(Answer):
+    status: Literal["success", "error"]
+    message: str
+    task_id: str
+    ok: bool
+    before: Where
+    after: Where
+    record: Run | None
+    steps: list[Step]
