@@ -1,4 +1,4 @@
-"""Database tables: scheduled tasks, their runs, the schedule change marker, process history."""
+"""Database tables: schedules and their runs, the schedule change marker, process history, users, audit."""
 from datetime import datetime, timezone
 
 from flask_sqlalchemy import SQLAlchemy
@@ -12,7 +12,7 @@ class Base(DeclarativeBase):
 
 db = SQLAlchemy(model_class=Base)
 
-# Task statuses as seed 001 uses them; Celery states stay in TaskLog.state.
+# Task statuses as seed 001 uses them; Celery states stay in Run.state.
 PENDING, RUNNING, COMPLETED, FAILED = "pending", "running", "completed", "failed"
 TASK_STATUSES = (PENDING, RUNNING, COMPLETED, FAILED)
 
@@ -22,8 +22,8 @@ def utcnow():
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
-class ScheduledTask(db.Model):
-    """A Celery task sent on an interval or crontab, read by Beat from here."""
+class Schedule(db.Model):
+    """What Beat sends: a task type with its arguments, on an interval or a crontab (the seeds' "scheduled task")."""
 
     __tablename__ = "scheduled_tasks"
     # Columns whose change alters what Beat sends; the rest is run bookkeeping.
@@ -45,11 +45,11 @@ class ScheduledTask(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
-    runs = relationship("TaskLog", back_populates="scheduled_task", passive_deletes=True)
+    runs = relationship("Run", back_populates="schedule", passive_deletes=True)
 
 
-class TaskLog(db.Model):
-    """One run of a Celery task, from the moment it is sent until it ends."""
+class Run(db.Model):
+    """One execution of a task type, from the moment it is sent until it ends (the seeds' "task log")."""
 
     __tablename__ = "task_logs"
     # Keyset pages walk (queued_at, id) newest first, alone or after one equality filter.
@@ -80,7 +80,7 @@ class TaskLog(db.Model):
     retries: Mapped[int] = mapped_column(Integer, default=0)
     next_retry_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
-    scheduled_task = relationship("ScheduledTask", back_populates="runs")
+    schedule = relationship("Schedule", back_populates="runs")
 
 
 class ScheduleChange(db.Model):
@@ -234,10 +234,10 @@ def bump_schedule_marker(session):
 
 
 def _touches_schedule(obj, state_of):
-    if not isinstance(obj, ScheduledTask):
+    if not isinstance(obj, Schedule):
         return False
     state = state_of(obj)
-    return any(state.attrs[f].history.has_changes() for f in ScheduledTask.SCHEDULE_FIELDS)
+    return any(state.attrs[f].history.has_changes() for f in Schedule.SCHEDULE_FIELDS)
 
 
 @event.listens_for(Session, "before_flush")
@@ -245,7 +245,7 @@ def _mark_schedule_edits(session, _ctx, _instances):
     """Any insert, delete or schedule-field edit of a task bumps the marker in the same flush."""
     from sqlalchemy import inspect
 
-    changed = any(isinstance(o, ScheduledTask) for o in list(session.new) + list(session.deleted))
+    changed = any(isinstance(o, Schedule) for o in list(session.new) + list(session.deleted))
     changed = changed or any(_touches_schedule(o, inspect) for o in session.dirty)
     if changed:
         bump_schedule_marker(session)
@@ -257,11 +257,11 @@ def _mark_bulk_schedule_edits(orm_execute_state):
     if not (orm_execute_state.is_update or orm_execute_state.is_delete):
         return
     mapper = orm_execute_state.bind_mapper
-    if mapper is None or mapper.class_ is not ScheduledTask:
+    if mapper is None or mapper.class_ is not Schedule:
         return
     if orm_execute_state.is_update:
         values = getattr(orm_execute_state.statement, "_values", None) or {}
         names = {getattr(k, "key", k) for k in values}
-        if names and not names & set(ScheduledTask.SCHEDULE_FIELDS):
+        if names and not names & set(Schedule.SCHEDULE_FIELDS):
             return
     bump_schedule_marker(orm_execute_state.session)

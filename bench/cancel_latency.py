@@ -3,7 +3,7 @@ import statistics
 import time
 
 from bench.common import private_stack, summary
-from models import TaskLog, db
+from models import Run, db
 from tests.conftest import api_client
 
 ROUNDS = 7
@@ -14,7 +14,7 @@ def wait_running(app, celery_task_id):
     deadline = time.monotonic() + RUNNING_TIMEOUT_S
     while time.monotonic() < deadline:
         with app.app_context():
-            row = db.session.query(TaskLog).filter_by(celery_task_id=celery_task_id).one_or_none()
+            row = db.session.query(Run).filter_by(celery_task_id=celery_task_id).one_or_none()
             running = row is not None and row.status == "running"
             db.session.remove()
         if running:

@@ -4,22 +4,15 @@ import logging
 from celery import Celery, Task
 
 from panel.broker import worker_commands  # noqa: F401 - registers the panel's own inspect command
+from panel.runlog import recorder
 
 BUILTIN_TASK_MODULES = ("panel.embedded",)
 
 
-def celery_init_app(app):
-    """Create the Celery app from the panel's settings and register our signals."""
-    cfg = app.config
-
-    class FlaskTask(Task):
-        def __call__(self, *args, **kwargs):
-            with app.app_context():
-                return self.run(*args, **kwargs)
-
+def settings(cfg):
+    """The Celery settings of the embedded app, from the panel's own."""
     user_modules = tuple(m.strip() for m in cfg["CELERY_IMPORTS"].split(",") if m.strip())
-    celery = Celery(app.import_name, task_cls=FlaskTask)
-    celery.conf.update(
+    return dict(
         broker_url=cfg["CELERY_BROKER_URL"],
         result_backend=cfg["CELERY_RESULT_BACKEND"],
         timezone=cfg["CELERY_TIMEZONE"],
@@ -40,15 +33,25 @@ def celery_init_app(app):
         worker_hijack_root_logger=False,
         worker_pool_restarts=True,  # the panel's "pool restart" control (new processes after their current task)
     )
+
+
+def celery_init_app(app):
+    """Create the Celery app from the panel's settings and register our signals."""
+    class FlaskTask(Task):
+        def __call__(self, *args, **kwargs):
+            with app.app_context():
+                return self.run(*args, **kwargs)
+
+    celery = Celery(app.import_name, task_cls=FlaskTask)
+    celery.conf.update(settings(app.config))
     celery.set_default()
     # The panel validates task names too, so it imports the same modules the worker does;
     # a broken user module must not take the panel down with it (the worker reports it).
     try:
         celery.loader.import_default_modules()
     except Exception:
-        logging.getLogger("panel.celery").exception("could not import the task modules %s", user_modules)
+        logging.getLogger("panel.celery").exception("could not import the task modules %s", celery.conf.imports)
     app.extensions["celery"] = celery
     celery.flask_app = app
-    from panel.runlog import recorder
     recorder.connect(app, celery)
     return celery

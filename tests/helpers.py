@@ -107,10 +107,10 @@ class LocalSite:
 
 def run_row(app, celery_task_id):
     """A run's row read in a fresh transaction, so polling never looks at a stale snapshot."""
-    from models import TaskLog, db
+    from models import Run, db
     with app.app_context():
         try:
-            return db.session.query(TaskLog).filter_by(celery_task_id=celery_task_id).one_or_none()
+            return db.session.query(Run).filter_by(celery_task_id=celery_task_id).one_or_none()
         finally:
             db.session.remove()
 

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 import pytest
 from aiosmtpd.smtp import AuthResult
 
-from models import AlertEvent, ScheduledTask, TaskLog, Watchdog, db, utcnow
+from models import AlertEvent, Run, Schedule, Watchdog, db, utcnow
 from panel.health import alerts
 from panel.host.oscontrol import describe_exit
 from tests.alert_receivers import Receiver, smtp_server
@@ -77,7 +77,7 @@ def add(app, *objects):
 
 
 def failed_run(task_name, finished_at):
-    return TaskLog(celery_task_id=str(uuid.uuid4()), task_name=task_name, state="FAILURE", status="failed",
+    return Run(celery_task_id=str(uuid.uuid4()), task_name=task_name, state="FAILURE", status="failed",
                    queued_at=finished_at, finished_at=finished_at)
 
 
@@ -90,7 +90,7 @@ def _fatal(app, now):
 
 
 def _missed(app, now):
-    add(app, ScheduledTask(name="nightly crawl", task="crawl_url", interval_seconds=60, enabled=True,
+    add(app, Schedule(name="nightly crawl", task="crawl_url", interval_seconds=60, enabled=True,
                            next_run_at=now - timedelta(seconds=300)))
     return call(app, alerts.check_beat_missed, now)
 
@@ -238,14 +238,14 @@ def test_beat_missed_fires_past_the_margin_not_within_it_and_once_per_miss(make_
     now = utcnow().replace(microsecond=0)
     tasks = [("late", True, now - timedelta(seconds=121)), ("fresh", True, now - timedelta(seconds=119)),
              ("disabled", False, now - timedelta(hours=3)), ("never loaded", True, None)]
-    late, fresh, _, _ = add(app, *[ScheduledTask(name=name, task="crawl_url", interval_seconds=60, enabled=enabled,
+    late, fresh, _, _ = add(app, *[Schedule(name=name, task="crawl_url", interval_seconds=60, enabled=enabled,
                                                  next_run_at=due) for name, enabled, due in tasks])
     [event] = call(app, alerts.check_beat_missed, now)
     assert event["key"] == f"beat-missed:{late}:{(now - timedelta(seconds=121)).isoformat()}"
     assert hook.posts[0][1]["details"]["task_id"] == late
     assert call(app, alerts.check_beat_missed, now) == [], "the same miss alerted again"
     with app.app_context():  # Beat sent it and moved on, then missed the next one
-        db.session.get(ScheduledTask, late).next_run_at = now + timedelta(seconds=60)
+        db.session.get(Schedule, late).next_run_at = now + timedelta(seconds=60)
         db.session.commit()
         db.session.remove()
     later = call(app, alerts.check_beat_missed, now + timedelta(seconds=200))  # "fresh" is past the margin now too
@@ -259,7 +259,7 @@ def test_beat_missed_fires_past_the_margin_not_within_it_and_once_per_miss(make_
 def test_beat_missed_is_quiet_while_beat_was_stopped_through_the_panel(make_app):
     app = make_app()
     now = utcnow()
-    add(app, ScheduledTask(name="late", task="crawl_url", interval_seconds=60, next_run_at=now - timedelta(hours=1)),
+    add(app, Schedule(name="late", task="crawl_url", interval_seconds=60, next_run_at=now - timedelta(hours=1)),
         Watchdog(program="beat", enabled=False, desired="stopped"))
     assert call(app, alerts.check_beat_missed, now) == []
     assert rows(app) == []
@@ -271,7 +271,7 @@ def test_failures_alert_fires_at_the_threshold_not_below_and_not_again_within_th
     now = utcnow()
     add(app, failed_run("a", now - timedelta(seconds=10)), failed_run("b", now - timedelta(seconds=500)),
         *[failed_run("old", now - timedelta(seconds=700)) for _ in range(5)],  # outside the window
-        TaskLog(celery_task_id="ok-1", task_name="a", state="SUCCESS", status="completed", finished_at=now))
+        Run(celery_task_id="ok-1", task_name="a", state="SUCCESS", status="completed", finished_at=now))
     assert call(app, alerts.check_failures, now) == [], "2 failures in the window are below a threshold of 3"
     add(app, failed_run("a", now - timedelta(seconds=5)))
     [event] = call(app, alerts.check_failures, now)

@@ -5,7 +5,7 @@ import subprocess
 import time
 from datetime import timedelta
 
-from models import ScheduleChange, ScheduledTask, TaskLog, db, utcnow
+from models import Run, Schedule, ScheduleChange, db, utcnow
 from panel.beat import schedules
 from panel.config import ROOT
 from panel.host import processes
@@ -19,7 +19,7 @@ def rows(app, **filters):
     """Run rows read in a fresh transaction, so polling never looks at a stale snapshot."""
     with app.app_context():
         try:
-            return db.session.query(TaskLog).filter_by(**filters).order_by(TaskLog.queued_at).all()
+            return db.session.query(Run).filter_by(**filters).order_by(Run.queued_at).all()
         finally:
             db.session.remove()
 
@@ -27,7 +27,7 @@ def rows(app, **filters):
 def task_row(app, name):
     with app.app_context():
         try:
-            return db.session.query(ScheduledTask).filter_by(name=name).one()
+            return db.session.query(Schedule).filter_by(name=name).one()
         finally:
             db.session.remove()
 
@@ -169,10 +169,10 @@ def test_bad_rows_are_disabled_with_a_reason_and_the_rest_still_runs(make_app):
     app = make_app()
     with app.app_context():
         db.session.add_all([
-            ScheduledTask(name="unknown", task="no.such.task", interval_seconds=1),
-            ScheduledTask(name="bad cron", task="tests.add", args=[1, 1], crontab="99 * * * *"),
-            ScheduledTask(name="no schedule", task="tests.add", args=[1, 1]),
-            ScheduledTask(name="good", task="tests.add", args=[1, 1], interval_seconds=1),
+            Schedule(name="unknown", task="no.such.task", interval_seconds=1),
+            Schedule(name="bad cron", task="tests.add", args=[1, 1], crontab="99 * * * *"),
+            Schedule(name="no schedule", task="tests.add", args=[1, 1]),
+            Schedule(name="good", task="tests.add", args=[1, 1], interval_seconds=1),
         ])
         db.session.commit()
         db.session.remove()
@@ -188,7 +188,7 @@ def test_bad_rows_are_disabled_with_a_reason_and_the_rest_still_runs(make_app):
 def test_a_run_missed_while_beat_was_down_is_sent_once(make_app):
     app = make_app()
     with app.app_context():
-        db.session.add(ScheduledTask(name="hourly", task="tests.add", args=[1, 1], interval_seconds=600,
+        db.session.add(Schedule(name="hourly", task="tests.add", args=[1, 1], interval_seconds=600,
                                      last_run_at=utcnow() - timedelta(hours=5), run_count=7))
         db.session.commit()
         db.session.remove()
@@ -213,7 +213,7 @@ def test_the_change_marker_moves_with_edits_and_bulk_edits_but_not_bookkeeping(m
         task = schedules.create({"name": "m", "task": "tests.add", "args": [1, 2], "interval_seconds": 5}, registered)
         task_id = task.id
         assert version() == v0 + 1
-        row = db.session.get(ScheduledTask, task_id)
+        row = db.session.get(Schedule, task_id)
         row.status, row.run_count = "running", 3
         db.session.commit()
         assert version() == v0 + 1, "run bookkeeping must not reload Beat"

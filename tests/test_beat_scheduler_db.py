@@ -3,7 +3,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import create_engine
 
-from models import ScheduledTask, db
+from models import Schedule, db
 from panel.beat.scheduler import DatabaseScheduler
 from panel.runlog import recorder
 from tests.helpers import free_port
@@ -16,7 +16,7 @@ def _scheduler(app):
 def test_a_database_error_keeps_the_last_good_schedule_and_is_retried(make_app):
     app = make_app()
     with app.app_context():
-        db.session.add(ScheduledTask(name="keep me", task="tests.add", args=[1, 1], interval_seconds=30))
+        db.session.add(Schedule(name="keep me", task="tests.add", args=[1, 1], interval_seconds=30))
         db.session.commit()
     sched = _scheduler(app)
     try:
@@ -29,7 +29,7 @@ def test_a_database_error_keeps_the_last_good_schedule_and_is_retried(make_app):
         assert sched._reload() is False
         sched._engine = good
         with app.app_context():
-            db.session.add(ScheduledTask(name="new one", task="tests.add", args=[2, 2], interval_seconds=30))
+            db.session.add(Schedule(name="new one", task="tests.add", args=[2, 2], interval_seconds=30))
             db.session.commit()
         sched._marker_checked = 0
         assert set(sched.schedule) == {"keep me", "new one"}, "the scheduler did not recover"
@@ -40,7 +40,7 @@ def test_a_database_error_keeps_the_last_good_schedule_and_is_retried(make_app):
 def test_crontab_rows_use_the_configured_timezone(make_app):
     app = make_app(CELERY_TIMEZONE="Asia/Tokyo")
     with app.app_context():
-        db.session.add(ScheduledTask(name="tokyo", task="tests.add", args=[1, 1], crontab="0 9 * * *"))
+        db.session.add(Schedule(name="tokyo", task="tests.add", args=[1, 1], crontab="0 9 * * *"))
         db.session.commit()
     sched = _scheduler(app)
     try:

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import psutil
 
-from models import ScheduledTask, TaskLog, db, utcnow
+from models import Run, Schedule, db, utcnow
 from panel.broker import remote
 from panel.runlog import reconciler
 from tests.conftest import api_client
@@ -91,7 +91,7 @@ def test_a_worker_killed_with_sigkill_leaves_no_row_running(app):
         stop.set()
     assert "is gone" in row.error and row.finished_at is not None
     with app.app_context():
-        assert db.session.query(TaskLog).filter_by(status="running").count() == 0
+        assert db.session.query(Run).filter_by(status="running").count() == 0
 
 
 def test_stop_all_tasks_stops_beat_from_sending_them(app, client):
@@ -102,7 +102,7 @@ def test_stop_all_tasks_stops_beat_from_sending_them(app, client):
     def sent():
         with app.app_context():
             try:
-                return db.session.query(TaskLog).count()
+                return db.session.query(Run).count()
             finally:
                 db.session.remove()
     wait_for(lambda: sent() >= 2, 10, "the tasks to be sent")
@@ -114,7 +114,7 @@ def test_stop_all_tasks_stops_beat_from_sending_them(app, client):
     assert client.post("/scheduler/start-all-tasks/").get_json()["enabled"] == 2
     wait_for(lambda: sent() > before, 10, "Beat to send them again")
     with app.app_context():
-        assert all(t.enabled for t in db.session.query(ScheduledTask))
+        assert all(t.enabled for t in db.session.query(Schedule))
 
 
 def test_a_run_whose_end_never_reached_the_database_takes_the_outcome_its_backend_stored(app):
@@ -127,7 +127,7 @@ def test_a_run_whose_end_never_reached_the_database_takes_the_outcome_its_backen
     for sent in (ok, bad):
         wait_for(lambda: run_row(app, sent.id).finished_at is not None, 10, "the run's end to be recorded")
     with app.app_context():  # as if neither end had been committed
-        db.session.query(TaskLog).filter(TaskLog.celery_task_id.in_([ok.id, bad.id])).update(
+        db.session.query(Run).filter(Run.celery_task_id.in_([ok.id, bad.id])).update(
             {"status": "running", "state": "STARTED", "finished_at": None, "result": None, "error": None,
              "traceback": None, "started_at": utcnow() - timedelta(seconds=60)})
         db.session.commit()

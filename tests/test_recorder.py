@@ -3,7 +3,7 @@ import uuid
 from datetime import timedelta
 from types import SimpleNamespace
 
-from models import ScheduledTask, TaskLog, db
+from models import Run, Schedule, db
 from panel.runlog import recorder
 
 
@@ -14,7 +14,7 @@ def _task(task_id, hostname="w1@host"):
 def _schedule(app, name):
     """A scheduled-task row to link runs to: (id, updated_at)."""
     with app.app_context():
-        sched = ScheduledTask(name=name, task="tests.add", interval_seconds=5)
+        sched = Schedule(name=name, task="tests.add", interval_seconds=5)
         db.session.add(sched)
         db.session.commit()
         return sched.id, sched.updated_at
@@ -30,11 +30,11 @@ def test_a_recorded_run_round_trips_through_each_backend(make_app, backend):
     recorder.on_prerun(task_id=tid, task=_task(tid))
     recorder.on_success(sender=_task(tid), result={"answer": 42})
     with app.app_context():
-        run = db.session.query(TaskLog).filter_by(celery_task_id=tid).one()
+        run = db.session.query(Run).filter_by(celery_task_id=tid).one()
         assert (run.status, run.state, run.worker) == ("completed", "SUCCESS", "w1@host")
         assert run.args == [1, "ü"] and run.kwargs == {"k": [1, None]} and run.result == '{"answer": 42}'
         assert run.queued_at <= run.started_at <= run.finished_at and run.scheduled_task_id == sched_id
-        sched = db.session.get(ScheduledTask, sched_id)
+        sched = db.session.get(Schedule, sched_id)
         assert sched.status == "completed" and sched.run_count == 1 and sched.last_run_at is not None
         assert sched.updated_at >= updated_before
 
@@ -44,7 +44,7 @@ def test_a_run_sent_without_recording_is_inserted_when_it_starts(make_app):
     tid = uuid.uuid4().hex
     recorder.on_prerun(task_id=tid, task=_task(tid), args=[2, 3], kwargs={})
     with app.app_context():
-        run = db.session.query(TaskLog).filter_by(celery_task_id=tid).one()
+        run = db.session.query(Run).filter_by(celery_task_id=tid).one()
         assert run.status == "running" and run.args == [2, 3] and run.started_at is not None
 
 
@@ -80,8 +80,8 @@ def test_an_edit_that_reads_first_never_fails_when_a_worker_writes_meanwhile(mak
     thread.join(15)
     assert errors == []
     with app.app_context():
-        assert db.session.get(ScheduledTask, task_id).interval_seconds == 7
-        assert db.session.query(TaskLog).filter_by(celery_task_id=tid).count() == 1
+        assert db.session.get(Schedule, task_id).interval_seconds == 7
+        assert db.session.query(Run).filter_by(celery_task_id=tid).count() == 1
 
 
 def test_a_start_recorded_before_the_senders_insert_keeps_both_halves(make_app, backend):
@@ -93,7 +93,7 @@ def test_a_start_recorded_before_the_senders_insert_keeps_both_halves(make_app, 
     recorder.on_publish(sender="tests.add", body=([1, 2], {}, {}),
                         headers={"id": tid, "task": "tests.add", recorder.SCHEDULE_HEADER: sched_id})
     with app.app_context():
-        run = db.session.query(TaskLog).filter_by(celery_task_id=tid).one()
+        run = db.session.query(Run).filter_by(celery_task_id=tid).one()
         assert run.status == "running" and run.worker == "w1@host" and run.scheduled_task_id == sched_id
         assert run.queued_at <= run.started_at  # the sender's later clock never puts the queueing after the start
 
@@ -108,7 +108,7 @@ def test_a_senders_insert_stamped_after_the_start_never_puts_queueing_after_it(m
     monkeypatch.undo()
     recorder.on_prerun(task_id=tid, task=_task(tid), args=[1, 2], kwargs={})
     with app.app_context():
-        run = db.session.query(TaskLog).filter_by(celery_task_id=tid).one()
+        run = db.session.query(Run).filter_by(celery_task_id=tid).one()
         assert run.status == "running" and run.queued_at <= run.started_at < late
 
 
@@ -119,5 +119,5 @@ def test_every_recorder_statement_prepares_and_a_revoke_is_recorded(make_app, ba
     recorder.on_revoked(request=SimpleNamespace(id=tid), terminated=True, signum=15)
     recorder.on_failure(sender=None, task_id=tid, exception=RuntimeError("after the revoke"), einfo=None)
     with app.app_context():
-        run = db.session.query(TaskLog).filter_by(celery_task_id=tid).one()
+        run = db.session.query(Run).filter_by(celery_task_id=tid).one()
         assert (run.status, run.state, run.error) == ("failed", "REVOKED", "Task terminated by signal 15")

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from flask_migrate import upgrade
 
-from models import ScheduledTask, TaskLog, db, utcnow
+from models import Run, Schedule, db, utcnow
 from panel.beat.schedules import parse_crontab
 from panel.runlog import retention, stats
 from tests.conftest import api_client
@@ -19,13 +19,13 @@ NOW = utcnow().replace(microsecond=0)
 
 
 def add_runs(app, specs):
-    """Insert runs: each spec is a dict of TaskLog fields; returns their Celery ids in order."""
+    """Insert runs: each spec is a dict of Run fields; returns their Celery ids in order."""
     ids = []
     with app.app_context():
         for spec in specs:
             row = {"celery_task_id": str(uuid.uuid4()), "task_name": "crawl_url", "state": "SUCCESS",
                    "status": "completed", "args": [], "kwargs": {}, "queued_at": NOW, **spec}
-            db.session.add(TaskLog(**row))
+            db.session.add(Run(**row))
             ids.append(row["celery_task_id"])
         db.session.commit()
         db.session.remove()
@@ -108,7 +108,7 @@ def test_bad_filters_answer_400_naming_the_field(app, query, field):
 
 def test_list_leaves_out_tracebacks_and_detail_has_everything_with_its_schedule(app):
     with app.app_context():
-        task = ScheduledTask(name="nightly crawl", task="crawl_url", args=["http://x"], kwargs={}, interval_seconds=60)
+        task = Schedule(name="nightly crawl", task="crawl_url", args=["http://x"], kwargs={}, interval_seconds=60)
         db.session.add(task)
         db.session.commit()
         task_id = task.id
@@ -176,7 +176,7 @@ def test_delete_works_in_batches_and_removes_every_match(app, monkeypatch):
     add_runs(app, [{"state": "SUCCESS", "queued_at": NOW - timedelta(days=2)} for _ in range(50)])
     with app.app_context():
         assert retention.delete_finished(("SUCCESS",), NOW - timedelta(days=1)) == 50
-        assert db.session.query(TaskLog).count() == 0
+        assert db.session.query(Run).count() == 0
 
 
 def test_retention_cleanup_keeps_failures_and_recent_successes_by_default(app):
@@ -188,7 +188,7 @@ def test_retention_cleanup_keeps_failures_and_recent_successes_by_default(app):
     result = app.test_cli_runner().invoke(args=["runs", "cleanup"], catch_exceptions=False)
     assert result.exit_code == 0 and "deleted 1 run(s) in SUCCESS" in result.output
     with app.app_context():
-        assert sorted(s for (s,) in db.session.query(TaskLog.state)) == ["FAILURE", "REVOKED", "SUCCESS"]
+        assert sorted(s for (s,) in db.session.query(Run.state)) == ["FAILURE", "REVOKED", "SUCCESS"]
     assert api_client(app).post("/api/runs/cleanup", json={"include_failures": True}).get_json()["deleted"] == 2
 
 
@@ -199,7 +199,7 @@ def test_retention_task_runs_on_a_real_worker_and_its_schedule_comes_with_the_mi
         db.session.execute(db.text("DROP TABLE IF EXISTS alembic_version"))
         db.session.commit()
         upgrade()
-        task = db.session.query(ScheduledTask).filter_by(task="cleanup_results").one()
+        task = db.session.query(Schedule).filter_by(task="cleanup_results").one()
         assert task.enabled and task.kwargs == {"days": 30, "include_failures": False}
         parse_crontab(task.crontab)
         task_id = task.id

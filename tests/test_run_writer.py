@@ -4,7 +4,7 @@ import time
 import uuid
 from types import SimpleNamespace
 
-from models import TaskLog, db, utcnow
+from models import Run, db, utcnow
 from panel.runlog import recorder
 from panel.runlog.writer import RunWriter
 from tests.helpers import start_worker
@@ -59,7 +59,7 @@ def test_a_change_the_database_rejects_does_not_take_the_rest_of_its_batch_along
     # task_name NULL breaks NOT NULL: an error the database will never accept, not a refusal to keep
     recorder._write_batch([_insert(good[0]), _insert(uuid.uuid4().hex, task_name=None), _insert(good[1])])
     with app.app_context():
-        names = {r.celery_task_id for r in db.session.query(TaskLog)}
+        names = {r.celery_task_id for r in db.session.query(Run)}
     assert names == set(good)
 
 
@@ -77,10 +77,10 @@ def test_a_pool_process_flushes_what_it_queued_before_it_exits(make_app, monkeyp
     tid = uuid.uuid4().hex
     recorder.on_prerun(task_id=tid, task=_task(tid), args=[1], kwargs={})
     with app.app_context():
-        assert db.session.query(TaskLog).filter_by(celery_task_id=tid).count() == 0  # still queued
+        assert db.session.query(Run).filter_by(celery_task_id=tid).count() == 0  # still queued
     recorder._flush_writer()  # what worker_process_shutdown calls in the pool process
     with app.app_context():
-        assert db.session.query(TaskLog).filter_by(celery_task_id=tid).one().status == "running"
+        assert db.session.query(Run).filter_by(celery_task_id=tid).one().status == "running"
 
 
 def test_a_real_prefork_worker_records_every_run_of_a_burst_even_when_stopped_right_after(make_app):
@@ -93,7 +93,7 @@ def test_a_real_prefork_worker_records_every_run_of_a_burst_even_when_stopped_ri
     killed, _ = app.extensions["supervisor"].stop(("worker",))  # warm shutdown right after the last result
     assert killed["worker"] == 1
     with app.app_context():
-        runs = db.session.query(TaskLog).filter(TaskLog.celery_task_id.in_([r.id for r in sent])).all()
+        runs = db.session.query(Run).filter(Run.celery_task_id.in_([r.id for r in sent])).all()
         assert len(runs) == 200
         assert {(r.status, r.state) for r in runs} == {("completed", "SUCCESS")}
         assert all(r.worker and r.started_at and r.finished_at for r in runs)

@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import psutil
 
-from models import ScheduledTask, TaskLog, db, utcnow
+from models import Run, Schedule, db, utcnow
 from panel.host import processes
 from panel.host.processes import BEAT, WORKER
 from tests.conftest import api_client
@@ -12,16 +12,16 @@ from tests.conftest import api_client
 
 def _seed_rows():
     now = utcnow() - timedelta(minutes=5)
-    running = ScheduledTask(name="running one", task="tests.add", interval_seconds=60, status="running")
-    done = ScheduledTask(name="done one", task="tests.add", interval_seconds=60, status="completed")
+    running = Schedule(name="running one", task="tests.add", interval_seconds=60, status="running")
+    done = Schedule(name="done one", task="tests.add", interval_seconds=60, status="completed")
     db.session.add_all([running, done])
     db.session.flush()
     rows = {
-        "running": TaskLog(celery_task_id=uuid.uuid4().hex, task_name="tests.add", status="running",
+        "running": Run(celery_task_id=uuid.uuid4().hex, task_name="tests.add", status="running",
                            state="STARTED", scheduled_task_id=running.id, queued_at=now, started_at=now),
-        "pending": TaskLog(celery_task_id=uuid.uuid4().hex, task_name="tests.add", status="pending",
+        "pending": Run(celery_task_id=uuid.uuid4().hex, task_name="tests.add", status="pending",
                            state="PENDING", queued_at=now),
-        "completed": TaskLog(celery_task_id=uuid.uuid4().hex, task_name="tests.add", status="completed",
+        "completed": Run(celery_task_id=uuid.uuid4().hex, task_name="tests.add", status="completed",
                              state="SUCCESS", queued_at=now, started_at=now, finished_at=now),
     }
     db.session.add_all(rows.values())
@@ -38,12 +38,12 @@ def test_stop_celery_marks_running_rows_failed_and_leaves_the_rest(make_app, bac
     assert body["status"] == "success"
     assert "marked 1 running task(s) and 1 running log(s) as failed" in body["message"]
     with app.app_context():
-        run = {k: db.session.query(TaskLog).filter_by(celery_task_id=v).one() for k, v in ids.items()}
+        run = {k: db.session.query(Run).filter_by(celery_task_id=v).one() for k, v in ids.items()}
         assert run["running"].status == "failed" and run["running"].finished_at >= before
         assert run["running"].error == "Celery was stopped from the panel while this task was running"
         assert run["pending"].status == "pending" and run["pending"].finished_at is None
         assert run["completed"].status == "completed" and run["completed"].error is None
-        tasks = {t.name: t.status for t in db.session.query(ScheduledTask)}
+        tasks = {t.name: t.status for t in db.session.query(Schedule)}
         assert tasks == {"running one": "failed", "done one": "completed"}
 
 
@@ -78,7 +78,7 @@ def test_a_slow_stop_never_blocks_the_run_log(make_app):
     assert client.post("/scheduler/start-celery/").get_json()["status"] == "success"
     stuck = app.extensions["celery"].send_task("tests.sleep_ignoring_term", args=[120])
     with app.app_context():
-        wait_for(lambda: db.session.query(TaskLog).filter_by(celery_task_id=stuck.id, status="running").first()
+        wait_for(lambda: db.session.query(Run).filter_by(celery_task_id=stuck.id, status="running").first()
                  or db.session.rollback(), 30, "the stuck task to run")
         db.session.remove()
     stopper = threading.Thread(target=lambda: client.post("/scheduler/stop-celery/"))
@@ -91,4 +91,4 @@ def test_a_slow_stop_never_blocks_the_run_log(make_app):
     stopper.join(60)
     assert took < 1.0, f"recording waited {took:.1f}s for the stop to finish"
     with app.app_context():
-        assert db.session.query(TaskLog).filter_by(celery_task_id=tid).count() == 1
+        assert db.session.query(Run).filter_by(celery_task_id=tid).count() == 1

@@ -9,7 +9,7 @@ import time
 import psutil
 import pytest
 
-from models import RUNNING, TaskLog, db
+from models import RUNNING, Run, db
 from panel.config import ROOT
 from panel.host import oscontrol, processes
 from panel.host.processes import BEAT, WORKER, ProcessRef
@@ -193,7 +193,7 @@ def test_worker_busy_with_a_task_ignoring_term_is_killed_after_the_grace(app, cl
     celery = app.extensions["celery"]
     result = celery.send_task("tests.sleep_ignoring_term", args=[120])
     with app.app_context():
-        wait_for(lambda: db.session.query(TaskLog).filter_by(celery_task_id=result.id, status=RUNNING).first()
+        wait_for(lambda: db.session.query(Run).filter_by(celery_task_id=result.id, status=RUNNING).first()
                  or db.session.rollback(), 30, "the task to run")
     pids = client.get("/scheduler/celery-status/").get_json()["worker"]
     tree = [pids["pids"][0]] + pids["pool_pids"][str(pids["pids"][0])]
@@ -205,7 +205,7 @@ def test_worker_busy_with_a_task_ignoring_term_is_killed_after_the_grace(app, cl
     assert elapsed < app.config["STOP_GRACE_S"] + 10
     assert not [p for p in tree if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
     with app.app_context():
-        row = db.session.query(TaskLog).filter_by(celery_task_id=result.id).one()
+        row = db.session.query(Run).filter_by(celery_task_id=result.id).one()
         assert row.status == "failed" and row.finished_at is not None
         assert "stopped from the panel" in row.error
 

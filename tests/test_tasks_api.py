@@ -1,7 +1,7 @@
 """The scheduled-task JSON API: validation, lookups, toolbar controls, run now."""
 import pytest
 
-from models import ScheduleChange, ScheduledTask, db
+from models import Schedule, ScheduleChange, db
 from panel.host import processes
 from tests.conftest import api_client
 from tests.helpers import free_port, wait_for
@@ -13,7 +13,7 @@ GOOD = {"name": "crawl home", "task": "crawl_url", "args": ["http://127.0.0.1:9/
 def count_tasks(app):
     with app.app_context():
         try:
-            return db.session.query(ScheduledTask).count()
+            return db.session.query(Schedule).count()
         finally:
             db.session.remove()
 

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from models import AlertEvent, ProcessEvent, ScheduledTask, TaskLog, db
+from models import AlertEvent, ProcessEvent, Run, Schedule, db
 from panel import background
 from panel.host import processes, watchdog
 from panel.host.processes import BEAT, WORKER
@@ -83,7 +83,7 @@ def test_worker_killed_mid_task_is_restarted_and_its_run_fails_with_the_reason(w
     [crash] = events(app, WORKER, "crash")
     assert crash.exit_status == -signal.SIGKILL and crash.actor == "watchdog" and crash.pids == old
     with app.app_context():
-        assert db.session.query(TaskLog).filter_by(status="running").count() == 0
+        assert db.session.query(Run).filter_by(status="running").count() == 0
         assert db.session.query(AlertEvent).filter_by(kind="process_stopped").count() == 1
     assert len(live(app, WORKER)) == 1
     FAULTS.append(("worker SIGKILLed mid-task, watchdog on",
@@ -123,14 +123,14 @@ def test_a_program_that_cannot_start_backs_off_with_growing_delays_then_goes_fat
 def test_beat_killed_is_restarted_and_sends_no_scheduled_run_twice(watched):
     app = watched(BEAT)
     with app.app_context():
-        db.session.add(ScheduledTask(name="every 2 s", task="tests.add", args=[1, 2], kwargs={}, interval_seconds=2))
+        db.session.add(Schedule(name="every 2 s", task="tests.add", args=[1, 2], kwargs={}, interval_seconds=2))
         db.session.commit()
         db.session.remove()
     old = wait_for(lambda: live(app, BEAT), 30, "the watchdog to start Beat")
 
     def sent():
         with app.app_context():
-            times = [t for (t,) in db.session.query(TaskLog.queued_at).order_by(TaskLog.queued_at)]
+            times = [t for (t,) in db.session.query(Run.queued_at).order_by(Run.queued_at)]
             db.session.remove()
             return times
     wait_for(lambda: len(sent()) >= 2, 30, "two scheduled sends")

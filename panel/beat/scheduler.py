@@ -8,7 +8,7 @@ from celery.utils.log import get_logger
 from sqlalchemy import select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from models import MARKER_ID, ScheduleChange, ScheduledTask, utcnow
+from models import MARKER_ID, Schedule, ScheduleChange, utcnow
 from panel.beat.lock import DISPATCH_KEY, BeatLock
 from panel.beat.schedules import schedule_of
 from panel.broker import connection
@@ -19,7 +19,7 @@ from panel.runlog import recorder
 
 logger = get_logger(__name__)
 MARKER_CHECK_S = 1.0
-tasks_t = ScheduledTask.__table__
+tasks_t = Schedule.__table__
 marker_t = ScheduleChange.__table__
 
 

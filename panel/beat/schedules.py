@@ -5,7 +5,7 @@ from celery.schedules import crontab as celery_crontab, schedule as celery_inter
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from models import ScheduledTask, db
+from models import Schedule, db
 from panel.broker import publish
 from panel.errors import NameTaken, NotFound, ValidationError
 from panel.runlog import recorder
@@ -46,7 +46,7 @@ def _check_task_type(fields, registered):
 def create(fields, registered):
     """Save a new schedule (fields checked by the request's model); the change marker moves with it."""
     _check_task_type(fields, registered)
-    task = ScheduledTask(**fields)
+    task = Schedule(**fields)
     db.session.add(task)
     _commit_unique(fields.get("name"))
     return task
@@ -88,20 +88,20 @@ def set_all_enabled(enabled):
     if enabled:
         values["disabled_reason"] = None
     result = db.session.execute(
-        update(ScheduledTask).where(ScheduledTask.enabled.is_not(enabled)).values(**values))
+        update(Schedule).where(Schedule.enabled.is_not(enabled)).values(**values))
     db.session.commit()
     return result.rowcount
 
 
 def get(task_id):
-    task = db.session.get(ScheduledTask, task_id) if 0 < task_id <= ID_MAX else None
+    task = db.session.get(Schedule, task_id) if 0 < task_id <= ID_MAX else None
     if task is None:
         raise NotFound(f"scheduled task {task_id} does not exist")
     return task
 
 
-def all_tasks():
-    return db.session.scalars(select(ScheduledTask).order_by(ScheduledTask.name)).all()
+def all_schedules():
+    return db.session.scalars(select(Schedule).order_by(Schedule.name)).all()
 
 
 def _commit_unique(name):
@@ -142,8 +142,8 @@ def run_now(task, celery):
 
 def run_all(celery):
     """Send every enabled task now; returns (name, celery id) pairs."""
-    rows = db.session.execute(select(ScheduledTask.id, ScheduledTask.name, ScheduledTask.task, ScheduledTask.args,
-                                     ScheduledTask.kwargs).where(ScheduledTask.enabled.is_(True))
-                              .order_by(ScheduledTask.name)).all()
+    rows = db.session.execute(select(Schedule.id, Schedule.name, Schedule.task, Schedule.args,
+                                     Schedule.kwargs).where(Schedule.enabled.is_(True))
+                              .order_by(Schedule.name)).all()
     db.session.rollback()
     return [(name, _send(celery, task_id, celery_name, args, kwargs)) for task_id, name, celery_name, args, kwargs in rows]

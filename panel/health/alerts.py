@@ -16,7 +16,7 @@ from email.utils import formatdate, make_msgid
 import requests
 from sqlalchemy import func, select, text, update
 
-from models import AlertEvent, ScheduledTask, TaskLog, Watchdog, db, utcnow
+from models import AlertEvent, Run, Schedule, Watchdog, db, utcnow
 from panel.database import reader
 from panel.host.oscontrol import describe_exit
 
@@ -218,7 +218,7 @@ def run_checks(config, now=None):
 def check_beat_missed(config, now):
     """An enabled task more than the margin past its next run was not sent by Beat: one alert per miss."""
     cutoff = now - timedelta(seconds=config["ALERT_BEAT_MISS_MARGIN_S"])
-    tasks = ScheduledTask.__table__
+    tasks = Schedule.__table__
     with reader(db.engine).connect() as conn:  # deferred reads: the check never waits for a writer
         if conn.execute(select(Watchdog.desired).where(Watchdog.program == "beat")).scalar() == "stopped":
             return []  # a person stopped Beat through the panel: the schedule is meant to wait
@@ -251,9 +251,9 @@ def check_failures(config, now):
             .limit(1)).first()
         if recent:  # raised lately: looking again every 10 s would only add rate-limited rows
             return []
-        counts = conn.execute(select(TaskLog.task_name, func.count()).where(
-            TaskLog.state == "FAILURE", TaskLog.finished_at >= now - timedelta(seconds=window_s))
-            .group_by(TaskLog.task_name)).all()
+        counts = conn.execute(select(Run.task_name, func.count()).where(
+            Run.state == "FAILURE", Run.finished_at >= now - timedelta(seconds=window_s))
+            .group_by(Run.task_name)).all()
     total = sum(n for _, n in counts)
     if total < threshold:
         return []

@@ -8,7 +8,7 @@ from datetime import datetime
 import redis
 from sqlalchemy import select, text
 
-from models import TaskLog, db, utcnow
+from models import Run, db, utcnow
 from panel import background
 from panel.beat.lock import DISPATCH_KEY
 from panel.broker import connection
@@ -79,8 +79,8 @@ def oldest_queued(celery, configured):
     if not ids:
         return None
     with reader(db.engine).connect() as conn:
-        sent = dict(conn.execute(select(TaskLog.celery_task_id, TaskLog.queued_at)
-                                 .where(TaskLog.celery_task_id.in_(ids))).all())
+        sent = dict(conn.execute(select(Run.celery_task_id, Run.queued_at)
+                                 .where(Run.celery_task_id.in_(ids))).all())
     for item in waiting:
         at = sent.get(item["task_id"])
         item["queued_at"] = at.isoformat() + "Z" if at else None

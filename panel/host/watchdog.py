@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from models import RUNNING, TaskLog, Watchdog, db, utcnow
+from models import RUNNING, Run, Watchdog, db, utcnow
 from panel.database import reader
 from panel.errors import BrokerDown, ControlBusy
 from panel.health import alerts
@@ -179,8 +179,8 @@ class Watchdogs:
 
     def _fail_runs_of_dead_worker(self, how):
         """No worker process: its running runs are lost now, before a new worker takes the name."""
-        ids = db.session.scalars(select(TaskLog.celery_task_id).where(
-            TaskLog.status == RUNNING, TaskLog.worker == self.supervisor.nodename)).all()
+        ids = db.session.scalars(select(Run.celery_task_id).where(
+            Run.status == RUNNING, Run.worker == self.supervisor.nodename)).all()
         if not ids:
             return 0
         return runs.mark_failed(list(ids), f"Worker {self.supervisor.nodename} died ({how}); the run was lost",

@@ -96,11 +96,11 @@ def cancel(celery, instance, open_runs):
     return outcome
 
 
-def cancel_task(celery, instance, task):
-    """Cancel every queued and running run of a scheduled task."""
-    open_runs = runs.open_runs_of(task.id)
+def cancel_schedule(celery, instance, schedule):
+    """Cancel every queued and running run of a schedule."""
+    open_runs = runs.open_runs_of(schedule.id)
     if not open_runs:
-        raise NotCancellable(f"Task {task.name} is not running: nothing to cancel")
+        raise NotCancellable(f"Task {schedule.name} is not running: nothing to cancel")
     return cancel(celery, instance, open_runs)
 
 

@@ -8,7 +8,7 @@ from celery import signals
 from sqlalchemy import bindparam, case, func, insert, or_, select, update
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from models import COMPLETED, FAILED, PENDING, RUNNING, ScheduledTask, TaskLog, db, utcnow
+from models import COMPLETED, FAILED, PENDING, RUNNING, Run, Schedule, db, utcnow
 from panel.database import dispose_after_fork, reader
 from panel.runlog import prepared
 from panel.runlog.spool import Spool
@@ -19,8 +19,8 @@ SCHEDULE_HEADER = "panel_schedule_id"
 RESULT_MAX_CHARS = 64 * 1024
 TRANSIENT_RETRY_S = (0.05, 0.25)
 SPOOL_ROW_WAIT_S = 300  # a kept update whose run row never appears is written (to nothing) after this
-logs_t = TaskLog.__table__
-tasks_t = ScheduledTask.__table__
+logs_t = Run.__table__
+tasks_t = Schedule.__table__
 
 _engine = None
 _sql = {}

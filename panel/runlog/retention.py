@@ -4,7 +4,7 @@ from datetime import timedelta
 
 from sqlalchemy import delete, func, select
 
-from models import TaskLog, db, utcnow
+from models import Run, db, utcnow
 from panel.errors import ValidationError
 
 log = logging.getLogger("panel.retention")
@@ -31,15 +31,15 @@ def check_days(days, field="days"):
 
 
 def _matching(states, before, task=None):
-    terms = [TaskLog.state.in_(states), TaskLog.queued_at < before]
+    terms = [Run.state.in_(states), Run.queued_at < before]
     if task:
-        terms.append(TaskLog.task_name == task)
+        terms.append(Run.task_name == task)
     return terms
 
 
 def count(states, before, task=None):
     """How many runs a delete would remove (the dry run)."""
-    total = db.session.scalar(select(func.count()).select_from(TaskLog).where(*_matching(states, before, task)))
+    total = db.session.scalar(select(func.count()).select_from(Run).where(*_matching(states, before, task)))
     db.session.rollback()
     return total
 
@@ -49,8 +49,8 @@ def delete_finished(states, before, task=None):
     states = check_states(states)
     removed = 0
     while True:
-        ids = select(TaskLog.id).where(*_matching(states, before, task)).limit(BATCH_ROWS).scalar_subquery()
-        gone = db.session.execute(delete(TaskLog).where(TaskLog.id.in_(ids))
+        ids = select(Run.id).where(*_matching(states, before, task)).limit(BATCH_ROWS).scalar_subquery()
+        gone = db.session.execute(delete(Run).where(Run.id.in_(ids))
                                   .execution_options(synchronize_session=False)).rowcount
         db.session.commit()
         removed += gone

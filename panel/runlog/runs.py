@@ -5,7 +5,7 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
-from models import COMPLETED, FAILED, PENDING, RUNNING, ScheduledTask, TaskLog, db, utcnow
+from models import COMPLETED, FAILED, PENDING, RUNNING, Run, Schedule, db, utcnow
 from panel.broker import remote, results
 from panel.runlog.recorder import as_naive_utc, clip
 
@@ -31,18 +31,18 @@ def as_dict(run):
 
 
 def get(celery_task_id):
-    return db.session.scalar(select(TaskLog).where(TaskLog.celery_task_id == celery_task_id))
+    return db.session.scalar(select(Run).where(Run.celery_task_id == celery_task_id))
 
 
-def of_task(task_id, limit=100):
-    query = (select(TaskLog).where(TaskLog.scheduled_task_id == task_id)
-             .order_by(TaskLog.queued_at.desc(), TaskLog.id.desc()).limit(min(max(limit, 1), RUNS_PAGE_MAX)))
+def of_schedule(schedule_id, limit=100):
+    query = (select(Run).where(Run.scheduled_task_id == schedule_id)
+             .order_by(Run.queued_at.desc(), Run.id.desc()).limit(min(max(limit, 1), RUNS_PAGE_MAX)))
     return db.session.scalars(query).all()
 
 
-def open_runs_of(task_id):
-    return db.session.scalars(select(TaskLog).where(
-        TaskLog.scheduled_task_id == task_id, TaskLog.status.in_(OPEN))).all()
+def open_runs_of(schedule_id):
+    return db.session.scalars(select(Run).where(
+        Run.scheduled_task_id == schedule_id, Run.status.in_(OPEN))).all()
 
 
 def mark_failed(celery_task_ids, reason, state="REVOKED"):
@@ -50,8 +50,8 @@ def mark_failed(celery_task_ids, reason, state="REVOKED"):
     if not celery_task_ids:
         return 0
     now = utcnow()
-    result = db.session.execute(update(TaskLog).where(
-        TaskLog.celery_task_id.in_(celery_task_ids), TaskLog.status.in_(OPEN)).values(
+    result = db.session.execute(update(Run).where(
+        Run.celery_task_id.in_(celery_task_ids), Run.status.in_(OPEN)).values(
         status=FAILED, state=state, finished_at=now, error=reason).execution_options(synchronize_session=False))
     _schedules_follow(celery_task_ids, FAILED)
     db.session.commit()
@@ -60,8 +60,8 @@ def mark_failed(celery_task_ids, reason, state="REVOKED"):
 
 def _schedules_follow(celery_task_ids, status):
     """The scheduled tasks these runs came from take the runs' new status."""
-    task_ids = select(TaskLog.scheduled_task_id).where(TaskLog.celery_task_id.in_(celery_task_ids)).scalar_subquery()
-    db.session.execute(update(ScheduledTask).where(ScheduledTask.id.in_(task_ids)).values(status=status)
+    task_ids = select(Run.scheduled_task_id).where(Run.celery_task_id.in_(celery_task_ids)).scalar_subquery()
+    db.session.execute(update(Schedule).where(Schedule.id.in_(task_ids)).values(status=status)
                        .execution_options(synchronize_session=False))
 
 
@@ -73,9 +73,9 @@ def end_transaction():
 def fail_running(reason):
     """Every running run and running task becomes failed, finished now, with the reason."""
     now = utcnow()
-    logs = db.session.execute(update(TaskLog).where(TaskLog.status == RUNNING).values(
+    logs = db.session.execute(update(Run).where(Run.status == RUNNING).values(
         status=FAILED, state="FAILURE", finished_at=now, error=reason))
-    tasks = db.session.execute(update(ScheduledTask).where(ScheduledTask.status == RUNNING)
+    tasks = db.session.execute(update(Schedule).where(Schedule.status == RUNNING)
                                .values(status=FAILED).execution_options(synchronize_session=False))
     db.session.commit()
     return tasks.rowcount, logs.rowcount
@@ -84,8 +84,8 @@ def fail_running(reason):
 def reconcile(celery, timeout_s=1.0):
     """Runs the database shows running but no live worker holds become failed, saying why."""
     cutoff = utcnow() - timedelta(seconds=RECONCILE_MIN_AGE_S)
-    running = db.session.execute(select(TaskLog.celery_task_id, TaskLog.worker).where(
-        TaskLog.status == RUNNING, TaskLog.started_at <= cutoff)).all()
+    running = db.session.execute(select(Run.celery_task_id, Run.worker).where(
+        Run.status == RUNNING, Run.started_at <= cutoff)).all()
     db.session.rollback()  # no transaction held while we wait for workers
     by_worker = {}
     for task_id, worker in running:
@@ -131,8 +131,8 @@ def record_outcome(celery_task_id, meta):
     else:
         exc = meta.get("result")
         values.update(error=clip(f"{type(exc).__name__}: {exc}"), traceback=clip(meta.get("traceback")))
-    changed = db.session.execute(update(TaskLog).where(
-        TaskLog.celery_task_id == celery_task_id, TaskLog.status.in_(OPEN)).values(**values)).rowcount
+    changed = db.session.execute(update(Run).where(
+        Run.celery_task_id == celery_task_id, Run.status.in_(OPEN)).values(**values)).rowcount
     _schedules_follow([celery_task_id], values["status"])
     db.session.commit()
     if changed:

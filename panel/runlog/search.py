@@ -7,7 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import String, cast, or_, select, tuple_
 
-from models import TaskLog, db
+from models import Run, db
 from panel.database import reader
 from panel.errors import ValidationError
 
@@ -18,7 +18,7 @@ PAGE_SIZE_MAX = 500
 TEXT_MAX = 200
 ID_MAX = 2**62  # a run id past this was not handed out (and would overflow the database's integer)
 UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-COLUMNS = tuple(TaskLog.__table__.columns)
+COLUMNS = tuple(Run.__table__.columns)
 
 
 @dataclass
@@ -67,22 +67,22 @@ def conditions(flt):
     """WHERE terms for a filter (without the cursor): each equality uses its (column, queued_at, id) index."""
     terms = []
     if flt.task:
-        terms.append(TaskLog.task_name == flt.task)
+        terms.append(Run.task_name == flt.task)
     if flt.states:
-        terms.append(TaskLog.state == flt.states[0] if len(flt.states) == 1 else TaskLog.state.in_(flt.states))
+        terms.append(Run.state == flt.states[0] if len(flt.states) == 1 else Run.state.in_(flt.states))
     if flt.worker:
-        terms.append(TaskLog.worker == flt.worker)
+        terms.append(Run.worker == flt.worker)
     if flt.since:
-        terms.append(TaskLog.queued_at >= flt.since)
+        terms.append(Run.queued_at >= flt.since)
     if flt.until:
-        terms.append(TaskLog.queued_at < flt.until)
+        terms.append(Run.queued_at < flt.until)
     if flt.q:
         if UUID_RE.match(flt.q):  # a task id: one probe of the unique index
-            terms.append(TaskLog.celery_task_id.in_(sorted({flt.q, flt.q.lower()})))
+            terms.append(Run.celery_task_id.in_(sorted({flt.q, flt.q.lower()})))
         else:
-            terms.append(or_(TaskLog.celery_task_id.icontains(flt.q, autoescape=True),
-                             cast(TaskLog.args, String).icontains(flt.q, autoescape=True),
-                             cast(TaskLog.kwargs, String).icontains(flt.q, autoescape=True)))
+            terms.append(or_(Run.celery_task_id.icontains(flt.q, autoescape=True),
+                             cast(Run.args, String).icontains(flt.q, autoescape=True),
+                             cast(Run.kwargs, String).icontains(flt.q, autoescape=True)))
     return terms
 
 
@@ -91,8 +91,8 @@ def select_runs(flt, limit=None):
     query = select(*COLUMNS).where(*conditions(flt))
     if flt.cursor:
         at, run_id = flt.cursor
-        query = query.where(tuple_(TaskLog.queued_at, TaskLog.id) < (at, run_id))
-    query = query.order_by(TaskLog.queued_at.desc(), TaskLog.id.desc())
+        query = query.where(tuple_(Run.queued_at, Run.id) < (at, run_id))
+    query = query.order_by(Run.queued_at.desc(), Run.id.desc())
     return query.limit(limit) if limit else query
 
 

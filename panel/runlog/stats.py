@@ -4,7 +4,7 @@ from datetime import timedelta
 
 from sqlalchemy import case, func, select
 
-from models import TaskLog, db, utcnow
+from models import Run, db, utcnow
 from panel.database import reader
 
 CHART_MINUTES = 60
@@ -31,11 +31,11 @@ def per_minute(minutes=CHART_MINUTES, now=None):
     now = (now or utcnow()).replace(second=0, microsecond=0)
     start = now - timedelta(minutes=minutes - 1)
     engine = reader(db.engine)
-    bucket = _minute(TaskLog.finished_at, engine.dialect.name)
+    bucket = _minute(Run.finished_at, engine.dialect.name)
     # One indexable term only (finished_at), so the planner walks the last hour and nothing else.
-    query = (select(bucket, func.sum(case((TaskLog.state == "SUCCESS", 1), else_=0)),
-                    func.sum(case((TaskLog.state == "FAILURE", 1), else_=0)))
-             .where(TaskLog.finished_at >= start).group_by(bucket))
+    query = (select(bucket, func.sum(case((Run.state == "SUCCESS", 1), else_=0)),
+                    func.sum(case((Run.state == "FAILURE", 1), else_=0)))
+             .where(Run.finished_at >= start).group_by(bucket))
     with engine.connect() as conn:
         counts = {m: (int(ok or 0), int(bad or 0)) for m, ok, bad in conn.execute(query)}
     series = []
@@ -50,7 +50,7 @@ def per_minute(minutes=CHART_MINUTES, now=None):
 def by_state():
     """How many runs the log holds in each Celery state (an index-only count)."""
     with reader(db.engine).connect() as conn:
-        return dict(conn.execute(select(TaskLog.state, func.count()).group_by(TaskLog.state)).all())
+        return dict(conn.execute(select(Run.state, func.count()).group_by(Run.state)).all())
 
 
 class DurationHistogram:
@@ -76,30 +76,30 @@ class DurationHistogram:
 
     def _count_all(self, conn):
         """The first look: the whole log aggregated by the database, not read row by row."""
-        seconds = _seconds_between(TaskLog.started_at, TaskLog.finished_at, conn.dialect.name)
+        seconds = _seconds_between(Run.started_at, Run.finished_at, conn.dialect.name)
         columns, lower = [], None
         for upper in self.buckets:  # bucket i holds (previous bound, bound]
             inside = seconds <= upper if lower is None else (seconds > lower) & (seconds <= upper)
             columns.append(func.sum(case((inside, 1), else_=0)))
             lower = upper
-        row = conn.execute(select(func.count(), func.coalesce(func.sum(seconds), 0.0), func.max(TaskLog.finished_at),
-                                  *columns).where(TaskLog.finished_at.is_not(None), TaskLog.started_at.is_not(None))).one()
+        row = conn.execute(select(func.count(), func.coalesce(func.sum(seconds), 0.0), func.max(Run.finished_at),
+                                  *columns).where(Run.finished_at.is_not(None), Run.started_at.is_not(None))).one()
         total, self.total_s, self.mark = row[0], float(row[1]), row[2]
         self.counts = [int(n or 0) for n in row[3:]]
         self.counts.append(total - sum(self.counts))
         if self.mark is not None:
-            self.recent = dict(conn.execute(select(TaskLog.id, TaskLog.finished_at).where(
-                TaskLog.finished_at >= self.mark - timedelta(seconds=LATE_COMMIT_S))).all())
+            self.recent = dict(conn.execute(select(Run.id, Run.finished_at).where(
+                Run.finished_at >= self.mark - timedelta(seconds=LATE_COMMIT_S))).all())
 
     def refresh(self):
         """Count runs finished since the last look; returns a snapshot (cumulative buckets, count, sum)."""
         with self.lock, reader(db.engine).connect() as conn:
             if self.mark is None and not any(self.counts):
                 self._count_all(conn)
-            query = select(TaskLog.id, TaskLog.started_at, TaskLog.finished_at).where(
-                TaskLog.finished_at.is_not(None), TaskLog.started_at.is_not(None))
+            query = select(Run.id, Run.started_at, Run.finished_at).where(
+                Run.finished_at.is_not(None), Run.started_at.is_not(None))
             if self.mark is not None:
-                query = query.where(TaskLog.finished_at >= self.mark - timedelta(seconds=LATE_COMMIT_S))
+                query = query.where(Run.finished_at >= self.mark - timedelta(seconds=LATE_COMMIT_S))
             rows = conn.execute(query).all()
             for run_id, started, finished in rows:
                 if run_id in self.recent:

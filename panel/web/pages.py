@@ -85,7 +85,7 @@ def run_page(celery_task_id):
     if run is None:
         abort(404, description=f"No run with Celery task id {celery_task_id}.")
     detail = runs.as_dict(run)
-    schedule = run.scheduled_task
+    schedule = run.schedule
     return render_template("run.html", run=detail, schedule_name=schedule.name if schedule else None)
 
 

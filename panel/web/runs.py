@@ -102,7 +102,7 @@ def run_or_404(celery_task_id):
 def get_run(celery_task_id):
     """A run's detail, with the schedule it came from (None for an ad-hoc run)."""
     run = run_or_404(celery_task_id)
-    schedule = run.scheduled_task
+    schedule = run.schedule
     return jsonify({**runs.as_dict(run),
                     "scheduled_task": {"id": schedule.id, "name": schedule.name} if schedule else None})
 

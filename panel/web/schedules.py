@@ -41,7 +41,7 @@ def registered():
 @api(Schedules)
 def list_tasks():
     """Every schedule, by name."""
-    return jsonify({"tasks": [schedules.as_dict(t) for t in schedules.all_tasks()]})
+    return jsonify({"tasks": [schedules.as_dict(t) for t in schedules.all_schedules()]})
 
 
 @api(Schedule, 400, 409, status=201, links=TO_SCHEDULE)
@@ -103,7 +103,7 @@ def disable_task(task_id):
 def task_runs(task_id, query: RunsQuery):
     """The schedule's runs, newest first."""
     schedules.get(task_id)
-    return jsonify({"runs": [runs.as_dict(r) for r in runs.of_task(task_id, query.limit)]})
+    return jsonify({"runs": [runs.as_dict(r) for r in runs.of_schedule(task_id, query.limit)]})
 
 
 @api(SentAll)
@@ -137,6 +137,6 @@ def cancel_task(task_id):
     """Seed 001: stop a schedule's queued and running runs; the database says failed. 409: nothing runs."""
     task = schedules.get(task_id)
     name = task.name
-    outcome = cancel.cancel_task(celery(), current_app.config["INSTANCE_PATH"], task)
+    outcome = cancel.cancel_schedule(celery(), current_app.config["INSTANCE_PATH"], task)
     message = f"Task {name} has been cancelled and marked as failed"
     return jsonify({"status": "success", "message": message, **outcome.as_dict()})
