@@ -31,7 +31,7 @@ def _serve(app):
 
 
 @pytest.mark.timeout(RUN_LIMIT_S + 300)
-def test_every_operation_passes_every_schemathesis_check(make_app):
+def test_every_operation_passes_every_schemathesis_check(make_app, tmp_path):
     receiver = Receiver()  # so the test alert really goes somewhere
     app = make_app(ALERT_WEBHOOK_URL=receiver.url("/ok"), WORKER_LOGLEVEL="warning")
     token = api_client(app, "admin").environ_base["HTTP_AUTHORIZATION"].split(" ", 1)[1]
@@ -45,7 +45,7 @@ def test_every_operation_passes_every_schemathesis_check(make_app):
         argv = [str(Path(sys.executable).with_name("schemathesis")), "--config-file", str(CONFIG), "run", url,
                 "--checks", "all", "--header", f"Authorization: Bearer {token}", "--max-examples", MAX_EXAMPLES,
                 "--seed", SEED, "--workers", "1", "--request-timeout", "60", "--no-color"]
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=RUN_LIMIT_S)
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=RUN_LIMIT_S, cwd=tmp_path)  # its cache too
     finally:
         server.shutdown()
         stop_monitor.set()

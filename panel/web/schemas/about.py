@@ -4,7 +4,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 from pydantic.json_schema import SkipJsonSchema
 
-from panel.web.contract import Answer, Query
+from panel.web.schemas.base import Answer, Query
 from panel.web.schemas.common import Before, Timestamp, page_size
 
 

@@ -5,7 +5,7 @@ from pydantic import Field, model_validator
 
 from panel.cluster import task_types
 from panel.errors import ValidationError
-from panel.web.contract import Answer, Body, whole, worded
+from panel.web.schemas.base import Answer, Body, whole, worded
 from panel.web.schemas.common import Timestamp
 
 NoReply = Literal["no reply"]

@@ -4,7 +4,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 from pydantic.json_schema import SkipJsonSchema
 
-from panel.web.contract import Answer
+from panel.web.schemas.base import Answer
 
 ID_MAX = 2**62  # past any id a table will reach, and inside every database's integer
 Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"}, description="UTC, ISO 8601 with Z")]

@@ -4,7 +4,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic.json_schema import SkipJsonSchema
 
-from panel.web.contract import Answer, Body, Query
+from panel.web.schemas.base import Answer, Body, Query
 from panel.web.schemas.common import Before, Pids, Program, StateName, Timestamp, page_size
 from panel.web.schemas.processes import Watchdog
 

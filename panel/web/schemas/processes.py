@@ -3,7 +3,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from panel.web.contract import Answer, Query
+from panel.web.schemas.base import Answer, Query
 from panel.web.schemas.common import Pids, Program, StateName, Timestamp
 
 

@@ -8,7 +8,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from panel.errors import ValidationError
 from panel.runlog import retention, search
-from panel.web.contract import Answer, Body, Query, whole, worded
+from panel.web.schemas.base import Answer, Body, Query, whole, worded
 from panel.web.schemas.common import CeleryState, RunStatus, Timestamp, page_size
 
 STATE_WORD = "|".join(s for state in search.STATES for s in (state, state.lower()))

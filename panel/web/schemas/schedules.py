@@ -6,7 +6,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from panel.beat.schedules import INTERVAL_MAX_S, NAME_MAX, parse_crontab
 from panel.errors import ValidationError
-from panel.web.contract import Answer, Body, Query, whole, worded
+from panel.web.schemas.base import Answer, Body, Query, whole, worded
 from panel.web.schemas.common import RunStatus, Timestamp, page_size
 from panel.web.schemas.runs import Run
 
