@@ -12,14 +12,15 @@ from panel.database import engine_options
 from panel.host.history import intent_for, recorder_for
 from panel.host.supervisor import Supervisor
 from panel.logs import setup_logging
-from panel.security.auth import init_auth
-from panel.web import urls
 
 migrate = Migrate()
 
 
-def create_app(config=None, env_file=None):
-    """Code defaults, then `.env` (or env_file) and the environment, then the test dict."""
+def create_app(config=None, env_file=None, web=True):
+    """Code defaults, then `.env` (or env_file) and the environment, then the test dict.
+
+    The worker and Beat build theirs with web=False: they serve no page, so they load none of the web layer.
+    """
     app = Flask(__name__, instance_path=None, root_path=str(ROOT))
     app.config.update(load_settings(env_file))
     app.config.update(config or {})
@@ -34,7 +35,10 @@ def create_app(config=None, env_file=None):
     celery = celery_init_app(app)
     app.extensions["supervisor"] = Supervisor(app.config, celery, on_event=recorder_for(app),
                                               on_intent=intent_for(app))
-    urls.register(app)
-    init_auth(app)
+    if web:  # imported here so that a Celery process never loads the web layer (its startup and exit are faster)
+        from panel.security.auth import init_auth
+        from panel.web import urls
+        urls.register(app)
+        init_auth(app)
     cli.register(app)
     return app

@@ -124,7 +124,7 @@ def ready(app, kind, log):
 @pytest.mark.parametrize("kind", KINDS)
 def test_the_units_command_is_ours_and_a_stop_from_the_panel_exits_zero(kind, make_app):
     """Run the unit's command as systemd would; the panel must find it, and its stop must not look like a failure."""
-    app = make_app()
+    app = make_app(STOP_GRACE_S=10.0)  # production's grace: a warm shutdown takes 2-4 s on a loaded machine
     service = unit(f"celery-{kind}.service")
     instance = env_of(service["Environment"])["PANEL_INSTANCE_PATH"]
     env = app.extensions["supervisor"].child_env()  # broker, database: in production they come from .env
