@@ -6,7 +6,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-for name in ("bench.status_latency", "bench.record_throughput", "bench.cancel_latency", "bench.worker_detail",
-             "bench.runs_query", "bench.status_load"):
-    print(f"\n== {name}")
-    runpy.run_module(name, run_name="__main__")
+BENCHES = ("bench.status_latency", "bench.record_throughput", "bench.cancel_latency", "bench.worker_detail",
+           "bench.runs_query", "bench.status_load", "bench.fault_answers")
+
+
+def main():
+    for name in BENCHES:
+        print(f"\n== {name}")
+        runpy.run_module(name, run_name="__main__")
+
+
+if __name__ == "__main__":
+    main()

@@ -17,7 +17,6 @@ from panel.runlog import reconciler
 
 log = logging.getLogger("panel.background")
 STANDBY_S = 2.0
-ALERT_CHECKS_EVERY_S = 10.0
 
 
 class Background:
@@ -30,6 +29,7 @@ class Background:
         self.path = Path(app.config["INSTANCE_PATH"]) / "run" / "background.lock"
         self._fh = None
         self._stops = []
+        self.tries = 0  # how often it tried for the lock (a standby keeps trying)
 
     def _try_lock(self):
         fh = open(self.path, "a+")
@@ -47,6 +47,7 @@ class Background:
 
     def _wait_for_turn(self):
         while not self.stop_event.is_set():
+            self.tries += 1
             if self._try_lock():
                 log.info("background duties: this process (pid %s) acts", os.getpid())
                 self._act()
@@ -91,7 +92,7 @@ def actor_pid(instance_path):
 
 
 def watch_loop(app, stop):
-    """Each WATCHDOG_INTERVAL_S: kept run-log writes, then the watchdog; the alert checks every ALERT_CHECKS_EVERY_S."""
+    """Each WATCHDOG_INTERVAL_S: kept run-log writes, then the watchdog; the alert checks every ALERT_CHECK_INTERVAL_S."""
     from panel.health import alerts
     from panel.host import watchdog
     from panel.runlog import recorder
@@ -105,13 +106,14 @@ def watch_loop(app, stop):
             try:
                 recorder.replay_spool()  # run-log writes the database refused earlier, in order
                 dogs.tick()
-                if time.monotonic() - checked >= ALERT_CHECKS_EVERY_S:
+                if time.monotonic() - checked >= app.config["ALERT_CHECK_INTERVAL_S"]:
                     checked = time.monotonic()
                     alerts.run_checks(app.config)
             except Exception:  # the database or the broker may be away for a while: keep watching
                 log.exception("watchdog tick failed; trying again")
             finally:
                 db.session.remove()
+                app.extensions["watchdog_ticks"] = app.extensions.get("watchdog_ticks", 0) + 1  # a pulse to watch
 
 
 def start(app):

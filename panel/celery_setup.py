@@ -32,6 +32,7 @@ def settings(cfg):
         beat_scheduler="panel.beat.scheduler:DatabaseScheduler",
         worker_hijack_root_logger=False,
         worker_pool_restarts=True,  # the panel's "pool restart" control (new processes after their current task)
+        worker_max_tasks_per_child=cfg["WORKER_MAX_TASKS_PER_CHILD"] or None,
     )
 
 

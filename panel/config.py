@@ -20,6 +20,7 @@ DEFAULTS = {
     "WORKER_QUEUES": "celery",
     "WORKER_LOGLEVEL": "info",
     "WORKER_NODENAME": "worker@%h",
+    "WORKER_MAX_TASKS_PER_CHILD": "0",  # 0: a pool process lives on; N: it is replaced after N tasks
     "STOP_GRACE_S": "10",
     "START_TIMEOUT_S": "30",
     "BEAT_MAX_INTERVAL_S": "2",
@@ -52,6 +53,7 @@ DEFAULTS = {
     "ALERT_BEAT_MISS_MARGIN_S": "120",
     "ALERT_FAILURES_THRESHOLD": "10",
     "ALERT_FAILURES_WINDOW_S": "600",
+    "ALERT_CHECK_INTERVAL_S": "10",
 }
 
 
@@ -95,13 +97,14 @@ def load_settings(env_file=None):
         SQLALCHEMY_DATABASE_URI=env.get("DATABASE_URL") or f"sqlite:///{folder / 'panel.db'}",
         CELERY_RESULT_BACKEND=values["CELERY_RESULT_BACKEND"] or broker,
     )
-    for key in ("PANEL_PORT", "WORKER_CONCURRENCY", "STOP_GRACE_S", "START_TIMEOUT_S",
+    for key in ("PANEL_PORT", "WORKER_CONCURRENCY", "WORKER_MAX_TASKS_PER_CHILD", "STOP_GRACE_S", "START_TIMEOUT_S",
                 "BEAT_MAX_INTERVAL_S", "BEAT_LOCK_TTL_S", "CONTROL_LOCK_WAIT_S", "LOGIN_WINDOW_S",
                 "LOGIN_MAX_FAILURES_PER_ACCOUNT", "LOGIN_MAX_FAILURES_PER_ADDRESS", "WATCHDOG_INTERVAL_S",
                 "WATCHDOG_STABLE_S", "WATCHDOG_MAX_FAILURES", "WATCHDOG_BACKOFF_S", "WATCHDOG_BACKOFF_MAX_S",
                 "WATCHDOG_LOCK_WAIT_S",
                 "ALERT_WEBHOOK_TIMEOUT_S", "ALERT_SMTP_PORT", "ALERT_SMTP_TIMEOUT_S", "ALERT_MIN_INTERVAL_S",
-                "ALERT_BEAT_MISS_MARGIN_S", "ALERT_FAILURES_THRESHOLD", "ALERT_FAILURES_WINDOW_S"):
+                "ALERT_BEAT_MISS_MARGIN_S", "ALERT_FAILURES_THRESHOLD", "ALERT_FAILURES_WINDOW_S",
+                "ALERT_CHECK_INTERVAL_S"):
         values[key] = float(values[key]) if key.endswith("_S") else int(values[key])
     values["RECORD_RUNS"] = str(values["RECORD_RUNS"]).lower() not in ("0", "false", "no", "off")
     values["PANEL_SECURE_COOKIES"] = str(values["PANEL_SECURE_COOKIES"]).lower() in ("1", "true", "yes", "on")

@@ -1,4 +1,5 @@
 """What both command-line tools share: settings, the app, the broker check, output and exit codes."""
+import getpass
 import json
 import logging
 import sys
@@ -55,6 +56,11 @@ def run(app, action):
         except (SQLAlchemyError, BrokerDown) as exc:
             print(f"unreachable: {exc}", file=sys.stderr)
             sys.exit(EXIT_UNREACHABLE)
+
+
+def who():
+    """How the run log names a person acting from this shell."""
+    return f"cli:{getpass.getuser()}"
 
 
 def emit(args, report, lines):

@@ -3,7 +3,22 @@
 import argparse
 import sys
 
-from cli_common import EXIT_NOT_FOUND, EXIT_OK, add_common, emit, open_app, record_text, run, steps_text
+from cli_common import EXIT_NOT_FOUND, EXIT_OK, add_common, emit, open_app, record_text, run, steps_text, who
+
+
+def check_text(task_id, report):
+    """RETRYING with the next attempt, or how the loop stopped (revoked, by whom, when)."""
+    if report["retrying"]:
+        return [f"task {task_id}: RETRYING", f"  retries so far: {report['retries']}",
+                f"  next attempt: {report['next_attempt'] or '-'}"]
+    stopped = report["stopped"]
+    if stopped:
+        return [f"task {task_id}: not retrying: stopped, {stopped['state']} at {stopped['at']}",
+                f"  {stopped['reason']}", f"  retries so far: {report['retries']}"]
+    if report["revoked_on"]:
+        return [f"task {task_id}: not retrying: revoked on {', '.join(report['revoked_on'])} "
+                "(discarded when it falls due)"]
+    return [f"task {task_id}: not retrying", f"  retries so far: {report['retries']}"]
 
 
 def main(argv=None):
@@ -31,11 +46,9 @@ def main(argv=None):
         emit(args, dict(report, found=False), [f"task {task_id}: not found"])
         return EXIT_NOT_FOUND
     if args.check:
-        verdict = "RETRYING" if report["retrying"] else "not retrying"
-        emit(args, report, [f"task {task_id}: {verdict}", f"  retries so far: {report['retries']}",
-                            f"  next attempt: {report['next_attempt'] or '-'}"] + record_text(report["record"]))
-        return EXIT_OK
-    result = run(app, lambda: operations.stop_retries(celery, app.config["INSTANCE_PATH"], task_id))
+        emit(args, report, check_text(task_id, report) + record_text(report["record"]))
+        return EXIT_OK if report["retrying"] else EXIT_NOT_FOUND  # like grep: 0 while it is in a retry loop
+    result = run(app, lambda: operations.stop_retries(celery, app.config["INSTANCE_PATH"], task_id, who()))
     emit(args, result, [f"stop retries of {task_id}"] + steps_text(result))
     return EXIT_OK if result["ok"] else EXIT_NOT_FOUND
 

@@ -3,7 +3,7 @@
 import argparse
 import sys
 
-from cli_common import EXIT_NOT_FOUND, EXIT_OK, add_common, emit, open_app, record_text, run, steps_text
+from cli_common import EXIT_NOT_FOUND, EXIT_OK, add_common, emit, open_app, record_text, run, steps_text, who
 
 
 def where_text(where):
@@ -51,7 +51,7 @@ def main(argv=None):
         emit(args, report, lines)
         return EXIT_OK
     if args.command == "revoke":
-        result = run(app, lambda: operations.revoke(celery, instance, args.task_id, args.terminate))
+        result = run(app, lambda: operations.revoke(celery, instance, args.task_id, args.terminate, who()))
     else:
         result = run(app, lambda: operations.cleanup(celery, args.task_id))
     emit(args, result, [f"{args.command} {args.task_id}"] + steps_text(result))

@@ -1,4 +1,5 @@
 """Test helpers: private services, bounded waits, small local servers."""
+import select
 import shutil
 import socket
 import subprocess
@@ -67,12 +68,23 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *_):
         pass
 
+    def _client_hung_up(self, until, limit_s=300):
+        """Wait until `until` is set or the client closes its end; True when it closed (a read gives EOF)."""
+        deadline = time.monotonic() + limit_s
+        while not until.is_set() and time.monotonic() < deadline:
+            ready, _, _ = select.select([self.connection], [], [], 0.05)
+            if ready and self.connection.recv(1, socket.MSG_PEEK) == b"":
+                return True
+        return False
+
     def do_GET(self):
         server = self.server
         server.hits.append(self.path)
         if self.path.startswith("/slow"):
             server.slow_started.set()
-            server.release.wait(timeout=300)
+            if self._client_hung_up(until=server.release):
+                server.slow_closed.set()  # the crawl's socket was closed by its end: proof it stopped
+                return
         code = 500 if self.path.startswith("/500") else 200
         body = f"<html><head><title>Page {self.path}</title></head><body>ok</body></html>".encode()
         self.send_response(code)
@@ -90,6 +102,7 @@ class LocalSite:
         self.server.daemon_threads = True
         self.server.hits = []
         self.server.slow_started = threading.Event()
+        self.server.slow_closed = threading.Event()
         self.server.release = threading.Event()
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
@@ -191,3 +204,60 @@ class TcpProxy:
 
     def restore(self):
         self.start()
+
+
+class OtherHostWorker:
+    """A worker standing for another host's: its own node name and instance, so never this panel's to stop.
+
+    It records its runs in the same run log and takes the same broker; stop() ends it by PID, whatever happened.
+    """
+
+    READY_WAIT_S = 40
+
+    def __init__(self, app, folder, node="w2@elsewhere", queues="celery"):
+        from panel.broker import remote
+        from panel.config import ROOT
+        self.node, self.log_path = node, folder / f"{node.split('@')[0]}.log"
+        env = dict(app.extensions["supervisor"].child_env(), PANEL_INSTANCE_PATH=str(folder / "elsewhere"))
+        argv = [str(ROOT / ".venv" / "bin" / "celery"), "-A", "celery_app", "worker", "-n", node, "-c", "2",
+                "-Q", queues, "-l", "info", "--without-mingle", "--without-gossip"]
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(argv, cwd=str(ROOT), env=env, stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+        celery = app.extensions["celery"]
+        wait_for(lambda: self.proc.poll() is not None or remote.ping_worker(celery, node, timeout_s=0.5),
+                 self.READY_WAIT_S, f"{node} to answer")
+        assert self.proc.poll() is None, self.log_path.read_text()[-3000:]
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def stop(self):
+        import psutil
+        if self.proc.poll() is not None:
+            return
+        try:
+            children = psutil.Process(self.proc.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            children = []
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=15)
+        for child in children:
+            try:
+                child.kill()
+            except psutil.NoSuchProcess:
+                pass
+
+
+def tool(app, *args, env=None, timeout=60):
+    """Run one of scripts/ as a person would, with the panel's settings in the environment."""
+    import sys
+
+    from panel.config import ROOT
+    env = env if env is not None else app.extensions["supervisor"].child_env()
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / args[0]), *args[1:]], cwd=str(ROOT), env=env,
+                          capture_output=True, text=True, timeout=timeout)

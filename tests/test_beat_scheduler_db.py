@@ -1,40 +1,64 @@
-"""The scheduler's own logic against real databases: last good schedule on DB errors, crontab timezone."""
+"""Beat's database scheduler: a real Beat whose database goes away, and crontab timezones."""
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import create_engine
-
-from models import Schedule, db
+from models import Run, Schedule, db
 from panel.beat.scheduler import DatabaseScheduler
+from panel.broker import queues
+from panel.host.processes import BEAT
 from panel.runlog import recorder
-from tests.helpers import free_port
+from tests.conftest import build_app, stop_everything
+from tests.helpers import TcpProxy, wait_for
 
 
 def _scheduler(app):
     return DatabaseScheduler(app.extensions["celery"], lazy=False)
 
 
-def test_a_database_error_keeps_the_last_good_schedule_and_is_retried(make_app):
-    app = make_app()
-    with app.app_context():
-        db.session.add(Schedule(name="keep me", task="tests.add", args=[1, 1], interval_seconds=30))
-        db.session.commit()
-    sched = _scheduler(app)
+def test_a_real_beat_whose_database_goes_away_keeps_sending_its_last_good_schedule(redis_server, pg_server,
+                                                                                    tmp_path):
+    """PostgreSQL behind a proxy we cut: Beat keeps what it read and sends it; once back, it sees edits again."""
+    proxy = TcpProxy(5432)
+    url = pg_server.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+    app = build_app(tmp_path / "instance", url, redis_server.url)
+    celery = app.extensions["celery"]
     try:
-        assert set(sched.schedule) == {"keep me"}
-        good = sched._engine
-        sched._engine = create_engine(f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/nope",
-                                      connect_args={"connect_timeout": 2})
-        sched._marker_checked = 0
-        assert set(sched.schedule) == {"keep me"}, "a DB error dropped the schedule"
-        assert sched._reload() is False
-        sched._engine = good
         with app.app_context():
-            db.session.add(Schedule(name="new one", task="tests.add", args=[2, 2], interval_seconds=30))
+            db.session.add(Schedule(name="keep me", task="tests.add", args=[1, 1], interval_seconds=1))
             db.session.commit()
-        sched._marker_checked = 0
-        assert set(sched.schedule) == {"keep me", "new one"}, "the scheduler did not recover"
+            db.session.remove()
+        assert app.extensions["supervisor"].start((BEAT,))[BEAT].ok
+        log = app.extensions["supervisor"].log_path(BEAT)
+        wait_for(lambda: waiting(celery) >= 1, 15, "Beat to send the schedule")
+        offset = log.stat().st_size
+        proxy.cut()
+        wait_for(lambda: "keeping the" in log.read_text(errors="replace")[offset:], 20,
+                 "Beat to meet the dead database (it says it keeps the last good schedule)")
+        sent = waiting(celery)
+        wait_for(lambda: waiting(celery) >= sent + 2, 15, "Beat to go on sending without its database")
+        proxy.restore()
+        with app.app_context():
+            db.session.add(Schedule(name="new one", task="tests.add", args=[2, 2], interval_seconds=1))
+            db.session.commit()
+            new_id = db.session.query(Schedule.id).filter_by(name="new one").scalar()
+            db.session.remove()
+        wait_for(lambda: runs_of(app, new_id), 30, "Beat to see the edit made after the database came back")
     finally:
-        sched.close()
+        stop_everything(app)
+        proxy.cut()
+        with celery.connection_for_write() as conn:
+            conn.default_channel.queue_purge("celery")
+
+
+def waiting(celery):
+    return queues.sizes(celery, ["celery"])["celery"]
+
+
+def runs_of(app, schedule_id):
+    with app.app_context():
+        try:
+            return db.session.query(Run).filter_by(scheduled_task_id=schedule_id).count()
+        finally:
+            db.session.remove()
 
 
 def test_crontab_rows_use_the_configured_timezone(make_app):

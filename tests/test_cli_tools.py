@@ -1,24 +1,11 @@
 """scripts/task_manager.py and scripts/stop_retries.py against a real worker, broker and database."""
 import json
-import subprocess
-import sys
-import time
 
 import pytest
 
-from panel.config import ROOT
 from panel.host import processes
 from tests.conftest import api_client
-from tests.helpers import free_port, run_row as row, start_worker, wait_for
-
-SCRIPTS = ROOT / "scripts"
-
-
-def tool(app, *args, env=None, timeout=60):
-    """Run a tool as a person would, with the panel's settings in the environment."""
-    env = env if env is not None else app.extensions["supervisor"].child_env()
-    return subprocess.run([sys.executable, str(SCRIPTS / args[0]), *args[1:]], cwd=str(ROOT), env=env,
-                          capture_output=True, text=True, timeout=timeout)
+from tests.helpers import free_port, run_row as row, start_worker, tool, wait_for
 
 
 @pytest.mark.parametrize("args", [
@@ -42,12 +29,10 @@ def test_an_unknown_id_exits_1(app):
     assert tool(app, "stop_retries.py", "--check", "no-such-task").returncode == 1
 
 
-def test_an_unreachable_broker_exits_3_within_5_seconds(app):
+def test_an_unreachable_broker_exits_3_with_words_not_a_traceback(app):
     env = dict(app.extensions["supervisor"].child_env(), CELERY_BROKER_URL=f"redis://127.0.0.1:{free_port()}/0")
-    started = time.monotonic()
-    out = tool(app, "stop_retries.py", "--all-retries", env=env)
+    out = tool(app, "stop_retries.py", "--all-retries", env=env, timeout=60)  # bench/fault_answers.py: how fast
     assert out.returncode == 3 and "unreachable" in out.stderr and "Traceback" not in out.stderr
-    assert time.monotonic() - started < 5
 
 
 def test_settings_come_from_an_env_file_and_the_environment_wins(app, tmp_path, redis_server):
@@ -91,9 +76,9 @@ def test_a_retry_loop_is_listed_checked_and_stopped_for_good_even_after_a_restar
     start_worker(app)
     discarded = f"Discarding revoked task: tests.always_fails[{looping.id}]"
     wait_for(lambda: discarded in log_path.read_text()[restarted_at:], 30, "the new worker to discard the retry")
-    time.sleep(1)
-    after = row(app, looping.id)
-    assert after.retries == retries_then and after.status == "failed" and after.error == "Retry loop stopped manually"
+    after = row(app, looping.id)  # a late revoke write could not change it: an ended run stays ended
+    assert after.retries == retries_then and after.status == "failed"
+    assert after.error.startswith("Retry loop stopped manually by cli:")
     assert "not retrying" in tool(app, "stop_retries.py", "--check", looping.id).stdout
 
 
@@ -129,5 +114,5 @@ def test_the_panel_offers_the_same_stop_retries_action(app):
     wait_for(lambda: (r := row(app, looping.id)) and r.retries >= 1, 20, "the first retry")
     body = api_client(app).post(f"/scheduler/stop-retries/{looping.id}/").get_json()
     assert body["status"] == "success" and body["ok"] and body["record"]["status"] == "failed"
-    assert any("survives a restart" in s["step"] for s in body["steps"])
+    assert any("kept in their persistent revoke state" in s["step"] for s in body["steps"])
     assert api_client(app).post("/scheduler/stop-retries/no-such/").status_code == 404

@@ -1,5 +1,5 @@
 """The cluster monitor thread: real events over a real Redis, counters per worker process, reconnects."""
-import time
+from pathlib import Path
 
 import pytest
 from celery.events.dispatcher import EventDispatcher as Dispatcher
@@ -83,7 +83,9 @@ def test_the_monitor_survives_the_broker_going_away_and_reconnects(make_app, tmp
         announced(app, fake)
         fake.close()
         redis.stop()
-        time.sleep(1.5)  # long enough for the monitor to lose its stream and start backing off
+        log = Path(app.config["INSTANCE_PATH"]) / "logs" / "panel.log"
+        wait_for(lambda: "cluster monitor lost its event stream" in log.read_text(errors="replace"), 30,
+                 "the monitor to lose its stream and start backing off")
         monkeypatch.setattr(helpers, "free_port", lambda: redis.port)
         redis = RedisServer(tmp_path)  # the same address comes back
         fake = FakeWorker(app, name="late@far-host", pid=99)

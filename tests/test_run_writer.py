@@ -1,13 +1,15 @@
 """A pool process's run changes commit behind its tasks: in order, in batches, none lost to a bad neighbour."""
+import sqlite3
 import threading
 import time
 import uuid
 from types import SimpleNamespace
 
 from models import Run, db, utcnow
+from panel.broker import remote
 from panel.runlog import recorder
 from panel.runlog.writer import RunWriter
-from tests.helpers import start_worker
+from tests.helpers import start_worker, wait_for
 
 
 def test_changes_commit_in_the_order_queued_and_share_transactions_under_a_burst():
@@ -63,24 +65,50 @@ def test_a_change_the_database_rejects_does_not_take_the_rest_of_its_batch_along
     assert names == set(good)
 
 
-def test_a_pool_process_flushes_what_it_queued_before_it_exits(make_app, monkeypatch):
-    app = make_app()
-    real = recorder._write_batch
+def test_a_real_pool_process_replaced_after_its_task_writes_what_it_queued_before_it_goes(make_app):
+    """One task per pool process: it exits right after its task, while SQLite is locked; its changes land."""
+    app = make_app(WORKER_CONCURRENCY=1, WORKER_MAX_TASKS_PER_CHILD=1)
+    start_worker(app)
+    celery, node = app.extensions["celery"], app.extensions["supervisor"].nodename
+    [first] = wait_for(lambda: remote.pool_pids(celery, node), 10, "the worker's pool process")
+    path = app.config["SQLALCHEMY_DATABASE_URI"].removeprefix("sqlite:///")
+    locked, release = threading.Event(), threading.Event()
 
-    def slow_batch(changes):
-        time.sleep(0.5)  # a database slower than the process's exit
-        real(changes)
+    def hold():
+        conn = sqlite3.connect(path, isolation_level=None)
+        conn.execute("BEGIN EXCLUSIVE")
+        locked.set()
+        release.wait(30)
+        conn.execute("COMMIT")
+        conn.close()
+    holder = threading.Thread(target=hold, daemon=True)
+    holder.start()
+    try:
+        assert locked.wait(5)
+        sent = celery.send_task("tests.add", args=[2, 3])
+        assert sent.get(timeout=30) == 5  # done (its result is in Redis) while its run changes wait for the lock
+        assert run_row_or_none(app, sent.id) is None or run_row_or_none(app, sent.id).status != "completed"
+    finally:
+        release.set()
+        holder.join(10)
+    wait_for(lambda: (pids := remote.pool_pids(celery, node)) and first not in pids, 30,
+             "the pool process to exit after its one task")
+    row = wait_for(lambda: (r := run_row_or_none(app, sent.id)) and r.status == "completed" and r, 20,
+                   "the run's changes, written before its process went")
+    assert row.result == "5" and row.started_at and row.finished_at
 
-    monkeypatch.setattr(recorder, "_write_batch", slow_batch)
-    monkeypatch.setattr(recorder, "_writer", None)  # undone at teardown: later tests write at once again
-    recorder._start_writer()
-    tid = uuid.uuid4().hex
-    recorder.on_prerun(task_id=tid, task=_task(tid), args=[1], kwargs={})
-    with app.app_context():
-        assert db.session.query(Run).filter_by(celery_task_id=tid).count() == 0  # still queued
-    recorder._flush_writer()  # what worker_process_shutdown calls in the pool process
-    with app.app_context():
-        assert db.session.query(Run).filter_by(celery_task_id=tid).one().status == "running"
+
+def run_row_or_none(app, celery_task_id):
+    """The row in a fresh, deferred read: it does not wait for the test's own lock."""
+    conn = sqlite3.connect(app.config["SQLALCHEMY_DATABASE_URI"].removeprefix("sqlite:///"), timeout=0.1)
+    try:
+        found = conn.execute("SELECT status, result, started_at, finished_at FROM task_logs WHERE celery_task_id=?",
+                             (celery_task_id,)).fetchone()
+    except sqlite3.OperationalError:  # locked for reading too (EXCLUSIVE): nothing to see yet
+        return None
+    finally:
+        conn.close()
+    return SimpleNamespace(status=found[0], result=found[1], started_at=found[2], finished_at=found[3]) if found else None
 
 
 def test_a_real_prefork_worker_records_every_run_of_a_burst_even_when_stopped_right_after(make_app):

@@ -271,3 +271,20 @@ def test_the_openapi_document_covers_every_json_route(app):
         if is_api_path(rule.rule):
             path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)
             assert (path, method) in documented, f"{method} {path} is missing from the OpenAPI document"
+
+
+def test_every_state_changing_route_refuses_a_browser_session_without_the_csrf_token(dead_broker_app):
+    """Parametrised over the URL map, as the role matrix is: a new POST, PUT or DELETE cannot escape it."""
+    app = dead_broker_app
+    _make_user(app, "root", "admin")
+    client = app.test_client()
+    _login(client, "root")
+    unsafe = [(rule, method) for rule, method in _routes(app) if method in ("POST", "PUT", "DELETE", "PATCH")]
+    assert len(unsafe) >= 30
+    for rule, method in unsafe:
+        resp = client.open(_concrete(rule), method=method, json={})
+        where = f"{method} {rule.rule} -> {resp.status_code}"
+        assert resp.status_code == 400 and b"CSRF" in resp.data, where
+    with app.app_context():
+        refused = db.session.query(AuditEvent).filter_by(actor="root", outcome="denied").count()
+    assert refused >= len(unsafe) - 2  # every refusal audited (logout and login are not audited as requests)

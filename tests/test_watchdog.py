@@ -1,16 +1,17 @@
 """The watchdog against real worker and Beat processes, real SIGKILLs and the real process table."""
 import os
 import signal
-import time
 
+import psutil
 import pytest
 
 from models import AlertEvent, ProcessEvent, Run, Schedule, db
 from panel import background
-from panel.host import processes, watchdog
+from panel.host import oscontrol, processes, watchdog
 from panel.host.processes import BEAT, WORKER
+from tests.alert_receivers import Receiver
 from tests.conftest import api_client
-from tests.helpers import FAULTS, run_row, wait_for
+from tests.helpers import FAULTS, run_row, start_worker, wait_for
 
 FAST = {"WATCHDOG_INTERVAL_S": 0.3, "WATCHDOG_STABLE_S": 4.0, "WATCHDOG_BACKOFF_S": 0.5,
         "WATCHDOG_BACKOFF_MAX_S": 4.0, "WATCHDOG_MAX_FAILURES": 3, "BEAT_LOCK_TTL_S": 3.0}
@@ -54,17 +55,57 @@ def watched(make_app):
         handle.stop()
 
 
-def test_off_by_default_a_beat_killed_by_hand_stays_stopped(watched):
-    app = watched()
-    assert app.extensions["supervisor"].start((BEAT,))[BEAT].ok
-    [pid] = live(app, BEAT)
+def ticks_after(app, n):
+    """Wait until the watchdog has looked `n` more times: what it would do, it has had the chance to do."""
+    start = app.extensions.get("watchdog_ticks", 0)
+    wait_for(lambda: app.extensions.get("watchdog_ticks", 0) >= start + n, 30, f"{n} watchdog ticks")
+
+
+def test_off_a_beat_killed_by_hand_stays_stopped_and_is_a_history_row_and_an_alert(watched):
+    receiver = Receiver()
+    try:
+        app = watched(ALERT_WEBHOOK_URL=receiver.url("/ok"))
+        assert app.extensions["supervisor"].start((BEAT,))[BEAT].ok
+        [pid] = live(app, BEAT)
+        wait_for(lambda: dog(app, BEAT)["state"] == "RUNNING", 10, "the off watchdog's row to say RUNNING")
+        os.kill(pid, signal.SIGKILL)
+        [crash] = wait_for(lambda: events(app, BEAT, "crash"), 15, "a history row for the unasked exit")
+        assert crash.exit_status == -signal.SIGKILL and crash.pids == [pid] and "watchdog is off" in crash.message
+        wait_for(lambda: any(body["kind"] == "process_stopped" and "beat" in body["subject"].lower()
+                             for _, body, _ in receiver.posts), 15, "the alert at the webhook")
+        ticks_after(app, 5)
+        assert live(app, BEAT) == [] and [e for e in events(app, BEAT, "start") if e.cause == "watchdog"] == []
+        assert dog(app, BEAT)["state"] == "EXITED" and "SIGKILL" in dog(app, BEAT)["reason"]
+        beat = api_client(app, "viewer").get("/scheduler/celery-status/").get_json()["beat"]
+        assert beat["active"] is False and beat["watchdog"]["enabled"] is False
+    finally:
+        receiver.stop()
+    FAULTS.append(("Beat SIGKILLed, watchdog off", "stays stopped (seed 002); a crash row (exit -9) and an alert"))
+
+
+def test_a_worker_killed_with_sigkill_is_reaped_at_once_never_a_zombie(make_app):
+    app = make_app()
+    pid = start_worker(app)  # a child of this process, through the supervisor
     os.kill(pid, signal.SIGKILL)
-    wait_for(lambda: not live(app, BEAT), 10, "Beat to die")
-    time.sleep(2)  # many watchdog ticks
-    assert live(app, BEAT) == []
-    beat = api_client(app, "viewer").get("/scheduler/celery-status/").get_json()["beat"]
-    assert beat["active"] is False and beat["watchdog"]["enabled"] is False
-    FAULTS.append(("Beat SIGKILLed, watchdog off", "stays stopped, shown as Stopped (seed 002)"))
+    # Nobody asks for the status meanwhile: the reaping must not wait for a caller.
+    wait_for(lambda: not psutil.pid_exists(pid), 10, "the dead worker to be reaped (not a zombie)")
+    assert oscontrol.exit_status(pid) == -signal.SIGKILL
+
+
+def test_the_watchdog_says_what_is_true_when_off_and_after_an_automatic_restart(watched):
+    app = watched()
+    pid = start_worker(app)
+    wait_for(lambda: dog(app, WORKER)["state"] == "RUNNING" and dog(app, WORKER)["pids"] == [pid], 10,
+             "the off watchdog to say RUNNING with the PID (it said STOPPED)")
+    operator = api_client(app, "operator")
+    assert operator.post(f"/api/watchdog/{WORKER}", json={"enabled": True}).status_code == 200
+    os.kill(pid, signal.SIGKILL)  # within WATCHDOG_STABLE_S of its start: a quick failure, then a retry
+    new = wait_for(lambda: [e for e in events(app, WORKER, "start") if e.cause == "watchdog" and e.outcome == "ok"],
+                   40, "the watchdog's restart")[-1].pids
+    state = wait_for(lambda: (d := dog(app, WORKER)) and d["pids"] == new and d, 10, "the row to follow the restart")
+    assert state["state"] == "RUNNING" and state["reason"].startswith("started again by the watchdog"), state
+    health = api_client(app, "viewer").get("/api/health").get_json()["worker"]
+    assert health["active"] and health["watchdog"]["state"] == "RUNNING" and health["pids"] == new
 
 
 def test_worker_killed_mid_task_is_restarted_and_its_run_fails_with_the_reason(watched):
@@ -95,7 +136,7 @@ def test_a_stop_through_the_panel_is_not_a_crash(watched):
     wait_for(lambda: live(app, BEAT), 30, "the watchdog to start Beat")
     client = api_client(app, "operator")
     assert client.post("/scheduler/stop-celery/").status_code == 200
-    time.sleep(2)
+    ticks_after(app, 5)
     assert live(app, BEAT) == [] and events(app, BEAT, "crash") == []
     assert dog(app, BEAT)["state"] == "STOPPED" and dog(app, BEAT)["desired"] == "stopped"
     assert client.post("/scheduler/start-celery/").status_code == 200
@@ -114,7 +155,7 @@ def test_a_program_that_cannot_start_backs_off_with_growing_delays_then_goes_fat
     assert status["state"] == "FATAL" and status["watchdog"]["failures"] == 3
     with app.app_context():
         assert db.session.query(AlertEvent).filter_by(kind="process_fatal").count() == 1
-    time.sleep(2)
+    ticks_after(app, 5)
     assert len(events(app, WORKER, "start")) == 3  # FATAL waits for a person: no fourth attempt
     FAULTS.append(("worker that cannot start (import error), watchdog on",
                    "3 attempts, BACKOFF 0.5 s then 1 s, then FATAL with an alert; no further attempt"))

@@ -2,6 +2,7 @@
 import json
 from contextlib import contextmanager
 
+from kombu import Queue
 from kombu.exceptions import ChannelError
 
 from panel.errors import BrokerDown
@@ -69,12 +70,46 @@ def bound(celery):
 
 
 def purge(celery, name):
-    """Remove every waiting message of one queue; returns how many went."""
+    """Remove every waiting message of one queue; returns (how many went, the task ids they carried)."""
     try:
         with celery.connection_for_write() as conn:
-            return int(conn.default_channel.queue_purge(name) or 0)
+            channel = conn.default_channel
+            raws = _take_all_redis(channel, name) if _is_redis(conn) else _take_all(channel, name)
+    except BrokerDown:
+        raise
     except Exception as exc:  # kombu raises the transport's own errors
         raise BrokerDown(f"could not purge {name}: {exc}") from exc
+    return len(raws), [task_id for task_id in map(_task_id, raws) if task_id]
+
+
+def _take_all_redis(channel, name):
+    """Read and delete every priority list of the queue in one transaction: what was read is what went."""
+    keys = _tail_keys(channel, name)
+    with channel.conn_or_acquire() as client, client.pipeline(transaction=True) as pipe:
+        for key in keys:
+            pipe.lrange(key, 0, -1)
+        pipe.delete(*keys)
+        lists = pipe.execute()[:len(keys)]
+    return [raw for items in lists for raw in items]
+
+
+def _take_all(channel, name):
+    """Any other transport: take the messages one by one and acknowledge them (that removes them)."""
+    queue, taken = Queue(name, no_declare=True).bind(channel), []
+    while (message := queue.get(no_ack=False, accept=["json", "pickle", "yaml", "msgpack"])) is not None:
+        taken.append({"headers": message.headers or {}})
+        message.ack()
+    return taken
+
+
+def _task_id(raw):
+    """The task id a message carries (its headers, Celery's message protocol 2)."""
+    if isinstance(raw, dict):
+        return (raw.get("headers") or {}).get("id")
+    try:
+        return (json.loads(raw).get("headers") or {}).get("id")
+    except (ValueError, AttributeError):
+        return None
 
 
 def _tail_keys(channel, name):

@@ -90,6 +90,20 @@ def revoke(celery, task_ids, terminate=False, sig="SIGTERM", worker=None, timeou
     return True
 
 
+def revoke_everywhere(celery, task_ids, workers, timeout_s=TIMEOUT_S):
+    """Revoke on the workers that answer (their acknowledgements are returned), and on any other by broadcast.
+
+    A worker keeps a revoke in its --statedb across restarts; a revoke no worker received is lost.
+    """
+    acked = []
+    if workers:
+        replies = celery.control.revoke(task_ids, destination=list(workers), reply=True, timeout=timeout_s,
+                                        limit=len(workers)) or []
+        acked = sorted(name for reply in replies for name in reply)
+    celery.control.revoke(task_ids)
+    return acked
+
+
 def command(celery, names, name_of_command, arguments=None, timeout_s=2.0):
     """A control command to these workers only; {worker: its reply} for those that answered in time."""
     replies = celery.control.broadcast(name_of_command, arguments=arguments or {}, destination=list(names),

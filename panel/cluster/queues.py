@@ -4,6 +4,7 @@ import re
 from panel.broker import connection, queues
 from panel.cluster import workers
 from panel.errors import NotFound
+from panel.runlog import outcomes
 
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.:@-]{1,200}$")
 
@@ -36,13 +37,15 @@ def lengths(celery, configured=""):
 
 
 def purge(celery, broker_url, name, configured=""):
-    """Remove every waiting message of one known queue; returns how many were removed."""
+    """Remove every waiting message of one known queue, and end their runs; returns how many were removed."""
     if not QUEUE_NAME.match(name):
         raise NotFound(f"no queue named {name}")
     connection.ping(broker_url)
     if name not in known(celery, configured):
         raise NotFound(f"no queue named {name} is known to the broker, the workers or WORKER_QUEUES")
-    return queues.purge(celery, name)
+    removed, task_ids = queues.purge(celery, name)
+    outcomes.end(task_ids, outcomes.purged(name))  # those runs will not run: the log says so
+    return removed
 
 
 def oldest_waiting(celery, configured=""):

@@ -25,11 +25,15 @@ def recorder_for(app):
     def record(program, action, outcome, pids, message, cause="request", actor=None, exit_status=None):
         try:  # the caller's session when there is one: a second one would wait for the first's lock
             with nullcontext() if has_app_context() else app.app_context():
-                db.session.add(ProcessEvent(program=program, action=action, outcome=outcome, pids=list(pids),
-                                            message=message, cause=cause, actor=_who(actor)[:80],
-                                            exit_status=exit_status))
-                db.session.commit()
-        except Exception:
+                try:
+                    db.session.add(ProcessEvent(program=program, action=action, outcome=outcome, pids=list(pids),
+                                                message=message, cause=cause, actor=_who(actor)[:80],
+                                                exit_status=exit_status))
+                    db.session.commit()
+                except Exception:  # the caller's session must stay usable for what it writes next
+                    db.session.rollback()
+                    raise
+        except Exception:  # the action goes on
             log.exception("could not record a process event")
     return record
 

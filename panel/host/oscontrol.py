@@ -26,8 +26,15 @@ def spawn(argv, log_path, env, cwd):
                                 stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
     with _spawned_lock:
         _spawned[proc.pid] = proc
+    threading.Thread(target=_reap_when_it_ends, args=(proc,), name=f"reap-{proc.pid}", daemon=True).start()
     log.info("spawned %s as pid %s", argv, proc.pid)
     return proc
+
+
+def _reap_when_it_ends(proc):
+    """Wait for one child of ours: it is reaped the moment it ends (never a zombie), its exit status kept."""
+    proc.wait()
+    reap()
 
 
 def reap():

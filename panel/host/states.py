@@ -23,7 +23,7 @@ ALLOWED = {
     # STOPPED from STARTING or RUNNING: the watchdog sees a stop through the panel after the fact.
     State.STARTING: {State.RUNNING, State.BACKOFF, State.FATAL, State.EXITED, State.STOPPING, State.STOPPED},
     State.RUNNING: {State.STOPPING, State.EXITED, State.STOPPED},
-    State.STOPPING: {State.STOPPED},
+    State.STOPPING: {State.STOPPED, State.RUNNING},  # RUNNING: the OS refused the stop's signal
     State.EXITED: {State.STARTING, State.STOPPED, State.RUNNING, State.BACKOFF, State.FATAL},
     State.BACKOFF: {State.STARTING, State.FATAL, State.STOPPED, State.RUNNING},
     State.FATAL: {State.STARTING, State.STOPPED, State.RUNNING},

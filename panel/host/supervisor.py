@@ -28,7 +28,7 @@ TAIL_LINES = 20
 # Settings the worker and Beat must share with the panel that starts them.
 CHILD_ENV_KEYS = ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "CELERY_TIMEZONE", "CELERY_IMPORTS",
                   "WORKER_CONCURRENCY", "WORKER_POOL", "WORKER_QUEUES", "WORKER_LOGLEVEL",
-                  "WORKER_NODENAME", "BEAT_MAX_INTERVAL_S", "BEAT_LOCK_TTL_S", "RECORD_RUNS")
+                  "WORKER_NODENAME", "WORKER_MAX_TASKS_PER_CHILD", "BEAT_MAX_INTERVAL_S", "BEAT_LOCK_TTL_S", "RECORD_RUNS")
 
 
 @dataclass
@@ -164,7 +164,11 @@ class Supervisor:
                 # another process (a gunicorn worker, a shell) may have started it since this one last looked
                 self.programs[kind].observe(True)
                 self.programs[kind].change_state(State.STOPPING, "stop requested")
-        signalled = [ref for ref in refs if oscontrol.send_signal(ref, signal.SIGTERM)]
+        try:
+            signalled = [ref for ref in refs if oscontrol.send_signal(ref, signal.SIGTERM)]
+        except PermissionError as exc:  # not ours to signal after all: nothing was stopped, and we say so
+            self._stop_refused(kinds, table, exc, cause, actor)
+            raise
         left = oscontrol.wait_gone([(r.pid, r.create_time) for r in signalled], self.grace_s)
         members = [m for ref in refs for m in trees[ref]]
         if left:
@@ -182,6 +186,14 @@ class Supervisor:
             self.on_event(program=kind, action="stop", outcome="ok" if not still else "error",
                           pids=[r.pid for r in table[kind]], message=f"{killed[kind]} stopped", cause=cause, actor=actor)
         return killed, [pid for pid, _ in still]
+
+    def _stop_refused(self, kinds, table, exc, cause, actor):
+        for kind in kinds:
+            if self.programs[kind].state == State.STOPPING:
+                self.programs[kind].change_state(State.RUNNING, f"the stop could not signal it: {exc}")
+            self.on_intent(kind, "running")
+            self.on_event(program=kind, action="stop", outcome="error", pids=[r.pid for r in table[kind]],
+                          message=f"permission denied: {exc}", cause=cause, actor=actor)
 
     def child_env(self):
         env = dict(os.environ)

@@ -17,7 +17,7 @@ from panel.health import alerts
 from panel.host import oscontrol, processes, states
 from panel.host.processes import KINDS, WORKER
 from panel.host.states import State
-from panel.runlog import runs
+from panel.runlog import outcomes
 
 log = logging.getLogger("panel.watchdog")
 ACTOR = "watchdog"
@@ -35,13 +35,15 @@ def rows():
 
 
 def set_enabled(kind, enabled, reason):
-    """Switch the watchdog for one program; switching on means "keep it running" (and clears FATAL)."""
+    """Switch the watchdog for one program; on means "keep it running" (and clears FATAL), off forgets its tries."""
     row = rows()[kind]
     row.enabled = enabled
     if enabled:
         row.desired, row.failures, row.retry_at = "running", 0, None
-        if row.state == State.FATAL.value:
-            states.change(row, State.STOPPED, reason, kind=f"watchdog {kind}")
+    if row.state in (State.FATAL.value, State.BACKOFF.value, State.STARTING.value) or (
+            not enabled and row.state == State.EXITED.value):
+        states.change(row, State.STOPPED, reason, kind=f"watchdog {kind}")
+        row.failures, row.retry_at = (row.failures if enabled else 0), None
     row.reason, row.changed_at = reason, utcnow()
     db.session.commit()
     return row
@@ -90,11 +92,12 @@ def _exit_status(pids):
 
 
 def _settled(dog, refs):
-    """Nothing to do: not watched, or running as last seen with no failures left to forgive."""
-    if not dog["enabled"]:
-        return True
+    """Nothing to do: the row says what the table says (watched: running, with no failure left to forgive)."""
     pids = sorted(r.pid for r in refs)
-    return bool(refs) and dog["state"] == State.RUNNING.value and dog["pids"] == pids and not dog["failures"]
+    running = dog["state"] == State.RUNNING.value
+    if not dog["enabled"]:
+        return dog["pids"] == pids and running == bool(refs)
+    return bool(refs) and running and dog["pids"] == pids and not dog["failures"]
 
 
 class Watchdogs:
@@ -113,8 +116,7 @@ class Watchdogs:
         if all(_settled(dog, table[kind]) for kind, dog in view().items()):
             return
         for kind, row in rows().items():
-            if row.enabled:
-                self._tick_one(kind, row, table[kind], now)
+            (self._tick_one if row.enabled else self._observe)(kind, row, table[kind], now)
         db.session.commit()
 
     def _set(self, row, state, reason, now):
@@ -146,30 +148,68 @@ class Watchdogs:
         except ControlBusy:
             log.info("watchdog %s: a control action is in progress; looking again next tick", kind)
 
+    def _observe(self, kind, row, refs, now):
+        """Watchdog off: the row still follows the table, and a program that died unasked is recorded and alerted."""
+        if refs:
+            self._running(kind, row, refs, now)
+        elif row.pids or row.state == State.RUNNING.value:
+            db.session.commit()  # hold no database transaction while waiting for the lock
+            try:  # a stop through the panel may be under way: it says so itself
+                with self.supervisor.control_lock(wait_s=self.cfg["WATCHDOG_LOCK_WAIT_S"]):
+                    db.session.refresh(row)
+                    if processes.scan(self.supervisor.instance)[kind] or row.enabled:
+                        return
+                    if row.desired == "stopped":
+                        self._set(row, State.STOPPED, "stopped through the panel", now)
+                    else:
+                        status = _exit_status(row.pids)
+                        lost = self._fail_runs_of_dead_worker(oscontrol.describe_exit(status)) if kind == WORKER else 0
+                        self._died(kind, row, now, lost, status, "nothing restarts it: the watchdog is off")
+                    row.pids = []
+                    db.session.commit()
+            except ControlBusy:
+                log.info("watchdog %s: a control action is in progress; looking again next tick", kind)
+
     def _running(self, kind, row, refs, now):
         pids = sorted(r.pid for r in refs)
+        if row.desired == "stopped":  # started by hand since the last stop through the panel: it is wanted
+            self._wanted_again(row)
         if row.state != State.RUNNING.value or row.pids != pids:
             self.started_at[kind] = now
-            self._set(row, State.RUNNING, "running", now)
+            self._set(row, State.RUNNING, "running" if row.enabled else "running (watchdog off)", now)
             row.pids = pids
         if row.failures and now - self.started_at.get(kind, now) >= timedelta(seconds=self.cfg["WATCHDOG_STABLE_S"]):
             row.failures, row.retry_at = 0, None  # up long enough: earlier failures are forgiven
 
-    def _crashed(self, kind, row, now, lost, status):
-        """Record the crash with its exit status and the runs it took with it, alert, then restart."""
+    def _wanted_again(self, row):
+        """Seen running after a stop through the panel: someone started it, so a death is a crash again."""
+        try:
+            with self.supervisor.control_lock(wait_s=0):  # never while a stop is under way
+                row.desired = "running"
+                db.session.commit()
+        except ControlBusy:
+            pass
+
+    def _died(self, kind, row, now, lost, status, then):
+        """A program gone without a stop through the panel: a history row with its exit status, an alert, EXITED."""
         how = oscontrol.describe_exit(status)
-        quick = now - self.started_at.get(kind, now - timedelta(days=1)) < timedelta(seconds=self.cfg["WATCHDOG_STABLE_S"])
-        if quick:
-            row.failures += 1
         message = f"{kind} (PID {row.pids}) stopped without a stop through the panel: {how}"
         if lost:
             message += f"; {lost} running run(s) marked failed"
-        log.warning("watchdog: %s", message)
-        self.supervisor.on_event(program=kind, action="crash", outcome="error", pids=row.pids or [], message=message,
-                                 cause="unexpected exit", actor=ACTOR, exit_status=status)
+        log.warning("watchdog: %s; %s", message, then)
+        self.supervisor.on_event(program=kind, action="crash", outcome="error", pids=row.pids or [],
+                                 message=f"{message}; {then}", cause="unexpected exit", actor=ACTOR, exit_status=status)
         self._set(row, State.EXITED, how, now)
         db.session.commit()
         alerts.process_stopped(self.cfg, kind, row.pids or [], status, "unexpected exit")
+        return how
+
+    def _crashed(self, kind, row, now, lost, status):
+        """Record the crash with its exit status and the runs it took with it, alert, then restart."""
+        quick = now - self.started_at.get(kind, now - timedelta(days=1)) < timedelta(seconds=self.cfg["WATCHDOG_STABLE_S"])
+        if quick:
+            row.failures += 1
+        how = self._died(kind, row, now, lost, status, "the watchdog starts it again")
         if row.failures >= self.cfg["WATCHDOG_MAX_FAILURES"]:
             self._fatal(kind, row, now, f"died {row.failures} times within {self.cfg['WATCHDOG_STABLE_S']:g} s of starting")
         elif quick:  # it came up and fell over again: wait before the next try
@@ -183,8 +223,7 @@ class Watchdogs:
             Run.status == RUNNING, Run.worker == self.supervisor.nodename)).all()
         if not ids:
             return 0
-        return runs.mark_failed(list(ids), f"Worker {self.supervisor.nodename} died ({how}); the run was lost",
-                                state="FAILURE")
+        return outcomes.end(ids, outcomes.lost(self.supervisor.nodename, f"died ({how})")).runs
 
     def _restart(self, kind, row, now):
         self._set(row, State.STARTING, "starting again" if row.failures == 0 else f"attempt {row.failures + 1}", now)
@@ -197,7 +236,9 @@ class Watchdogs:
         if ok:
             self.started_at[kind] = utcnow()
             row.pids = result.pids
-            self._set(row, State.RUNNING, f"started again by the watchdog (PID {result.pids})", utcnow())
+            self._set(row, State.RUNNING, f"started again by the watchdog (PID {', '.join(map(str, result.pids))})",
+                      utcnow())
+            db.session.commit()  # the card says RUNNING now, whatever else this tick meets
             return
         row.failures += 1
         if row.failures >= self.cfg["WATCHDOG_MAX_FAILURES"]:

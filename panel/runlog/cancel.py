@@ -8,10 +8,9 @@ from models import PENDING, RUNNING
 from panel.broker import remote
 from panel.errors import NotCancellable
 from panel.host import oscontrol, processes
-from panel.runlog import runs
+from panel.runlog import outcomes, runs
 
 log = logging.getLogger("panel.cancel")
-REASON = "Task cancelled manually"
 TERM_GRACE_S = 0.4     # a cooperative task ends on SIGTERM well within this
 KILL_WAIT_S = 2.0      # after SIGKILL the process is gone at once; this bounds the check
 POLL_S = 0.05
@@ -80,8 +79,8 @@ def cancel(celery, instance, open_runs):
     """Mark the runs failed now (the database tells the truth at once), then stop them for real."""
     pending = [r.celery_task_id for r in open_runs if r.status == PENDING]
     running = [(r.celery_task_id, r.worker) for r in open_runs if r.status == RUNNING]
-    runs.mark_failed(pending + [task_id for task_id, _ in running], REASON)
-    runs.end_transaction()  # nothing held while we wait for workers
+    outcomes.end(pending + [task_id for task_id, _ in running], outcomes.CANCELLED)  # commits: nothing is
+    # held while we wait for workers
     outcome = Outcome()
     if pending:
         remote.revoke(celery, pending)  # every worker: any of them may hold the queued message

@@ -5,12 +5,10 @@ from dataclasses import dataclass, field
 from models import PENDING, RUNNING, utcnow
 from panel.broker import remote, results
 from panel.cluster import workers
-from panel.runlog import cancel, runs
+from panel.runlog import cancel, outcomes, runs
 
 log = logging.getLogger("panel.operations")
 INSPECT_TIMEOUT_S = 1.0
-STOP_RETRIES_REASON = "Retry loop stopped manually"
-CLEANUP_REASON = "Cleaned up manually: the task will not run"
 
 
 @dataclass
@@ -60,12 +58,23 @@ def locate(celery, task_id, timeout_s=INSPECT_TIMEOUT_S):
     return where
 
 
+def revoked_on(celery, names, timeout_s=INSPECT_TIMEOUT_S):
+    """{worker: set of the task ids it holds revoked} (it discards those when they fall due)."""
+    return {worker: set(ids or []) for worker, ids in remote.ask(celery, names, "revoked", timeout_s=timeout_s).items()}
+
+
 def retrying_tasks(celery, timeout_s=INSPECT_TIMEOUT_S):
-    """Every task waiting for an ETA on any worker, with retries from the run log where we have it."""
+    """Every task waiting for an ETA on any worker and still meant to run, with retries from the run log."""
     names = _workers(celery, timeout_s)
+    waiting = list(_entries(remote.ask(celery, names, "scheduled", timeout_s=timeout_s), "request"))
+    revoked = revoked_on(celery, sorted({worker for worker, _, _ in waiting}), timeout_s)
     found = []
-    for worker, request, entry in _entries(remote.ask(celery, names, "scheduled", timeout_s=timeout_s), "request"):
+    for worker, request, entry in waiting:
+        if request.get("id") in revoked.get(worker, ()):
+            continue  # stopped: the worker discards it when it falls due
         row = runs.get(request.get("id"))
+        if row is not None and row.status not in (PENDING, RUNNING):
+            continue  # ended (revoked, cancelled) in the run log
         found.append({"id": request.get("id"), "name": request.get("name"), "worker": worker,
                       "next_attempt": entry.get("eta"), "retries": row.retries if row else None,
                       "last_error": row.error if row else None})
@@ -103,46 +112,62 @@ def known(report):
 
 
 def retry_check(celery, task_id):
-    """--check: is it in a retry loop, how many times so far, when is the next attempt."""
+    """--check: is it in a retry loop, how many times so far, when is the next attempt; or how it stopped."""
     report = info(celery, task_id)
     record = report["record"] or {}
     scheduled = report["where"]["scheduled"]
-    report["retrying"] = bool(scheduled) or (record.get("state") == "RETRY" and record.get("status") == PENDING)
+    revoked = revoked_on(celery, sorted({entry["worker"] for entry in scheduled}))
+    report["revoked_on"] = sorted(worker for worker, ids in revoked.items() if task_id in ids)
+    still_meant = [entry for entry in scheduled if task_id not in revoked.get(entry["worker"], ())]
+    open_run = record.get("status") in (PENDING, RUNNING)
+    report["retrying"] = bool(still_meant and (not record or open_run)) or (
+        open_run and record.get("state") == "RETRY" and not report["revoked_on"])
     report["retries"] = record.get("retries")
-    report["next_attempt"] = scheduled[0]["eta"] if scheduled else record.get("next_retry_at")
+    report["next_attempt"] = (still_meant[0]["eta"] if still_meant else record.get("next_retry_at")) \
+        if report["retrying"] else None
+    report["stopped"] = None if report["retrying"] or not record or open_run else {
+        "state": record.get("state"), "reason": record.get("error"), "at": record.get("finished_at")}
     return report
 
 
-def revoke(celery, instance, task_id, terminate=False):
-    """Revoke on every worker; with terminate, stop a running execution and prove it stopped."""
+def revoke(celery, instance, task_id, terminate=False, who="someone"):
+    """Revoke on every worker; with terminate, stop a running execution and prove it stopped.
+
+    A run no worker executes ends in the log now (it will not run); one still executing stays open
+    until it ends, unless terminated.
+    """
     where = locate(celery, task_id)
-    remote.revoke(celery, [task_id])
-    steps = [("revoke sent to every worker (kept in their persistent revoke state)", True)]
+    acked = remote.revoke_everywhere(celery, [task_id], where.workers)
+    steps = [_revoke_step(acked)]
     if where.active and terminate:
+        outcomes.end([task_id], outcomes.revoked(who))
         outcome = cancel.Outcome()
         for worker in where.active:
             cancel.stop_execution(celery, instance, task_id, worker, outcome)
         steps.append((f"running execution stopped on {', '.join(where.active)}", outcome.confirmed_stopped))
     elif where.active:
         steps.append((f"still executing on {', '.join(where.active)} until it ends (use --terminate)", False))
+    elif acked:  # it will not run: every worker that could take it discards it
+        closed = outcomes.end([task_id], outcomes.revoked(who)).runs
+        steps.append(("run marked revoked in the database" if closed else "run record already closed (or none)",
+                      True))
     after = locate(celery, task_id)
     return {"task_id": task_id, "before": where.as_dict(), "after": after.as_dict(),
             "steps": [{"step": s, "ok": ok} for s, ok in steps], "ok": all(ok for _, ok in steps)}
 
 
-def _close_record(task_id, reason, state):
-    row = runs.get(task_id)
-    if row is None or row.status not in (PENDING, RUNNING):
-        runs.end_transaction()
-        return False
-    runs.mark_failed([task_id], reason, state=state)
-    return True
+def _revoke_step(acked):
+    """The first step of a revoke: which workers took it (and keep it across a restart), or that none did."""
+    if acked:
+        return (f"revoke received by {', '.join(acked)} (kept in their persistent revoke state)", True)
+    return ("no worker answered: a revoke reaches only running workers, so this one is lost; "
+            "start a worker and revoke again, or purge the queue", False)
 
 
 def cleanup(celery, task_id):
     """Forget the result in the backend and close the record, so nothing shows it pending for ever."""
     results.forget(celery, task_id)
-    closed = _close_record(task_id, CLEANUP_REASON, "REVOKED")
+    closed = outcomes.end([task_id], outcomes.CLEANED_UP).runs
     remote.revoke(celery, [task_id])
     return {"task_id": task_id, "steps": [
         {"step": "result forgotten in the backend", "ok": True},
@@ -150,19 +175,20 @@ def cleanup(celery, task_id):
         {"step": "revoked so a queued copy never runs", "ok": True}], "ok": True}
 
 
-def stop_retries(celery, instance, task_id):
+def stop_retries(celery, instance, task_id, who="someone"):
     """Stop a retry loop for good by every means that works, then check again."""
     before = locate(celery, task_id)
-    steps = []
-    remote.revoke(celery, [task_id])
-    steps.append(("revoked on every worker; workers keep it in their statedb, so it survives a restart", True))
+    acked = remote.revoke_everywhere(celery, [task_id], before.workers)
+    steps = [_revoke_step(acked)]
     if before.active:
         outcome = cancel.Outcome()
         for worker in before.active:
             cancel.stop_execution(celery, instance, task_id, worker, outcome)
         steps.append((f"running attempt terminated on {', '.join(before.active)}", outcome.confirmed_stopped))
-    closed = _close_record(task_id, STOP_RETRIES_REASON, "REVOKED")
-    steps.append(("run marked failed in the database" if closed else "run record already closed (or none)", True))
+    if acked:  # otherwise its next attempt may still run: the row stays as it is
+        closed = outcomes.end([task_id], outcomes.retries_stopped(who)).runs
+        steps.append(("run marked failed in the database" if closed else "run record already closed (or none)",
+                      True))
     after = locate(celery, task_id)
     steps.append(("no attempt executing anywhere", not after.active))
     if after.scheduled:

@@ -5,12 +5,12 @@ import time
 from datetime import datetime, timezone
 
 from celery import signals
-from sqlalchemy import bindparam, case, func, insert, or_, select, update
+from sqlalchemy import func, select
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from models import COMPLETED, FAILED, PENDING, RUNNING, Run, Schedule, db, utcnow
+from models import COMPLETED, FAILED, PENDING, RUNNING, Run, db, utcnow
 from panel.database import dispose_after_fork, reader
-from panel.runlog import prepared
+from panel.runlog import prepared, statements
 from panel.runlog.spool import Spool
 from panel.runlog.writer import RunWriter
 
@@ -20,71 +20,11 @@ RESULT_MAX_CHARS = 64 * 1024
 TRANSIENT_RETRY_S = (0.05, 0.25)
 SPOOL_ROW_WAIT_S = 300  # a kept update whose run row never appears is written (to nothing) after this
 logs_t = Run.__table__
-tasks_t = Schedule.__table__
 
 _engine = None
 _sql = {}
 _spool = None
 _writer = None  # in a worker's pool process: changes commit behind the task (run_writer.py)
-
-
-def _by_task_id():
-    return logs_t.c.celery_task_id == bindparam("tid")
-
-
-def _still_open():
-    # Two comparisons, not IN (...): an expanding IN cannot be prepared once (see prepared.py).
-    return or_(logs_t.c.status == PENDING, logs_t.c.status == RUNNING)
-
-
-def _upsert_run(dialect_name, columns, on_conflict):
-    """Insert a run; when its row is there already, set only the `on_conflict` columns from this insert."""
-    if dialect_name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    elif dialect_name == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    else:
-        return insert(logs_t).values({c: bindparam(c) for c in columns})
-    stmt = dialect_insert(logs_t).values({c: bindparam(c) for c in columns})
-    changes = {c: stmt.excluded[c] for c in on_conflict}
-    # The sender notes its time after the message left, so a worker may have started the run a moment
-    # earlier; whichever of the two writes lands second, a run is never queued after it started.
-    if "queued_at" in changes:
-        changes["queued_at"] = case((logs_t.c.started_at < stmt.excluded.queued_at, logs_t.c.started_at),
-                                    else_=stmt.excluded.queued_at)
-    if "started_at" in changes:
-        changes["queued_at"] = case((logs_t.c.queued_at > stmt.excluded.started_at, stmt.excluded.started_at),
-                                    else_=logs_t.c.queued_at)
-    return stmt.on_conflict_do_update(index_elements=[logs_t.c.celery_task_id], set_=changes)
-
-
-def _statements(dialect_name):
-    """Every write the recorder makes, as Core statements with named parameters."""
-    run_columns = ("celery_task_id", "task_name", "scheduled_task_id", "status", "state", "args", "kwargs",
-                   "queued_at", "started_at", "worker", "retries", "next_retry_at")
-    schedule_of_run = select(logs_t.c.scheduled_task_id).where(_by_task_id()).scalar_subquery()
-    return {
-        # The worker's start may get there first: the sender's insert then adds what only it knows.
-        "insert": _upsert_run(dialect_name, run_columns, ("scheduled_task_id", "queued_at")),
-        "retry_sent": update(logs_t).where(_by_task_id()).values(
-            status=PENDING, state="RETRY", retries=bindparam("retries"), next_retry_at=bindparam("eta")),
-        "schedule_sent": update(tasks_t).where(tasks_t.c.id == bindparam("sid")).values(
-            last_run_at=bindparam("now"), run_count=tasks_t.c.run_count + 1, status=PENDING),
-        # One statement whether or not a sender recorded the run, so a start needs no answer back.
-        "started": _upsert_run(dialect_name, run_columns,
-                               ("status", "state", "started_at", "worker", "next_retry_at")),
-        "succeeded": update(logs_t).where(_by_task_id()).values(
-            status=COMPLETED, state="SUCCESS", finished_at=bindparam("now"), result=bindparam("result"), error=None),
-        # A failure after a cancel (the killed process) must not overwrite "Task cancelled manually".
-        "failed": update(logs_t).where(_by_task_id()).where(_still_open()).values(
-            status=FAILED, state="FAILURE", finished_at=bindparam("now"), error=bindparam("error"),
-            traceback=bindparam("tb")),
-        "retrying": update(logs_t).where(_by_task_id()).values(
-            status=PENDING, state="RETRY", retries=bindparam("retries"), error=bindparam("error")),
-        "revoked": update(logs_t).where(_by_task_id()).where(_still_open()).values(
-            status=FAILED, state="REVOKED", finished_at=bindparam("now"), error=bindparam("error")),
-        "schedule_status": update(tasks_t).where(tasks_t.c.id == schedule_of_run).values(status=bindparam("st")),
-    }
 
 
 def _run(steps):
@@ -253,6 +193,18 @@ def on_retry(sender=None, request=None, reason=None, **_):
     _record(("retrying", {"tid": request.id, "retries": int(request.retries or 0) + 1, "error": clip(str(reason))}))
 
 
+def on_refused(sender=None, message=None, exc=None, name=None, id=None, **_):
+    """A worker refused a message (task_rejected) or knew no such task type (task_unknown): the run ends."""
+    headers = getattr(message, "headers", None) or {}
+    task_id = id or headers.get("id")
+    if not task_id:
+        return
+    kind = f"an unknown task type {name!r}" if name else "a message it could not take"
+    detail = f" ({type(exc).__name__}: {exc})" if exc is not None else ""
+    _record(("failed", {"tid": task_id, "now": utcnow(), "tb": None, "error": clip(f"Rejected by the worker: {kind}{detail}")}),
+            ("schedule_status", {"tid": task_id, "st": FAILED}))
+
+
 def on_revoked(request=None, terminated=False, signum=None, expired=False, **_):
     """Revoked before or during execution: the run ends failed, and says why."""
     why = f"terminated by signal {signum}" if terminated else ("expired" if expired else "revoked")
@@ -266,7 +218,8 @@ def connect(app, celery):
     with app.app_context():
         _engine = db.engine
     _spool = Spool(app.config["INSTANCE_PATH"])
-    _sql = {name: prepared.Prepared(_engine, stmt) for name, stmt in _statements(_engine.dialect.name).items()}
+    _sql = {name: prepared.Prepared(_engine, stmt)
+            for name, stmt in statements.for_dialect(_engine.dialect.name).items()}
     signals.worker_process_init.connect(lambda **_: dispose_after_fork(app), weak=False)
     signals.after_task_publish.connect(on_schedule_publish, weak=False)
     if not app.config["RECORD_RUNS"]:
@@ -279,6 +232,8 @@ def connect(app, celery):
     signals.task_failure.connect(on_failure, weak=False)
     signals.task_retry.connect(on_retry, weak=False)
     signals.task_revoked.connect(on_revoked, weak=False)
+    signals.task_rejected.connect(on_refused, weak=False)
+    signals.task_unknown.connect(on_refused, weak=False)
 
 
 def _start_writer(**_):

@@ -81,7 +81,7 @@ def _watchdogs():
 @api(Stopped, 409, (500, Stopped))
 def stop_celery():
     """Seed 000/001: stop worker and Beat, then make the database tell the truth (500: something survived)."""
-    report = stop_all(supervisor())
+    report = stop_all(supervisor(), current_app.extensions["celery"])
     body = {"status": "success" if report.ok else "error", "message": report.message,
             "workers_killed": report.killed[WORKER], "beats_killed": report.killed[BEAT]}
     return jsonify(body), (200 if report.ok else 500)

@@ -1,7 +1,7 @@
 """Runs (one execution each): the results browser's list, export and figures, deletion, cancel, stopping retries."""
 import logging
 
-from flask import Response, current_app, jsonify
+from flask import Response, current_app, g, jsonify
 
 from models import db, utcnow
 from panel.database import reader
@@ -121,7 +121,8 @@ def stop_retries(celery_task_id):
     """The same operation as scripts/stop_retries.py: stop a retry loop for good, step by step (500: not proven)."""
     run_or_404(celery_task_id)
     runs.end_transaction()
-    report = operations.stop_retries(celery(), current_app.config["INSTANCE_PATH"], celery_task_id)
+    report = operations.stop_retries(celery(), current_app.config["INSTANCE_PATH"], celery_task_id,
+                                     g.identity.username)
     status = "success" if report["ok"] else "error"
     message = f"Retry loop of {celery_task_id} {'stopped' if report['ok'] else 'not confirmed stopped'}"
     return jsonify({"status": status, "message": message, **report}), (200 if report["ok"] else 500)

@@ -1,0 +1,68 @@
+"""The recorder's writes as Core statements with named parameters, one set per database dialect."""
+from sqlalchemy import bindparam, case, insert, or_, select, update
+
+from models import COMPLETED, FAILED, PENDING, RUNNING, Run, Schedule
+
+logs_t = Run.__table__
+tasks_t = Schedule.__table__
+
+
+def _by_task_id():
+    return logs_t.c.celery_task_id == bindparam("tid")
+
+
+def _still_open():
+    # Two comparisons, not IN (...): an expanding IN cannot be prepared once (see prepared.py).
+    return or_(logs_t.c.status == PENDING, logs_t.c.status == RUNNING)
+
+
+def _upsert_run(dialect_name, columns, on_conflict):
+    """Insert a run; when its row is there already, set only the `on_conflict` columns from this insert."""
+    if dialect_name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    elif dialect_name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    else:
+        return insert(logs_t).values({c: bindparam(c) for c in columns})
+    stmt = dialect_insert(logs_t).values({c: bindparam(c) for c in columns})
+    changes = {c: stmt.excluded[c] for c in on_conflict}
+    # The sender notes its time after the message left, so a worker may have started the run a moment
+    # earlier; whichever of the two writes lands second, a run is never queued after it started.
+    if "queued_at" in changes:
+        changes["queued_at"] = case((logs_t.c.started_at < stmt.excluded.queued_at, logs_t.c.started_at),
+                                    else_=stmt.excluded.queued_at)
+    if "started_at" in changes:
+        changes["queued_at"] = case((logs_t.c.queued_at > stmt.excluded.started_at, stmt.excluded.started_at),
+                                    else_=logs_t.c.queued_at)
+    return stmt.on_conflict_do_update(index_elements=[logs_t.c.celery_task_id], set_=changes)
+
+
+def for_dialect(dialect_name):
+    """Every write the recorder makes, as Core statements with named parameters."""
+    run_columns = ("celery_task_id", "task_name", "scheduled_task_id", "status", "state", "args", "kwargs",
+                   "queued_at", "started_at", "worker", "retries", "next_retry_at")
+    schedule_of_run = select(logs_t.c.scheduled_task_id).where(_by_task_id()).scalar_subquery()
+    return {
+        # The worker's start may get there first: the sender's insert then adds what only it knows.
+        "insert": _upsert_run(dialect_name, run_columns, ("scheduled_task_id", "queued_at")),
+        # A retry of a run the panel already ended (cancelled, stopped) does not open it again: the revoke
+        # discards the retry when it falls due. If it runs after all, "started" opens the row (the truth).
+        "retry_sent": update(logs_t).where(_by_task_id()).where(_still_open()).values(
+            status=PENDING, state="RETRY", retries=bindparam("retries"), next_retry_at=bindparam("eta")),
+        "schedule_sent": update(tasks_t).where(tasks_t.c.id == bindparam("sid")).values(
+            last_run_at=bindparam("now"), run_count=tasks_t.c.run_count + 1, status=PENDING),
+        # One statement whether or not a sender recorded the run, so a start needs no answer back.
+        "started": _upsert_run(dialect_name, run_columns,
+                               ("status", "state", "started_at", "worker", "next_retry_at")),
+        "succeeded": update(logs_t).where(_by_task_id()).values(
+            status=COMPLETED, state="SUCCESS", finished_at=bindparam("now"), result=bindparam("result"), error=None),
+        # A failure after a cancel (the killed process) must not overwrite "Task cancelled manually".
+        "failed": update(logs_t).where(_by_task_id()).where(_still_open()).values(
+            status=FAILED, state="FAILURE", finished_at=bindparam("now"), error=bindparam("error"),
+            traceback=bindparam("tb")),
+        "retrying": update(logs_t).where(_by_task_id()).where(_still_open()).values(
+            status=PENDING, state="RETRY", retries=bindparam("retries"), error=bindparam("error")),
+        "revoked": update(logs_t).where(_by_task_id()).where(_still_open()).values(
+            status=FAILED, state="REVOKED", finished_at=bindparam("now"), error=bindparam("error")),
+        "schedule_status": update(tasks_t).where(tasks_t.c.id == schedule_of_run).values(status=bindparam("st")),
+    }
