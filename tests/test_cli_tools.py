@@ -108,6 +108,15 @@ def test_cleanup_forgets_and_closes_a_run_stuck_pending(app):
     assert closed.status == "failed" and closed.state == "REVOKED" and closed.finished_at
 
 
+def test_stopping_retries_with_no_worker_to_take_the_revoke_is_503_and_changes_nothing(app):
+    waiting = app.extensions["celery"].send_task("tests.always_fails")  # no worker: nobody can take a revoke
+    wait_for(lambda: row(app, waiting.id), 5, "the run's row")
+    resp = api_client(app).post(f"/scheduler/stop-retries/{waiting.id}/")
+    body = resp.get_json()
+    assert resp.status_code == 503 and body["ok"] is False and "no worker answered" in body["message"], body
+    assert row(app, waiting.id).status == "pending", "a revoke nobody received must not end the row"
+
+
 def test_the_panel_offers_the_same_stop_retries_action(app):
     start_worker(app)
     looping = app.extensions["celery"].send_task("tests.always_fails", kwargs={"countdown": 2})

@@ -184,3 +184,46 @@ def test_a_pool_process_that_ran_a_cancelled_task_is_gone(app, client):
     gone = not psutil.pid_exists(pid) or psutil.Process(pid).create_time() != created \
         or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     assert gone, f"pool process {pid} still runs the cancelled task"
+
+
+def _cancel_on_another_node(app, tmp_path, task, args):
+    """Send `task` to a worker of another node name, wait until it runs, cancel it; the answer and its pool pid."""
+    from panel.broker import remote
+    elsewhere = OtherHostWorker(app, tmp_path, queues="elsewhere")
+    celery = app.extensions["celery"]
+    sent = celery.send_task(task, args=args, queue="elsewhere")
+    assert wait_status(app, sent.id, "running").worker == elsewhere.node
+    pid = wait_for(lambda: remote.executing_pid(celery, elsewhere.node, sent.id), 10, "its pool pid")
+    answer = api_client(app, "operator").post(f"/scheduler/cancel-run/{sent.id}/").get_json()
+    return elsewhere, sent.id, pid, answer
+
+
+def _gone(pid):
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_a_cancel_on_another_nodes_worker_stops_it_through_that_worker_and_is_confirmed(app, tmp_path):
+    elsewhere, celery_id, pid, answer = _cancel_on_another_node(app, tmp_path, "tests.sleep", [300])
+    try:
+        assert answer["confirmed_stopped"] is True and answer["stopped"] == [celery_id], \
+            (answer, elsewhere.log_path.read_text()[-3000:])
+        assert answer["forced"] == [], "a remote worker's process is never signalled from here"
+        # Our own eyes: the remote pool process that ran it is gone, and that worker lives on.
+        wait_for(lambda: _gone(pid), 10, "the remote pool process to end")
+        assert elsewhere.alive() and run_row(app, celery_id).error == outcomes.CANCELLED.reason
+    finally:
+        elsewhere.stop()
+
+
+def test_a_cancel_another_nodes_worker_cannot_carry_out_is_reported_not_confirmed(app, tmp_path):
+    """The remote path cannot SIGKILL: a task that ignores SIGTERM there is named in not_confirmed, not hidden."""
+    elsewhere, celery_id, pid, answer = _cancel_on_another_node(app, tmp_path, "tests.sleep_ignoring_term", [300])
+    try:
+        assert answer["confirmed_stopped"] is False and answer["not_confirmed"] == [celery_id], answer
+        assert not _gone(pid), "the answer says not confirmed, so the process must really still run"
+        assert run_row(app, celery_id).status == "failed"
+    finally:
+        elsewhere.stop()

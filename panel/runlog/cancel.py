@@ -12,6 +12,9 @@ from panel.runlog import outcomes, runs
 
 log = logging.getLogger("panel.cancel")
 TERM_GRACE_S = 0.4     # a cooperative task ends on SIGTERM well within this
+# A remote pool is watched through its worker's `stats`, which lists a dead child until the worker reaps it:
+# at once when it sees the exit, at the latest at Celery's 5 s maintain_pool timer (concurrency/asynpool.py).
+REMOTE_TERM_GRACE_S = 6.0
 KILL_WAIT_S = 2.0      # after SIGKILL the process is gone at once; this bounds the check
 POLL_S = 0.05
 
@@ -58,15 +61,17 @@ def stop_execution(celery, instance, task_id, worker, outcome):
         return
     child = processes.pool_child(instance, pid)
     if child is not None:
-        alive = lambda: processes.still_same(child)  # noqa: E731 - local: the process table
+        alive, grace_s = (lambda: processes.still_same(child)), TERM_GRACE_S  # local: the process table
     else:
-        alive = lambda: pid in (remote.pool_pids(celery, worker, timeout_s=0.5) or {pid})  # noqa: E731
+        alive, grace_s = (lambda: pid in (remote.pool_pids(celery, worker, timeout_s=0.5) or {pid})), \
+            REMOTE_TERM_GRACE_S
     remote.revoke(celery, [task_id], terminate=True, sig="SIGTERM", worker=worker)
-    if _wait(alive, TERM_GRACE_S):
+    if _wait(alive, grace_s):
         outcome.stopped.append(task_id)
         return
     if child is None:  # a remote worker's process cannot be forced from here
-        log.warning("run %s ignores SIGTERM on remote worker %s; not confirmed stopped", task_id, worker)
+        log.warning("run %s ignored SIGTERM for %ss on remote worker %s; not confirmed stopped", task_id, grace_s,
+                    worker)
         outcome.not_confirmed.append(task_id)
         return
     log.warning("run %s ignored SIGTERM for %ss; killing pool process %s", task_id, TERM_GRACE_S, pid)

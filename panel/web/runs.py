@@ -116,13 +116,18 @@ def cancel_run(celery_task_id):
     return jsonify({"status": "success", "message": message, **outcome.as_dict()})
 
 
-@api(RetriesStopped, 404, (500, RetriesStopped))
+@api(RetriesStopped, 404, (500, RetriesStopped), (503, RetriesStopped))
 def stop_retries(celery_task_id):
-    """The same operation as scripts/stop_retries.py: stop a retry loop for good, step by step (500: not proven)."""
+    """The same operation as scripts/stop_retries.py: stop a retry loop for good, step by step.
+
+    503: no worker took the revoke, so nothing changed (the row stays open); 500: a step was not proven.
+    """
     run_or_404(celery_task_id)
     runs.end_transaction()
     report = operations.stop_retries(celery(), current_app.config["INSTANCE_PATH"], celery_task_id,
                                      g.identity.username)
-    status = "success" if report["ok"] else "error"
-    message = f"Retry loop of {celery_task_id} {'stopped' if report['ok'] else 'not confirmed stopped'}"
-    return jsonify({"status": status, "message": message, **report}), (200 if report["ok"] else 500)
+    unheard = not report["steps"][0]["ok"]  # the revoke's own step: which workers took it
+    message = (f"Retry loop of {celery_task_id} {'stopped' if report['ok'] else 'not confirmed stopped'}"
+               + ("; no worker answered the revoke: start a worker and try again" if unheard else ""))
+    code = 200 if report["ok"] else 503 if unheard else 500
+    return jsonify({"status": "success" if report["ok"] else "error", "message": message, **report}), code
