@@ -1,10 +1,12 @@
-"""`flask --app app users|tokens|runs ...`: accounts, API tokens and the run clean-up from the command line."""
+"""`flask --app app users|tokens|runs|celery-check ...`: accounts, API tokens, the run clean-up and the attached
+Celery app's facts from the command line."""
 import getpass
 import os
 import sys
 
 import click
-from flask.cli import AppGroup
+from flask import current_app
+from flask.cli import AppGroup, with_appcontext
 
 from models import ROLES
 from panel.errors import UserError
@@ -138,7 +140,40 @@ def cleanup_runs(days, include_failures, dry_run):
     click.echo(f"deleted {outcome['deleted']} run(s) in {', '.join(outcome['states'])} queued before {outcome['before']}")
 
 
+def _check_lines(facts):
+    """celery-check's report in words: one line per fact, ✓ or ✗."""
+    proj, mark = facts["project"], (lambda ok: "✓" if ok else "✗")
+    lines = [f"app         {proj['app']} in {proj['workdir']}" + (" (the embedded demo)" if proj["embedded"] else ""),
+             f"celery      {mark(proj['celery_version'])} {proj['celery_version'] or proj['celery_bin']}",
+             f"app loads   {mark(proj['loads'])}" + (f"\n{proj['error']}" if proj["error"] else "")]
+    for part in ("broker", "backend"):
+        answer = facts[part]
+        detail = f"{answer['latency_ms']} ms" if "latency_ms" in answer else answer.get("error", "")
+        lines.append(f"{part:<11} {mark(answer['ok'])} {detail}".rstrip())
+    if not facts["workers"]:
+        lines.append("workers     none answered: start a worker to list the task types it registers")
+    for worker, types in sorted(facts["workers"].items()):
+        lines.append(f"worker      {worker}: {', '.join(types) or '(no task types)'}")
+    return lines
+
+
+@click.command("celery-check")
+@click.option("--json", "as_json", is_flag=True, help="Print the facts as JSON.")
+@with_appcontext
+def celery_check(as_json):
+    """What the panel found of its Celery app: app, Celery version, broker, backend, task types (exit 1: a part failed)."""
+    import json
+
+    from panel.health import app_check
+    facts = app_check.check(current_app.config, current_app.extensions["celery"],
+                            current_app.extensions["supervisor"].child_env())
+    click.echo(json.dumps(facts, indent=2) if as_json else "\n".join(_check_lines(facts)))
+    ok = facts["project"]["loads"] and facts["broker"]["ok"] and facts["backend"]["ok"]
+    sys.exit(0 if ok else 1)
+
+
 def register(app):
+    app.cli.add_command(celery_check)
     app.cli.add_command(users_cli)
     app.cli.add_command(runs_cli)
     app.cli.add_command(tokens_cli)

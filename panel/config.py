@@ -15,6 +15,12 @@ DEFAULTS = {
     "CELERY_RESULT_BACKEND": "",
     "CELERY_TIMEZONE": "UTC",
     "CELERY_IMPORTS": "",
+    # Your own Celery project (panel/host/target.py): all unset means the embedded demo app.
+    "CELERY_APP": "",
+    "CELERY_WORKDIR": "",
+    "CELERY_BIN": "",
+    "CELERY_WORKER_ARGS": "",
+    "CELERY_BEAT_ARGS": "",
     "WORKER_CONCURRENCY": "2",
     "WORKER_POOL": "prefork",
     "WORKER_QUEUES": "celery",

@@ -8,8 +8,12 @@ if [[ -f .env ]]; then
   done < .env
 fi
 PYTHON="${PYTHON:-$( [[ -x .venv/bin/python ]] && echo .venv/bin/python || command -v python3 )}"
-CELERY="${CELERY:-$( [[ -x .venv/bin/celery ]] && echo .venv/bin/celery || command -v celery )}"
-INSTANCE="${PANEL_INSTANCE_PATH:-$PWD/instance}"
+PANEL_ROOT="$(pwd -P)"
+# The app to run (panel/host/target.py): unset, the embedded demo in this folder with this folder's celery.
+APP="${CELERY_APP:-celery_app}"
+WORKDIR="$(cd "${CELERY_WORKDIR:-$PANEL_ROOT}" && pwd -P)"
+CELERY="${CELERY_BIN:-${CELERY:-$( [[ -x .venv/bin/celery ]] && echo "$PWD/.venv/bin/celery" || command -v celery )}}"
+INSTANCE="$(mkdir -p "${PANEL_INSTANCE_PATH:-$PWD/instance}" && cd "${PANEL_INSTANCE_PATH:-$PWD/instance}" && pwd -P)"
 mkdir -p "$INSTANCE/logs"
 
 # Start this script's process in the background (it re-runs itself with --foreground), refusing a

@@ -48,7 +48,7 @@ def main(argv=None):
     if args.check:
         emit(args, report, check_text(task_id, report) + record_text(report["record"]))
         return EXIT_OK if report["retrying"] else EXIT_NOT_FOUND  # like grep: 0 while it is in a retry loop
-    result = run(app, lambda: operations.stop_retries(celery, app.config["INSTANCE_PATH"], task_id, who()))
+    result = run(app, lambda: operations.stop_retries(celery, app.extensions["supervisor"].host, task_id, who()))
     emit(args, result, [f"stop retries of {task_id}"] + steps_text(result))
     return EXIT_OK if result["ok"] else EXIT_NOT_FOUND
 

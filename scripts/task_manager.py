@@ -35,7 +35,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     app = open_app(args)
     celery = app.extensions["celery"]
-    instance = app.config["INSTANCE_PATH"]
+    host = app.extensions["supervisor"].host  # the processes this panel may signal
     from panel.runlog import operations
 
     report = run(app, lambda: operations.info(celery, args.task_id))
@@ -51,7 +51,7 @@ def main(argv=None):
         emit(args, report, lines)
         return EXIT_OK
     if args.command == "revoke":
-        result = run(app, lambda: operations.revoke(celery, instance, args.task_id, args.terminate, who()))
+        result = run(app, lambda: operations.revoke(celery, host, args.task_id, args.terminate, who()))
     else:
         result = run(app, lambda: operations.cleanup(celery, args.task_id))
     emit(args, result, [f"{args.command} {args.task_id}"] + steps_text(result))

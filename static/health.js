@@ -45,6 +45,7 @@
     const look = { ok: ["green", "✓ Healthy"], degraded: ["yellow", "⚠️ Degraded"], down: ["red", "❌ Down"] }[h.status];
     badge.textContent = look[1];
     badge.className = "badge badge-" + look[0];
+    say("h-app", h.app.embedded ? "the embedded demo (celery_app)" : `${h.app.name} in ${h.app.workdir}`, "");
     say("h-broker", ...reachable(h.broker, "broker"));
     say("h-database", ...reachable(h.database, "database"));
     showProgram("worker", h.worker);

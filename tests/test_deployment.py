@@ -13,7 +13,7 @@ from panel.broker import remote
 from panel.config import ROOT
 from panel.host import processes
 from panel.host.processes import BEAT, KINDS, WORKER
-from panel.host.supervisor import BEAT_READY_LINE
+from panel.host.target import EMBEDDED_BEAT_READY
 from tests.helpers import wait_for
 
 DOC = ROOT / "docs" / "deployment.md"
@@ -118,7 +118,7 @@ def ready(app, kind, log):
     if kind == WORKER:
         sup = app.extensions["supervisor"]
         return remote.ping_worker(app.extensions["celery"], sup.nodename, timeout_s=0.5)
-    return BEAT_READY_LINE in log.read_text(errors="replace")
+    return EMBEDDED_BEAT_READY in log.read_text(errors="replace")
 
 
 @pytest.mark.parametrize("kind", KINDS)

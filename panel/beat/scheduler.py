@@ -14,7 +14,7 @@ from panel.beat.schedules import schedule_of
 from panel.broker import connection
 from panel.database import reader
 from panel.errors import ValidationError
-from panel.host.supervisor import BEAT_READY_LINE
+from panel.host.target import EMBEDDED_BEAT_READY
 from panel.runlog import recorder
 
 logger = get_logger(__name__)
@@ -55,7 +55,7 @@ class DatabaseScheduler(Scheduler):
         else:
             logger.warning("DatabaseScheduler: no Redis URL, so no lock: run only one Beat")
         self._reload()
-        logger.info("%s (%d enabled tasks)", BEAT_READY_LINE, len(self._schedule))
+        logger.info("%s (%d enabled tasks)", EMBEDDED_BEAT_READY, len(self._schedule))
 
     def _read_marker(self):
         with reader(self._engine).connect() as conn:

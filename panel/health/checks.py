@@ -93,6 +93,8 @@ def report(app):
     cfg = app.config
     out = {"checked_at": utcnow().isoformat() + "Z", "broker": check_broker(cfg["CELERY_BROKER_URL"]),
            "database": check_database(), "background_actor_pid": background.actor_pid(cfg["INSTANCE_PATH"])}
+    target = app.extensions["supervisor"].host.target
+    out["app"] = {"name": target.app, "workdir": target.workdir, "embedded": target.embedded}
     status = app.extensions["supervisor"].status()
     dogs = watchdog.view() if out["database"]["ok"] else {}
     for kind in KINDS:

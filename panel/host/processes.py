@@ -1,15 +1,16 @@
-"""The process table: the one place that decides whether a process is this app's worker or Beat."""
+"""The process table: the one place that decides whether a process is this panel's worker or Beat."""
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import psutil
 
-from panel.config import DEFAULT_INSTANCE, ROOT
+from panel.config import DEFAULT_INSTANCE
+from panel.host.target import EMBEDDED, EMBEDDED_APP, Target
 
 WORKER, BEAT = "worker", "beat"
 KINDS = (WORKER, BEAT)
-APP_MODULE = "celery_app"
 INSTANCE_ENV = "PANEL_INSTANCE_PATH"
 # Global celery options that take a value, so the value is not read as the subcommand.
 _VALUE_OPTIONS = {"-A", "--app", "-b", "--broker", "--result-backend", "--loader", "--config", "--workdir"}
@@ -41,7 +42,7 @@ def _celery_args(argv):
     return None
 
 
-def classify(argv, app_module=APP_MODULE):
+def classify(argv, app_module=EMBEDDED_APP):
     """'worker', 'beat' or None for a command line; pure, so decoys are easy to test."""
     args = _celery_args(list(argv))
     if args is None:
@@ -74,12 +75,12 @@ def _instance_of(proc):
     return str(Path(tag).resolve()) if tag else str(DEFAULT_INSTANCE)
 
 
-def _is_ours(proc, instance):
+def _is_ours(proc, instance, workdir):
     """Same project folder and same instance: never a neighbour's or another test run's Celery."""
     try:
         if proc.status() == psutil.STATUS_ZOMBIE:
             return False
-        return proc.cwd() == str(ROOT) and _instance_of(proc) == instance
+        return proc.cwd() == workdir and _instance_of(proc) == instance
     except (psutil.Error, OSError):
         return False
 
@@ -103,11 +104,11 @@ def _command_lines():
             yield pid, raw.rstrip(b"\0").decode("utf-8", "replace").split("\0")
 
 
-def scan(instance, app_module=APP_MODULE):
-    """All of this instance's workers and Beats, pool children folded under their worker."""
+def scan(instance, target=EMBEDDED):
+    """All of this instance's workers and Beats of the target app, pool children folded under their worker."""
     candidates = {}
     for pid, argv in _command_lines():
-        kind = classify(argv, app_module)
+        kind = classify(argv, target.app)
         if kind:
             try:
                 candidates[pid] = (psutil.Process(pid), kind, tuple(argv))
@@ -115,7 +116,7 @@ def scan(instance, app_module=APP_MODULE):
                 continue
     found, pool = {}, {}
     for pid, (proc, kind, argv) in candidates.items():
-        if not _is_ours(proc, instance):
+        if not _is_ours(proc, instance, target.workdir):
             continue
         try:
             ppid = proc.ppid()
@@ -131,9 +132,9 @@ def scan(instance, app_module=APP_MODULE):
     return {kind: [r for r in refs if r.kind == kind] for kind in KINDS}
 
 
-def pool_child(instance, pid):
+def pool_child(instance, pid, target=EMBEDDED):
     """A ProcessRef for pid when it is a pool child of one of this instance's workers, else None."""
-    for worker in scan(instance)[WORKER]:
+    for worker in scan(instance, target)[WORKER]:
         if pid in worker.children:
             try:
                 proc = psutil.Process(pid)
@@ -153,15 +154,33 @@ def still_same(ref):
         return False
 
 
+class Host(NamedTuple):
+    """This panel's own Celery processes: its instance folder and the app it runs there."""
+
+    instance: str
+    target: Target = EMBEDDED
+
+    @classmethod
+    def of(cls, settings):
+        return cls(str(settings["INSTANCE_PATH"]), Target.of(settings))
+
+    def scan(self):
+        return scan(self.instance, self.target)
+
+    def pool_child(self, pid):
+        return pool_child(self.instance, pid, self.target)
+
+
 def main(argv=None):
-    """`python -m panel.processes beat|worker`: print this instance's PIDs, exit 1 when none."""
+    """`python -m panel.host.processes beat|worker`: print this instance's PIDs, exit 1 when none."""
     import sys
 
     from panel.config import instance_path, read_env
 
     args = sys.argv[1:] if argv is None else argv
     kind = args[0] if args else BEAT
-    refs = scan(str(instance_path(read_env())))[kind]
+    env = read_env()
+    refs = scan(str(instance_path(env)), Target.of(env))[kind]
     print(" ".join(str(r.pid) for r in refs))
     return 0 if refs else 1
 

@@ -17,18 +17,19 @@ from panel.errors import ControlBusy
 from panel.host import oscontrol, processes
 from panel.host.processes import BEAT, KINDS, WORKER
 from panel.host.states import Program, State
+from panel.host.target import SETTINGS as TARGET_SETTINGS
 
 log = logging.getLogger("panel.supervisor")
 
 SCRIPTS = {WORKER: ROOT / "start_celery_worker.sh", BEAT: ROOT / "start_celery_beat.sh"}
-BEAT_READY_LINE = "DatabaseScheduler: schedule loaded"
 READY_POLL_S = 0.1
 KILL_WAIT_S = 5.0
 TAIL_LINES = 20
 # Settings the worker and Beat must share with the panel that starts them.
 CHILD_ENV_KEYS = ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "CELERY_TIMEZONE", "CELERY_IMPORTS",
                   "WORKER_CONCURRENCY", "WORKER_POOL", "WORKER_QUEUES", "WORKER_LOGLEVEL",
-                  "WORKER_NODENAME", "WORKER_MAX_TASKS_PER_CHILD", "BEAT_MAX_INTERVAL_S", "BEAT_LOCK_TTL_S", "RECORD_RUNS")
+                  "WORKER_NODENAME", "WORKER_MAX_TASKS_PER_CHILD", "BEAT_MAX_INTERVAL_S", "BEAT_LOCK_TTL_S", "RECORD_RUNS",
+                  *TARGET_SETTINGS)
 
 
 @dataclass
@@ -58,6 +59,7 @@ class Supervisor:
 
     def __init__(self, config, celery, on_event=None, on_intent=None):
         self.instance = config["INSTANCE_PATH"]
+        self.host = processes.Host.of(config)  # the instance and the app whose processes are ours
         self.config = config
         self.celery = celery
         self.on_event = on_event or (lambda **_: None)
@@ -103,7 +105,7 @@ class Supervisor:
     def status(self):
         """Live state of the worker and Beat, straight from the process table."""
         oscontrol.reap()
-        table = processes.scan(self.instance)
+        table = self.host.scan()
         out = {}
         for kind in KINDS:
             refs = table[kind]
@@ -122,7 +124,7 @@ class Supervisor:
         """Start the given programs that are not running; raises BrokerDown when Redis is away."""
         with self.control_lock():
             connection.ping(self.config["CELERY_BROKER_URL"])
-            table = processes.scan(self.instance)
+            table = self.host.scan()
             results = {}
             for kind in kinds:
                 if cause != "watchdog":
@@ -143,7 +145,7 @@ class Supervisor:
     def restart_beat(self, actor=None, cause="request"):
         """Stop Beat and start it again; None when Beat was not running."""
         with self.control_lock():
-            refs = processes.scan(self.instance)[BEAT]
+            refs = self.host.scan()[BEAT]
             if not refs:
                 return None
             connection.ping(self.config["CELERY_BROKER_URL"])  # before the stop: never stop what cannot start again
@@ -156,7 +158,7 @@ class Supervisor:
     def _stop(self, kinds, actor=None, cause="request"):
         for kind in kinds:  # before any signal: the watchdog must not take this stop for a crash
             self.on_intent(kind, "stopped")
-        table = processes.scan(self.instance)
+        table = self.host.scan()
         refs = [ref for kind in kinds for ref in table[kind]]
         trees = {ref: oscontrol.tree_of(ref) for ref in refs}
         for kind in kinds:
@@ -200,6 +202,9 @@ class Supervisor:
         env.update({key: str(self.config[key]) for key in CHILD_ENV_KEYS})
         env["DATABASE_URL"] = self.config["SQLALCHEMY_DATABASE_URI"]
         env[processes.INSTANCE_ENV] = self.instance
+        # Resolved: Celery itself reads CELERY_APP and CELERY_WORKDIR as -A and --workdir, from any folder.
+        target = self.host.target
+        env.update(CELERY_APP=target.app, CELERY_WORKDIR=target.workdir, CELERY_BIN=target.celery_bin)
         return env
 
     def _start_one(self, kind, actor=None, cause="request"):
@@ -214,7 +219,7 @@ class Supervisor:
             result = StartResult(kind, True, [proc.pid], message=f"started (PID {proc.pid})")
         else:
             if proc.poll() is None:
-                ref = next((r for r in processes.scan(self.instance)[kind] if r.pid == proc.pid), None)
+                ref = next((r for r in self.host.scan()[kind] if r.pid == proc.pid), None)
                 members = oscontrol.tree_of(ref) if ref else [(proc.pid, None)]
                 if ref:
                     oscontrol.send_signal(ref, signal.SIGKILL)
@@ -238,7 +243,7 @@ class Supervisor:
                 return False, f"{kind} exited during start-up with status {code}"
             if kind == WORKER and remote.ping_worker(self.celery, self.nodename, timeout_s=0.5):
                 return True, ""
-            if kind == BEAT and BEAT_READY_LINE in _read_from(path, offset):
+            if kind == BEAT and self.host.target.beat_ready_line in _read_from(path, offset):
                 return True, ""
             time.sleep(READY_POLL_S)
         return False, f"{kind} did not become ready within {self.start_timeout_s:g} s"

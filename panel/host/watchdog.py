@@ -14,7 +14,7 @@ from models import RUNNING, Run, Watchdog, db, utcnow
 from panel.database import reader
 from panel.errors import BrokerDown, ControlBusy
 from panel.health import alerts
-from panel.host import oscontrol, processes, states
+from panel.host import oscontrol, states
 from panel.host.processes import KINDS, WORKER
 from panel.host.states import State
 from panel.runlog import outcomes
@@ -112,7 +112,7 @@ class Watchdogs:
     def tick(self, now=None):
         """One look; the write transaction is opened only when something is to change (SQLite's lock)."""
         now = now or utcnow()
-        table = processes.scan(self.supervisor.instance)
+        table = self.supervisor.host.scan()
         if all(_settled(dog, table[kind]) for kind, dog in view().items()):
             return
         for kind, row in rows().items():
@@ -137,7 +137,7 @@ class Watchdogs:
         try:  # decide again under the control lock: a stop through the panel may be under way
             with self.supervisor.control_lock(wait_s=self.cfg["WATCHDOG_LOCK_WAIT_S"]):
                 db.session.refresh(row)
-                if processes.scan(self.supervisor.instance)[kind] or not row.enabled or row.desired == "stopped":
+                if self.supervisor.host.scan()[kind] or not row.enabled or row.desired == "stopped":
                     return
                 status = _exit_status(row.pids)
                 lost = self._fail_runs_of_dead_worker(oscontrol.describe_exit(status)) if kind == WORKER else 0
@@ -157,7 +157,7 @@ class Watchdogs:
             try:  # a stop through the panel may be under way: it says so itself
                 with self.supervisor.control_lock(wait_s=self.cfg["WATCHDOG_LOCK_WAIT_S"]):
                     db.session.refresh(row)
-                    if processes.scan(self.supervisor.instance)[kind] or row.enabled:
+                    if self.supervisor.host.scan()[kind] or row.enabled:
                         return
                     if row.desired == "stopped":
                         self._set(row, State.STOPPED, "stopped through the panel", now)

@@ -45,7 +45,7 @@ def _wait(alive, timeout_s):
     return True
 
 
-def stop_execution(celery, instance, task_id, worker, outcome):
+def stop_execution(celery, host, task_id, worker, outcome):
     """SIGTERM through the worker; proof is the pool process gone; SIGKILL it after the grace if local.
 
     Celery drops a terminated request from `active` at once, whether or not its process died, so
@@ -59,7 +59,7 @@ def stop_execution(celery, instance, task_id, worker, outcome):
     if pid is None:  # it had already ended: nothing runs it any more
         outcome.stopped.append(task_id)
         return
-    child = processes.pool_child(instance, pid)
+    child = host.pool_child(pid)
     if child is not None:
         alive, grace_s = (lambda: processes.still_same(child)), TERM_GRACE_S  # local: the process table
     else:
@@ -80,7 +80,7 @@ def stop_execution(celery, instance, task_id, worker, outcome):
     (outcome.stopped if _wait(alive, KILL_WAIT_S) else outcome.not_confirmed).append(task_id)
 
 
-def cancel(celery, instance, open_runs):
+def cancel(celery, host, open_runs):
     """Mark the runs failed now (the database tells the truth at once), then stop them for real."""
     pending = [r.celery_task_id for r in open_runs if r.status == PENDING]
     running = [(r.celery_task_id, r.worker) for r in open_runs if r.status == RUNNING]
@@ -92,7 +92,7 @@ def cancel(celery, instance, open_runs):
         outcome.revoked_queued = pending
     for task_id, worker in running:
         if worker:
-            stop_execution(celery, instance, task_id, worker, outcome)
+            stop_execution(celery, host, task_id, worker, outcome)
         else:
             remote.revoke(celery, [task_id], terminate=True)
             outcome.not_confirmed.append(task_id)
@@ -100,15 +100,15 @@ def cancel(celery, instance, open_runs):
     return outcome
 
 
-def cancel_schedule(celery, instance, schedule):
+def cancel_schedule(celery, host, schedule):
     """Cancel every queued and running run of a schedule."""
     open_runs = runs.open_runs_of(schedule.id)
     if not open_runs:
         raise NotCancellable(f"Task {schedule.name} is not running: nothing to cancel")
-    return cancel(celery, instance, open_runs)
+    return cancel(celery, host, open_runs)
 
 
-def cancel_run(celery, instance, run):
+def cancel_run(celery, host, run):
     if run.status not in (PENDING, RUNNING):
         raise NotCancellable(f"Run {run.celery_task_id} has already ended ({run.status})")
-    return cancel(celery, instance, [run])
+    return cancel(celery, host, [run])

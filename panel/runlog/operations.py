@@ -130,7 +130,7 @@ def retry_check(celery, task_id):
     return report
 
 
-def revoke(celery, instance, task_id, terminate=False, who="someone"):
+def revoke(celery, host, task_id, terminate=False, who="someone"):
     """Revoke on every worker; with terminate, stop a running execution and prove it stopped.
 
     A run no worker executes ends in the log now (it will not run); one still executing stays open
@@ -143,7 +143,7 @@ def revoke(celery, instance, task_id, terminate=False, who="someone"):
         outcomes.end([task_id], outcomes.revoked(who))
         outcome = cancel.Outcome()
         for worker in where.active:
-            cancel.stop_execution(celery, instance, task_id, worker, outcome)
+            cancel.stop_execution(celery, host, task_id, worker, outcome)
         steps.append((f"running execution stopped on {', '.join(where.active)}", outcome.confirmed_stopped))
     elif where.active:
         steps.append((f"still executing on {', '.join(where.active)} until it ends (use --terminate)", False))
@@ -175,7 +175,7 @@ def cleanup(celery, task_id):
         {"step": "revoked so a queued copy never runs", "ok": True}], "ok": True}
 
 
-def stop_retries(celery, instance, task_id, who="someone"):
+def stop_retries(celery, host, task_id, who="someone"):
     """Stop a retry loop for good by every means that works, then check again."""
     before = locate(celery, task_id)
     acked = remote.revoke_everywhere(celery, [task_id], before.workers)
@@ -183,7 +183,7 @@ def stop_retries(celery, instance, task_id, who="someone"):
     if before.active:
         outcome = cancel.Outcome()
         for worker in before.active:
-            cancel.stop_execution(celery, instance, task_id, worker, outcome)
+            cancel.stop_execution(celery, host, task_id, worker, outcome)
         steps.append((f"running attempt terminated on {', '.join(before.active)}", outcome.confirmed_stopped))
     if acked:  # otherwise its next attempt may still run: the row stays as it is
         closed = outcomes.end([task_id], outcomes.retries_stopped(who)).runs

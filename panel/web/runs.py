@@ -111,7 +111,7 @@ def get_run(celery_task_id):
 def cancel_run(celery_task_id):
     """Cancel one run: revoked when queued, its execution stopped for real when running. 409: it has ended."""
     run = run_or_404(celery_task_id)
-    outcome = cancel.cancel_run(celery(), current_app.config["INSTANCE_PATH"], run)
+    outcome = cancel.cancel_run(celery(), current_app.extensions["supervisor"].host, run)
     message = f"Run {celery_task_id} has been cancelled and marked as failed"
     return jsonify({"status": "success", "message": message, **outcome.as_dict()})
 
@@ -124,7 +124,7 @@ def stop_retries(celery_task_id):
     """
     run_or_404(celery_task_id)
     runs.end_transaction()
-    report = operations.stop_retries(celery(), current_app.config["INSTANCE_PATH"], celery_task_id,
+    report = operations.stop_retries(celery(), current_app.extensions["supervisor"].host, celery_task_id,
                                      g.identity.username)
     unheard = not report["steps"][0]["ok"]  # the revoke's own step: which workers took it
     message = (f"Retry loop of {celery_task_id} {'stopped' if report['ok'] else 'not confirmed stopped'}"

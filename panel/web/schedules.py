@@ -137,6 +137,6 @@ def cancel_task(task_id):
     """Seed 001: stop a schedule's queued and running runs; the database says failed. 409: nothing runs."""
     task = schedules.get(task_id)
     name = task.name
-    outcome = cancel.cancel_schedule(celery(), current_app.config["INSTANCE_PATH"], task)
+    outcome = cancel.cancel_schedule(celery(), current_app.extensions["supervisor"].host, task)
     message = f"Task {name} has been cancelled and marked as failed"
     return jsonify({"status": "success", "message": message, **outcome.as_dict()})

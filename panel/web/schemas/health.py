@@ -22,6 +22,12 @@ class ProgramHealth(Answer):
     watchdog: Watchdog | None
 
 
+class AttachedApp(Answer):
+    name: str = Field(description="the -A value of the Celery app whose worker and Beat the panel runs")
+    workdir: str = Field(description="the folder its processes run in")
+    embedded: bool = Field(description="true for the panel's own demo app (no CELERY_APP set)")
+
+
 class Dispatch(Answer):
     at: Timestamp
     task: str
@@ -43,6 +49,7 @@ class Health(Answer):
     broker: Check
     database: Check
     background_actor_pid: int | None
+    app: AttachedApp
     worker: ProgramHealth
     beat: ProgramHealth
     last_beat_dispatch: Dispatch | None
