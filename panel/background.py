@@ -13,7 +13,7 @@ from pathlib import Path
 
 from models import db
 from panel.cluster import monitor
-from panel.runlog import reconciler
+from panel.runlog import from_events, reconciler
 
 log = logging.getLogger("panel.background")
 STANDBY_S = 2.0
@@ -57,6 +57,8 @@ class Background:
     def _act(self):
         self.acting.set()
         self._stops = [reconciler.start(self.app), monitor.start(self.app)]
+        if from_events.enabled(self.app.config):
+            self._stops.append(from_events.start(self.app))
         threading.Thread(target=watch_loop, args=(self.app, self.stop_event), name="watchdog", daemon=True).start()
 
     def start(self):

@@ -21,6 +21,11 @@ DEFAULTS = {
     "CELERY_BIN": "",
     "CELERY_WORKER_ARGS": "",
     "CELERY_BEAT_ARGS": "",
+    # The run log from task events (panel/runlog/from_events.py): auto = on for your own project.
+    "RUN_EVENTS": "auto",
+    "EVENT_QUEUE_MAX_LENGTH": "100000",
+    "EVENT_QUEUE_MAX_AGE_S": "86400",
+    "EVENT_QUEUE_EXPIRES_S": "604800",
     "WORKER_CONCURRENCY": "2",
     "WORKER_POOL": "prefork",
     "WORKER_QUEUES": "celery",
@@ -110,7 +115,8 @@ def load_settings(env_file=None):
                 "WATCHDOG_LOCK_WAIT_S",
                 "ALERT_WEBHOOK_TIMEOUT_S", "ALERT_SMTP_PORT", "ALERT_SMTP_TIMEOUT_S", "ALERT_MIN_INTERVAL_S",
                 "ALERT_BEAT_MISS_MARGIN_S", "ALERT_FAILURES_THRESHOLD", "ALERT_FAILURES_WINDOW_S",
-                "ALERT_CHECK_INTERVAL_S"):
+                "ALERT_CHECK_INTERVAL_S", "EVENT_QUEUE_MAX_LENGTH", "EVENT_QUEUE_MAX_AGE_S",
+                "EVENT_QUEUE_EXPIRES_S"):
         values[key] = float(values[key]) if key.endswith("_S") else int(values[key])
     values["RECORD_RUNS"] = str(values["RECORD_RUNS"]).lower() not in ("0", "false", "no", "off")
     values["PANEL_SECURE_COOKIES"] = str(values["PANEL_SECURE_COOKIES"]).lower() in ("1", "true", "yes", "on")

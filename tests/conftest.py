@@ -1,4 +1,6 @@
-"""Fixtures: a private Redis per session, SQLite and PostgreSQL databases, apps and Celery stacks."""
+"""Fixtures: a private Redis per session, a RabbitMQ vhost of our own, SQLite and PostgreSQL databases, apps and
+Celery stacks."""
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -13,6 +15,23 @@ from tests.helpers import LocalSite, RedisServer
 
 PG_DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres connect_timeout=5"
 BACKENDS = ("sqlite", "postgresql")
+
+
+def _rabbitmqctl(*args):
+    out = subprocess.run(["rabbitmqctl", *args], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, f"rabbitmqctl {' '.join(args)}: {out.stdout}{out.stderr}"
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_url():
+    """A vhost of this test run's own on the machine's RabbitMQ (guest may use it), deleted at the end."""
+    vhost = f"ccp-test-{uuid.uuid4().hex[:10]}"
+    _rabbitmqctl("add_vhost", vhost)
+    try:
+        _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+        yield f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
+    finally:
+        _rabbitmqctl("delete_vhost", vhost)
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,7 @@ CELERY = str(ROOT / ".venv" / "bin" / "celery")
 def attached(make_app):
     """A panel attached to the sample project; the project's module must never be imported here."""
     app = make_app(CELERY_APP="proj", CELERY_WORKDIR=str(PROJECT), CELERY_BIN=CELERY,
-                   CELERY_WORKER_ARGS="--pool threads --concurrency 4")
+                   CELERY_WORKER_ARGS="--concurrency 3")
     yield app
     assert "proj" not in sys.modules and "proj.celery" not in sys.modules, "the panel imported the project"
 
@@ -69,6 +69,8 @@ def test_the_projects_worker_and_beat_start_restart_and_stop_through_the_panel(a
         proc = psutil.Process(ref.pid)
         assert proc.cwd() == str(PROJECT) and "proj" in proc.cmdline(), proc.cmdline()
     assert "--task-events" in found[WORKER][0].cmdline, "task events must be on for the run log"
+    assert found[WORKER][0].cmdline[-2:] == ("--concurrency", "3"), "CELERY_WORKER_ARGS come last, so they win"
+    assert len(found[WORKER][0].children) == 3
     status = client.get("/celery_status").get_json()  # seed 002 answers for the attached app as for its own
     assert status["running"] is True and status["pids"] == [found[BEAT][0].pid], status
     toolbar = client.get("/scheduler/celery-status/").get_json()

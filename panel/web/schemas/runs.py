@@ -87,8 +87,9 @@ class Run(Answer):
     scheduled_task_id: int | None
     status: RunStatus
     state: CeleryState
-    args: list[Any] | None
-    kwargs: dict[str, Any] | None
+    args: list[Any] | str | None = Field(description="a string when only the worker's repr of them is known "
+                                                   "(a run recorded from task events), cut where the worker cut it")
+    kwargs: dict[str, Any] | str | None
     queued_at: Timestamp | None
     started_at: Timestamp | None
     finished_at: Timestamp | None

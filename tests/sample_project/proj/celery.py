@@ -30,3 +30,9 @@ def fail(message):
 def slow(seconds):
     time.sleep(seconds)
     return seconds
+
+
+@app.task(name="proj.flaky", bind=True, max_retries=2)
+def flaky(self):
+    """Fails every attempt: two retries, then the failure."""
+    raise self.retry(exc=RuntimeError("upstream is down"), countdown=0.2)
