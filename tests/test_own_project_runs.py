@@ -121,3 +121,16 @@ def _queue(url, name):
 def _worker_ran(app, task_ids):
     text = app.extensions["supervisor"].log_path("worker").read_text()
     return all(f"[{task_id}] succeeded" in text for task_id in task_ids)
+
+
+def test_a_run_the_panel_never_saw_is_shown_from_the_result_backend(attached):  # noqa: F811
+    client = api_client(attached, "viewer")
+    assert api_client(attached, "operator").post("/scheduler/start-celery/").get_json()["status"] == "success"
+    unseen = project_call(attached, "proj.add", "[5, 5]")  # no recorder running: no event is recorded
+    wait_for(lambda: _worker_ran(attached, [unseen]), WAIT_S, "the worker to run it")
+    assert run_row(attached, unseen) is None
+    page = client.get(f"/runs/{unseen}")
+    text = page.get_data(as_text=True)
+    assert page.status_code == 200 and "Not in the run log" in text and "SUCCESS" in text, text[:500]
+    assert '<pre class="code" id="run-result">10</pre>' in text
+    assert client.get("/runs/no-such-run").status_code == 404

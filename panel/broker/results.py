@@ -21,6 +21,19 @@ def state(celery, task_id):
     return {"state": result.state, "result": repr(result.info) if result.info is not None else None}
 
 
+def stored(celery, task_id):
+    """Everything the backend keeps of one task (state, result, traceback, date_done; name and args when the app
+    stores extended results), or None when it knows nothing of it."""
+    meta = celery.backend.get_task_meta(task_id)
+    if meta.get("status") in (None, "PENDING"):
+        return None
+    result = meta.get("result")
+    return {"state": meta["status"], "result": None if result is None else repr(result),
+            "traceback": meta.get("traceback"), "date_done": str(meta.get("date_done") or "") or None,
+            "name": meta.get("name"), "args": meta.get("args"), "kwargs": meta.get("kwargs"),
+            "worker": meta.get("worker")}
+
+
 def forget(celery, task_id):
     """Drop the stored result, so nothing reads it as pending for ever."""
     AsyncResult(task_id, app=celery).forget()

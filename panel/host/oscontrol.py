@@ -17,6 +17,7 @@ _spawned = {}
 _exits = {}  # pid -> exit status of children we reaped (negative: killed by that signal)
 _spawned_lock = threading.Lock()
 EXITS_KEPT = 200
+REAP_WAIT_S = 2.0
 
 
 def spawn(argv, log_path, env, cwd):
@@ -49,10 +50,28 @@ def reap():
 
 
 def exit_status(pid):
-    """How a child we spawned ended (negative: the signal), or None when it was not ours or still runs."""
+    """How a child we spawned ended (negative: the signal), or None when it was not ours or still runs.
+
+    A child that has ended but whose reaper thread has not run yet (a loaded machine) is waited for,
+    briefly: its status is known the moment it ended, and a caller must not say "unknown" for want of it.
+    """
+    with _spawned_lock:
+        proc = _spawned.get(pid)
+    if proc is not None and not _running(pid):
+        try:
+            proc.wait(timeout=REAP_WAIT_S)
+        except subprocess.TimeoutExpired:
+            pass
     reap()
     with _spawned_lock:
         return _exits.get(pid)
+
+
+def _running(pid):
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def describe_exit(status):

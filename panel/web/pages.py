@@ -3,6 +3,7 @@ from urllib.parse import urlparse
 
 from flask import abort, current_app, g, redirect, render_template, request, session
 
+from panel.broker import results
 from panel.errors import ValidationError
 from panel.runlog import runs, search
 from panel.security import audit, users
@@ -83,10 +84,22 @@ def run_page(celery_task_id):
     """One run: arguments, result or traceback, times, worker, retries, the schedule it came from."""
     run = runs.get(celery_task_id)
     if run is None:
-        abort(404, description=f"No run with Celery task id {celery_task_id}.")
+        return _run_from_backend(celery_task_id)
     detail = runs.as_dict(run)
     schedule = run.schedule
     return render_template("run.html", run=detail, schedule_name=schedule.name if schedule else None)
+
+
+def _run_from_backend(celery_task_id):
+    """A run the run log never saw (events off, or it ended while the panel was away): the result backend's word."""
+    try:
+        stored = results.stored(current_app.extensions["celery"], celery_task_id)
+    except Exception as exc:  # every backend raises its own kind; the page says what
+        abort(404, description=f"No run with Celery task id {celery_task_id} in the run log, and the result "
+                              f"backend could not be read: {type(exc).__name__}: {exc}")
+    if stored is None:
+        abort(404, description=f"No run with Celery task id {celery_task_id}.")
+    return render_template("run_backend.html", task_id=celery_task_id, stored=stored)
 
 
 def template_globals():
