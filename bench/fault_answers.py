@@ -4,16 +4,14 @@ Targets from the README: a command-line tool with an unreachable broker reports 
 /celery_status answers from the process table while SQLite is locked, as fast as when it is not; an alert
 to a webhook that never answers gives up at ALERT_WEBHOOK_TIMEOUT_S; controls with a dead broker are 503 at once.
 """
-import sqlite3
 import statistics
 import subprocess
 import sys
-import threading
 
 from bench.common import ROOT, private_stack, summary, timed
 from tests.alert_receivers import Receiver
 from tests.conftest import api_client
-from tests.helpers import free_port
+from tests.helpers import SqliteLock, free_port
 
 ROUNDS = 20
 TOOL_ROUNDS = 3
@@ -32,24 +30,8 @@ def tool_with_dead_broker(app):
 def status_while_locked(app):
     viewer = api_client(app, "viewer")
     free = timed(lambda: viewer.get("/celery_status"), ROUNDS)
-    path = app.config["SQLALCHEMY_DATABASE_URI"].removeprefix("sqlite:///")
-    locked, release = threading.Event(), threading.Event()
-
-    def hold():
-        conn = sqlite3.connect(path, isolation_level=None)
-        conn.execute("BEGIN EXCLUSIVE")
-        locked.set()
-        release.wait(60)
-        conn.execute("COMMIT")
-        conn.close()
-    holder = threading.Thread(target=hold, daemon=True)
-    holder.start()
-    locked.wait(5)
-    try:
+    with SqliteLock(app, 60):
         busy = timed(lambda: viewer.get("/celery_status"), ROUNDS, warmup=0)
-    finally:
-        release.set()
-        holder.join(10)
     return free, busy
 
 

@@ -2,6 +2,7 @@
 import select
 import shutil
 import socket
+import sqlite3
 import subprocess
 import threading
 import time
@@ -261,3 +262,38 @@ def tool(app, *args, env=None, timeout=60):
     env = env if env is not None else app.extensions["supervisor"].child_env()
     return subprocess.run([sys.executable, str(ROOT / "scripts" / args[0]), *args[1:]], cwd=str(ROOT), env=env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+class SqliteLock:
+    """A real fault: another connection holds an EXCLUSIVE lock on the app's SQLite file until released (or
+    `hold_s` at most). `with SqliteLock(app, 30) as lock:` returns once the lock is taken; `lock.held()` says
+    whether it still is, so a test proves its writes met it."""
+
+    def __init__(self, app, hold_s):
+        self.path = app.config["SQLALCHEMY_DATABASE_URI"].removeprefix("sqlite:///")
+        self.hold_s, self.locked, self.release = hold_s, threading.Event(), threading.Event()
+        self.thread = threading.Thread(target=self._hold, daemon=True)
+
+    def _hold(self):
+        conn = sqlite3.connect(self.path, isolation_level=None)
+        conn.execute("BEGIN EXCLUSIVE")
+        self.locked.set()
+        self.release.wait(self.hold_s)
+        conn.execute("COMMIT")
+        conn.close()
+
+    def held(self):
+        return self.thread.is_alive()
+
+    def wait_out(self):
+        """Let the lock run its full time, as a stuck writer elsewhere would."""
+        self.thread.join(self.hold_s + 5)
+
+    def __enter__(self):
+        self.thread.start()
+        assert self.locked.wait(5), "the lock was never taken"
+        return self
+
+    def __exit__(self, *exc):
+        self.release.set()
+        self.thread.join(10)

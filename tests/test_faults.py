@@ -1,7 +1,5 @@
 """Faults the panel must survive, each injected into real processes: Redis away, the database locked,
 the panel restarted under a running Celery, two panel processes racing for the background duties."""
-import sqlite3
-import threading
 from pathlib import Path
 
 import pytest
@@ -12,7 +10,7 @@ from panel.host import processes
 from panel.host.processes import BEAT, WORKER
 from panel.runlog import recorder
 from tests.conftest import api_client, build_app, stop_everything
-from tests.helpers import FAULTS, RedisServer, TcpProxy, run_row, start_worker, wait_for
+from tests.helpers import FAULTS, RedisServer, SqliteLock, TcpProxy, run_row, start_worker, wait_for
 
 LOCK_HELD_S = 13  # longer than SQLite's 10 s busy timeout: writes must be kept, not just waited out
 
@@ -76,29 +74,18 @@ def test_database_locked_status_answers_and_run_changes_land_once_it_is_free(mak
     assert viewer.get("/celery_status").status_code == 200  # token use noted before the lock
     stop = background.start(app)
     wait_for(stop.acting.is_set, 10, "the background loop")
-    path = app.config["SQLALCHEMY_DATABASE_URI"].removeprefix("sqlite:///")
-    locked, release = threading.Event(), threading.Event()
-
-    def hold():
-        conn = sqlite3.connect(path, isolation_level=None)
-        conn.execute("BEGIN EXCLUSIVE")
-        locked.set()
-        release.wait(LOCK_HELD_S)
-        conn.execute("COMMIT")
-        conn.close()
-    holder = threading.Thread(target=hold, daemon=True)
-    holder.start()
+    lock = SqliteLock(app, LOCK_HELD_S)
     try:
-        assert locked.wait(5), "the lock was never taken"
-        resp = viewer.get("/celery_status")
-        assert resp.status_code == 200 and resp.get_json()["running"] is False
-        assert holder.is_alive(), "the status waited for the lock to go"  # it came from the process table
-        assert viewer.get("/scheduler/celery-status/").get_json()["worker"]["active"] is True
-        sent = app.extensions["celery"].send_task("tests.add", args=[20, 22])  # every write of it meets the lock
-        wait_for(lambda: spool_mentions(app, sent.id), LOCK_HELD_S, "the run's refused changes in the spool")
-        assert holder.is_alive(), "the lock went before the writes met it"  # they met it: it held them off
+        with lock:
+            resp = viewer.get("/celery_status")
+            assert resp.status_code == 200 and resp.get_json()["running"] is False
+            assert lock.held(), "the status waited for the lock to go"  # it came from the process table
+            assert viewer.get("/scheduler/celery-status/").get_json()["worker"]["active"] is True
+            sent = app.extensions["celery"].send_task("tests.add", args=[20, 22])  # every write of it meets the lock
+            wait_for(lambda: spool_mentions(app, sent.id), LOCK_HELD_S, "the run's refused changes in the spool")
+            assert lock.held(), "the lock went before the writes met it"  # they met it: it held them off
+            lock.wait_out()
     finally:
-        holder.join(LOCK_HELD_S + 5)
         stop.stop()
     stop = background.start(app)  # the loop replays what the database refused
     try:

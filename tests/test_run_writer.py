@@ -9,7 +9,7 @@ from models import Run, db, utcnow
 from panel.broker import remote
 from panel.runlog import recorder
 from panel.runlog.writer import RunWriter
-from tests.helpers import start_worker, wait_for
+from tests.helpers import SqliteLock, start_worker, wait_for
 
 
 def test_changes_commit_in_the_order_queued_and_share_transactions_under_a_burst():
@@ -71,26 +71,10 @@ def test_a_real_pool_process_replaced_after_its_task_writes_what_it_queued_befor
     start_worker(app)
     celery, node = app.extensions["celery"], app.extensions["supervisor"].nodename
     [first] = wait_for(lambda: remote.pool_pids(celery, node), 10, "the worker's pool process")
-    path = app.config["SQLALCHEMY_DATABASE_URI"].removeprefix("sqlite:///")
-    locked, release = threading.Event(), threading.Event()
-
-    def hold():
-        conn = sqlite3.connect(path, isolation_level=None)
-        conn.execute("BEGIN EXCLUSIVE")
-        locked.set()
-        release.wait(30)
-        conn.execute("COMMIT")
-        conn.close()
-    holder = threading.Thread(target=hold, daemon=True)
-    holder.start()
-    try:
-        assert locked.wait(5)
+    with SqliteLock(app, 30):
         sent = celery.send_task("tests.add", args=[2, 3])
         assert sent.get(timeout=30) == 5  # done (its result is in Redis) while its run changes wait for the lock
         assert run_row_or_none(app, sent.id) is None or run_row_or_none(app, sent.id).status != "completed"
-    finally:
-        release.set()
-        holder.join(10)
     wait_for(lambda: (pids := remote.pool_pids(celery, node)) and first not in pids, 30,
              "the pool process to exit after its one task")
     row = wait_for(lambda: (r := run_row_or_none(app, sent.id)) and r.status == "completed" and r, 20,
