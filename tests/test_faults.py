@@ -175,3 +175,20 @@ def test_one_background_actor_per_instance_and_a_standby_takes_over(make_app):
         first.stop()
         second.stop()
     FAULTS.append(("two panel processes on one instance", "one acts (file lock); the other took over when it stopped"))
+
+
+def test_a_broker_that_dies_in_the_middle_of_a_request_is_a_503_not_a_500(make_app, tmp_path, monkeypatch):
+    """The broker answered the route's guard, then went before the worker was asked (seen in CI at a suite's
+    end): the answer is 503 with the cause, not an internal error."""
+    from models import WorkerNode, db
+    from panel.broker import connection
+    own = RedisServer(tmp_path / "dying")
+    app = make_app(CELERY_BROKER_URL=own.url, CELERY_RESULT_BACKEND=own.url)
+    with app.app_context():
+        db.session.add(WorkerNode(name="w1@host", hostname="host"))
+        db.session.commit()
+    own.stop()  # gone for good; the guard below still says it answered a moment ago
+    monkeypatch.setattr(connection, "ping", lambda url, timeout_s=None: 1.0)
+    resp = api_client(app, "viewer").get("/api/workers/w1@host")
+    assert resp.status_code == 503, resp.get_data(as_text=True)[:300]
+    assert resp.get_json()["message"].startswith("broker unreachable")

@@ -138,6 +138,8 @@ def test_celery_check_says_what_it_found_of_the_project_and_the_health_card_name
     assert {"proj.add", "proj.fail", "proj.slow", "proj.tick"} <= set(facts["workers"][node]), facts["workers"]
     health = client.get("/api/health").get_json()
     assert health["app"] == {"name": "proj", "workdir": str(PROJECT), "embedded": False}
+    dashboard = client.get("/").get_data(as_text=True)
+    assert 'id="which-beat"' in dashboard and "Your project's Beat (proj)" in dashboard, "which Beat sends what"
 
 
 def test_celery_check_fails_with_the_reason_when_the_app_does_not_load(make_app):

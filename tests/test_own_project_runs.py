@@ -4,17 +4,22 @@ Tasks are sent by the project itself (`celery -A proj call` in its folder, and i
 of the panel runs where they are sent or executed.
 """
 import json
+import os
+import signal
 import subprocess
 import threading
 
 import psutil
 import pytest
 
+from models import AlertEvent, ProcessEvent, db
+from panel import background
 from panel.broker import events, remote
 from panel.runlog import from_events, outcomes
 from tests.conftest import api_client
 from tests.helpers import run_row, wait_for
 from tests.test_own_project import CELERY, PROJECT, attached  # noqa: F401 - the fixture
+from tests.test_watchdog import FAST, dog
 
 WAIT_S = 30
 
@@ -134,3 +139,28 @@ def test_a_run_the_panel_never_saw_is_shown_from_the_result_backend(attached):  
     assert page.status_code == 200 and "Not in the run log" in text and "SUCCESS" in text, text[:500]
     assert '<pre class="code" id="run-result">10</pre>' in text
     assert client.get("/runs/no-such-run").status_code == 404
+
+
+def test_the_projects_worker_killed_mid_task_is_restarted_by_the_watchdog_and_its_run_fails(make_app):
+    """The whole background (watchdog, monitor, run log from events) for an attached project."""
+    app = make_app(CELERY_APP="proj", CELERY_WORKDIR=str(PROJECT), CELERY_BIN=CELERY, **FAST)
+    handle = background.start(app)
+    try:
+        wait_for(handle.acting.is_set, 10, "the background duties to start")
+        assert api_client(app, "operator").post("/api/watchdog/worker", json={"enabled": True}).status_code == 200
+        host = app.extensions["supervisor"].host
+        wait_for(lambda: dog(app, "worker")["state"] == "RUNNING", 40, "the watchdog to start the worker")
+        [old] = [r.pid for r in host.scan()["worker"]]
+        slow = project_call(app, "proj.slow", "[300]")
+        wait_for(lambda: (r := run_row(app, slow)) and r.status == "running", WAIT_S, "the run to start")
+        os.kill(old, signal.SIGKILL)
+        wait_for(lambda: (pids := [r.pid for r in host.scan()["worker"]]) and pids != [old], 60,
+                 "the watchdog to start the project's worker again")
+        run = wait_for(lambda: (r := run_row(app, slow)) and r.status == "failed" and r, 30, "the run to fail")
+        assert "died (killed by SIGKILL)" in run.error, run.error
+        with app.app_context():
+            crashes = db.session.query(ProcessEvent).filter_by(program="worker", action="crash").all()
+            assert [c.exit_status for c in crashes] == [-signal.SIGKILL]
+            assert db.session.query(AlertEvent).filter_by(kind="process_stopped").count() == 1
+    finally:
+        handle.stop()

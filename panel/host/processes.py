@@ -145,10 +145,15 @@ def pool_child(instance, pid, target=EMBEDDED):
 
 
 def still_same(ref):
-    """True when the pid still names the very process we saw, not a reused pid."""
+    """True when the pid still names the very process we saw, not a reused pid, until it is a zombie.
+
+    A process in the middle of exiting has released its memory, so its command line reads empty: it is
+    still the same process (same start time), and not gone yet.
+    """
     try:
         proc = psutil.Process(ref.pid)
-        return (proc.create_time() == ref.create_time and tuple(proc.cmdline()) == ref.cmdline
+        cmdline = tuple(proc.cmdline())
+        return (proc.create_time() == ref.create_time and (not cmdline or cmdline == ref.cmdline)
                 and proc.status() != psutil.STATUS_ZOMBIE)
     except psutil.Error:
         return False

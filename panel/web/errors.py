@@ -1,7 +1,9 @@
 """One shape for every API error: JSON with a fitting status code, never an HTML page or a traceback."""
 import logging
 
+import redis
 from flask import jsonify, request
+from kombu.exceptions import OperationalError as BrokerOperationalError
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
@@ -25,6 +27,14 @@ def is_api_path(path):
     return path.startswith(API_PREFIXES) or path.rstrip("/") in SEED_002_PATHS
 
 
+def _unavailable(what, cause, word="unavailable"):
+    """A system the request needs went away (database, broker): 503 with the cause, a page or JSON."""
+    log.error("%s %s: %s %s: %s", request.method, request.path, what, word, cause)
+    if not is_api_path(request.path):
+        return f"The {what} is {word} right now; try again shortly.", 503
+    return error_response(503, f"{what} {word}: {cause}")
+
+
 def register_error_handlers(app):
     @app.errorhandler(PanelError)
     def _domain_error(exc):
@@ -33,13 +43,10 @@ def register_error_handlers(app):
         extra = {"field": exc.field} if getattr(exc, "field", None) else {}
         return error_response(exc.status, str(exc), **extra)
 
-    @app.errorhandler(OperationalError)
-    def _database_down(exc):
-        """Locked past the busy timeout or unreachable: a clear 503, not an internal error."""
-        log.error("%s %s: database unavailable: %s", request.method, request.path, exc.orig)
-        if not is_api_path(request.path):
-            return "The database is unavailable right now; try again shortly.", 503
-        return error_response(503, f"database unavailable: {exc.orig}")
+    # Locked past the busy timeout or unreachable; the broker gone after a route's guard let it through.
+    app.register_error_handler(OperationalError, lambda exc: _unavailable("database", exc.orig))
+    for broker_error in (redis.ConnectionError, redis.TimeoutError, BrokerOperationalError):
+        app.register_error_handler(broker_error, lambda exc: _unavailable("broker", exc, "unreachable"))
 
     @app.errorhandler(PermissionError)
     def _denied(exc):

@@ -16,7 +16,7 @@ FAILED_LOGIN = "Wrong username or password."
 
 
 def dashboard():
-    return render_template("index.html")
+    return render_template("index.html", target=current_app.extensions["supervisor"].host.target)
 
 
 def _safe_next(target):
