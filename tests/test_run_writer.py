@@ -71,10 +71,16 @@ def test_a_real_pool_process_replaced_after_its_task_writes_what_it_queued_befor
     start_worker(app)
     celery, node = app.extensions["celery"], app.extensions["supervisor"].nodename
     [first] = wait_for(lambda: remote.pool_pids(celery, node), 10, "the worker's pool process")
+    task_id = str(uuid.uuid4())
+    # Sent from a thread: this process records the send too, and that insert waits for the lock (up to the
+    # busy timeout); the lock must go as soon as the task is done, not when the send returns.
+    sender = threading.Thread(target=celery.send_task, args=("tests.add",), kwargs={"args": [2, 3], "task_id": task_id})
     with SqliteLock(app, 30):
-        sent = celery.send_task("tests.add", args=[2, 3])
+        sender.start()
+        sent = celery.AsyncResult(task_id)
         assert sent.get(timeout=30) == 5  # done (its result is in Redis) while its run changes wait for the lock
         assert run_row_or_none(app, sent.id) is None or run_row_or_none(app, sent.id).status != "completed"
+    sender.join(30)
     wait_for(lambda: (pids := remote.pool_pids(celery, node)) and first not in pids, 30,
              "the pool process to exit after its one task")
     row = wait_for(lambda: (r := run_row_or_none(app, sent.id)) and r.status == "completed" and r, 20,
