@@ -145,16 +145,28 @@ def pool_child(instance, pid, target=EMBEDDED):
 
 
 def still_same(ref):
-    """True when the pid still names the very process we saw, not a reused pid, until it is a zombie.
+    """True when the pid still names the very process we saw, not a reused pid: the check before a signal.
 
-    A process in the middle of exiting has released its memory, so its command line reads empty: it is
-    still the same process (same start time), and not gone yet.
+    Strict: a command line that reads differently, or empty (a process in the middle of exec or exit),
+    is not ours to signal.
     """
     try:
         proc = psutil.Process(ref.pid)
-        cmdline = tuple(proc.cmdline())
-        return (proc.create_time() == ref.create_time and (not cmdline or cmdline == ref.cmdline)
+        return (proc.create_time() == ref.create_time and tuple(proc.cmdline()) == ref.cmdline
                 and proc.status() != psutil.STATUS_ZOMBIE)
+    except psutil.Error:
+        return False
+
+
+def not_gone(ref):
+    """True while the process we saw has not ended: same pid and start time, not a zombie.
+
+    For waiting on an exit: a process in the middle of exiting has released its memory and its command
+    line reads empty, yet it has not ended.
+    """
+    try:
+        proc = psutil.Process(ref.pid)
+        return proc.create_time() == ref.create_time and proc.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
 

@@ -61,7 +61,7 @@ def stop_execution(celery, host, task_id, worker, outcome):
         return
     child = host.pool_child(pid)
     if child is not None:
-        alive, grace_s = (lambda: processes.still_same(child)), TERM_GRACE_S  # local: the process table
+        alive, grace_s = (lambda: processes.not_gone(child)), TERM_GRACE_S  # local: the process table
     else:
         alive, grace_s = (lambda: pid in (remote.pool_pids(celery, worker, timeout_s=0.5) or {pid})), \
             REMOTE_TERM_GRACE_S
