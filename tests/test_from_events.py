@@ -3,7 +3,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from models import Run, db
+from models import Run, Schedule, db
 from panel.runlog import from_events
 from panel.runlog.from_events import fold_batch, new_row
 
@@ -83,3 +83,22 @@ def test_the_writer_upserts_a_batch_once_and_a_replay_writes_nothing(make_app):
         assert writer.write(LIFE) == 0, "a replayed batch changes nothing"
         row = db.session.execute(db.select(Run)).scalar_one()
         assert (row.status, row.result, row.args, row.worker) == ("completed", "3", [1, 2], "w@h")
+
+
+def test_a_scheduled_runs_events_move_its_schedules_badge(make_app):
+    app = make_app()
+    with app.app_context():
+        schedule = Schedule(name="every minute", task="proj.add", args=[1, 2], kwargs={}, interval_seconds=60)
+        db.session.add(schedule)
+        db.session.flush()
+        db.session.add(Run(celery_task_id="r1", task_name="proj.add", scheduled_task_id=schedule.id,
+                           status="pending", state="PENDING", args=[1, 2], kwargs={}, queued_at=naive(0)))
+        sid = schedule.id
+        db.session.commit()
+        writer = from_events.EventWriter(db.engine)
+        badges = []
+        for batch in (LIFE[:2], LIFE[2:]):
+            writer.write(batch)
+            badges.append(db.session.execute(db.select(Schedule.status).where(Schedule.id == sid)).scalar_one())
+            db.session.rollback()
+        assert badges == ["running", "completed"]

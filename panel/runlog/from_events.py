@@ -14,13 +14,14 @@ from datetime import datetime, timezone
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 
-from models import COMPLETED, FAILED, PENDING, RUNNING, Run, Schedule, db
+from models import COMPLETED, FAILED, PENDING, RUNNING, Run, db
 from panel.broker import events
 from panel.host.target import Target
+from panel.runlog import statements
 from panel.runlog.recorder import clip
 
 log = logging.getLogger("panel.from_events")
-logs_t, tasks_t = Run.__table__, Schedule.__table__
+logs_t = Run.__table__
 ENDED = (COMPLETED, FAILED)
 RECONNECT_MIN_S, RECONNECT_MAX_S = 0.5, 15.0
 FIELDS = ("task_name", "status", "state", "args", "kwargs", "queued_at", "started_at", "finished_at", "worker",
@@ -145,6 +146,7 @@ class EventWriter:
     def __init__(self, engine):
         self.engine = engine
         self.written = 0
+        self.schedule_status = statements.for_dialect(engine.dialect.name)["schedule_status"]
 
     def write(self, events):
         """Fold and write one batch; a row another writer inserted meanwhile makes it read again, once."""
@@ -173,15 +175,11 @@ class EventWriter:
         self.written += len(changed) + len(fresh)
         return len(changed) + len(fresh)
 
-    @staticmethod
-    def _schedules(conn, rows):
-        """A scheduled run's status moves its schedule's badge, as the embedded recorder does."""
+    def _schedules(self, conn, rows):
+        """A scheduled run's status moves its schedule's badge: the recorder's own statement."""
         moved = [{"tid": row["celery_task_id"], "st": row["status"]} for row in rows]
         if moved:
-            schedule_of_run = select(logs_t.c.scheduled_task_id).where(
-                logs_t.c.celery_task_id == bindparam("tid")).scalar_subquery()
-            conn.execute(update(tasks_t).where(tasks_t.c.id == schedule_of_run).values(status=bindparam("st")), moved)
-
+            conn.execute(self.schedule_status, moved)
 
 
 class Batcher:
