@@ -1,4 +1,5 @@
-"""The panel's background duties (reconciler, cluster monitor, watchdog and alert checks), run by one process.
+"""The panel's background duties (reconciler, cluster monitor, watchdog, alert checks; with a project attached, the run
+log from events and the panel's schedules), run by one process.
 
 Under gunicorn every worker process calls start(); a file lock in the instance folder picks one of
 them to act, and the others stand by and take over within STANDBY_S if that one dies (the kernel
@@ -12,6 +13,7 @@ import time
 from pathlib import Path
 
 from models import db
+from panel.beat import in_panel
 from panel.cluster import monitor
 from panel.runlog import from_events, reconciler
 
@@ -59,6 +61,8 @@ class Background:
         self._stops = [reconciler.start(self.app), monitor.start(self.app)]
         if from_events.enabled(self.app.config):
             self._stops.append(from_events.start(self.app))
+        if in_panel.enabled(self.app.config):
+            self._stops.append(in_panel.start(self.app))
         threading.Thread(target=watch_loop, args=(self.app, self.stop_event), name="watchdog", daemon=True).start()
 
     def start(self):

@@ -9,12 +9,13 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from models import MARKER_ID, Schedule, ScheduleChange, utcnow
+from panel.beat import housekeeping
 from panel.beat.lock import DISPATCH_KEY, BeatLock
 from panel.beat.schedules import schedule_of
 from panel.broker import connection
 from panel.database import reader
 from panel.errors import ValidationError
-from panel.host.target import EMBEDDED_BEAT_READY
+from panel.host.target import EMBEDDED_BEAT_READY, Target
 from panel.runlog import recorder
 
 logger = get_logger(__name__)
@@ -39,6 +40,7 @@ class DatabaseScheduler(Scheduler):
         self._engine = None
         self._lock = None
         self._waiting_logged = False
+        self._by_name = not Target.of(app.flask_app.config).embedded
         super().__init__(app, *args, **kwargs)
         self.max_interval = min(self.max_interval, float(app.conf.beat_max_loop_interval or 5))
 
@@ -85,7 +87,9 @@ class DatabaseScheduler(Scheduler):
         return True
 
     def _entry(self, row):
-        if row.task not in self.app.tasks:
+        # Your project's task types are not imported here: sent by name (checked against its workers when saved).
+        known = not row.task.startswith("celery.") if self._by_name else row.task in self.app.tasks
+        if not known:
             raise ValidationError("task", f"{row.task!r} is not a registered Celery task")
         return self.Entry(
             name=row.name, task=row.task, schedule=schedule_of(row, self.app),
@@ -127,6 +131,14 @@ class DatabaseScheduler(Scheduler):
     def reserve(self, entry):
         new_entry = self._schedule[entry.name] = next(entry)
         return new_entry
+
+    def apply_async(self, entry, producer=None, advance=True, **kwargs):
+        """The panel's own housekeeping runs in the panel while a project is attached; the rest is sent."""
+        if housekeeping.runs_here(self.app.flask_app.config, entry.task):
+            entry = self.reserve(entry) if advance else entry
+            return housekeeping.run_here(self.app, entry.task, list(entry.args), dict(entry.kwargs),
+                                         dict(entry.options["headers"]))
+        return super().apply_async(entry, producer=producer, advance=advance, **kwargs)
 
     def apply_entry(self, entry, producer=None):
         super().apply_entry(entry, producer=producer)

@@ -6,7 +6,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from models import Schedule, db
-from panel.broker import publish
+from panel.beat import housekeeping
 from panel.errors import NameTaken, NotFound, ValidationError
 from panel.runlog import recorder
 
@@ -129,8 +129,8 @@ def as_dict(task):
 
 
 def _send(celery, task_id, celery_name, args, kwargs):
-    return publish.send(celery, celery_name, list(args or []), dict(kwargs or {}),
-                       headers={recorder.SCHEDULE_HEADER: task_id}).id
+    return housekeeping.send(celery, celery_name, list(args or []), dict(kwargs or {}),
+                             {recorder.SCHEDULE_HEADER: task_id}).id
 
 
 def run_now(task, celery):

@@ -2,9 +2,11 @@
 import inspect
 import re
 
+from panel.beat import housekeeping
 from panel.broker import connection, publish, remote
 from panel.cluster import workers
 from panel.errors import NotFound, NoWorkerOnline
+from panel.host.target import Target
 
 RATE_LIMIT = re.compile(r"^\d{1,9}(/[smh])?$")  # Celery's form: "10", "10/s", "10/m", "10/h"; "0" lifts it
 TIME_LIMIT_MAX_S = 7 * 24 * 3600
@@ -37,6 +39,14 @@ def registered(celery):
                     "rate_limit": getattr(task, "rate_limit", None), "time_limit": getattr(task, "time_limit", None),
                     "soft_time_limit": getattr(task, "soft_time_limit", None)})
     return out
+
+
+def schedulable(celery):
+    """Task types a schedule may name: the embedded app's own, or what your project's workers register and the
+    panel's housekeeping (the panel never imports your project, so its workers are the only ones who know)."""
+    if Target.of(celery.flask_app.config).embedded:
+        return {n for n in celery.tasks if not n.startswith("celery.")}
+    return {t["name"] for t in registered(celery) if t["workers"]} | set(housekeeping.TASKS)
 
 
 def require_known(celery, name):

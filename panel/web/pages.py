@@ -4,6 +4,7 @@ from urllib.parse import urlparse
 from flask import abort, current_app, g, redirect, render_template, request, session
 
 from panel.broker import results
+from panel.cluster import task_types
 from panel.errors import ValidationError
 from panel.runlog import runs, search
 from panel.security import audit, users
@@ -16,7 +17,10 @@ FAILED_LOGIN = "Wrong username or password."
 
 
 def dashboard():
-    return render_template("index.html", target=current_app.extensions["supervisor"].host.target)
+    target = current_app.extensions["supervisor"].host.target
+    names = sorted(task_types.schedulable(current_app.extensions["celery"]))
+    return render_template("index.html", target=target, task_types=names,
+                           default_task="crawl_url" if target.embedded else "")
 
 
 def _safe_next(target):

@@ -4,6 +4,7 @@ import logging
 from flask import current_app, jsonify
 
 from panel.beat import schedules
+from panel.cluster import task_types
 from panel.runlog import cancel, runs
 from panel.web.contract import api
 from panel.web.schemas.common import Done, Sent
@@ -34,8 +35,8 @@ def celery():
 
 
 def registered():
-    """Task types a schedule may name: the user's and ours, not Celery's internals."""
-    return {name for name in celery().tasks if not name.startswith("celery.")}
+    """Task types a schedule may name: the user's and ours, not Celery's internals (or your project's)."""
+    return task_types.schedulable(celery())
 
 
 @api(Schedules)

@@ -1,0 +1,51 @@
+"""With your own project attached, the panel sends the schedules it keeps: its background process runs the
+DatabaseScheduler (the same one the embedded Beat runs), since the project's Beat keeps the project's own schedule.
+
+The Beat lock still holds: an embedded Beat started by hand beside it does not send the same runs twice.
+"""
+import logging
+import threading
+
+from panel.beat.scheduler import DatabaseScheduler
+from panel.host.target import Target
+
+log = logging.getLogger("panel.in_panel_beat")
+RETRY_MIN_S, RETRY_MAX_S = 1.0, 30.0
+
+
+def enabled(config):
+    """On while a project is attached (the embedded app's own Beat sends them otherwise)."""
+    return not Target.of(config).embedded
+
+
+def run(app, stop):
+    """The thread's body: tick the scheduler until stopped; on a failure start it afresh after a bounded backoff."""
+    celery, scheduler, delay = app.extensions["celery"], None, RETRY_MIN_S
+    while not stop.is_set():
+        try:
+            if scheduler is None:
+                scheduler = DatabaseScheduler(app=celery)
+            stop.wait(scheduler.tick() or scheduler.max_interval)
+            delay = RETRY_MIN_S
+        except Exception as exc:  # the database or the broker went away: both come back
+            log.warning("the panel's schedules: %s; trying again in %.0f s", exc, delay)
+            scheduler = _closed(scheduler)
+            stop.wait(delay)
+            delay = min(delay * 2, RETRY_MAX_S)
+    _closed(scheduler)
+
+
+def _closed(scheduler):
+    if scheduler is not None:
+        try:
+            scheduler.close()
+        except Exception as exc:  # closing is best effort: the lock expires by itself
+            log.warning("the panel's schedules: closing: %s", exc)
+    return None
+
+
+def start(app):
+    """Start sending in a thread; set the returned event to stop it."""
+    stop = threading.Event()
+    threading.Thread(target=run, args=(app, stop), name="panel-beat", daemon=True).start()
+    return stop
