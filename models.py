@@ -2,7 +2,20 @@
 from datetime import datetime, timezone
 
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, event
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    event,
+    select,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
 
@@ -124,6 +137,11 @@ class Watchdog(db.Model):
     reason: Mapped[str] = mapped_column(Text, default="")
     pids: Mapped[list] = mapped_column(JSON, default=list)  # what it last saw running
     changed_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    @classmethod
+    def meant_stopped(cls, conn, program):
+        """A person stopped this program through the panel and has not started it since."""
+        return conn.execute(select(cls.desired).where(cls.program == program)).scalar() == "stopped"
 
 
 class AlertEvent(db.Model):

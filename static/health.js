@@ -45,7 +45,9 @@
     const look = { ok: ["green", "✓ Healthy"], degraded: ["yellow", "⚠️ Degraded"], down: ["red", "❌ Down"] }[h.status];
     badge.textContent = look[1];
     badge.className = "badge badge-" + look[0];
-    say("h-app", h.app.embedded ? "the embedded demo (celery_app)" : `${h.app.name} in ${h.app.workdir}`, "");
+    const paused = h.app.schedules_paused ? " (paused: Beat was stopped here)" : "";
+    say("h-app", h.app.embedded ? "the embedded demo (celery_app)"
+      : `${h.app.name} in ${h.app.workdir}; the panel sends its own schedules${paused}`, "");
     say("h-broker", ...reachable(h.broker, "broker"));
     say("h-database", ...reachable(h.database, "database"));
     showProgram("worker", h.worker);

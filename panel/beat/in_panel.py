@@ -6,11 +6,15 @@ The Beat lock still holds: an embedded Beat started by hand beside it does not s
 import logging
 import threading
 
+from models import Watchdog, db
 from panel.beat.scheduler import DatabaseScheduler
+from panel.database import reader
+from panel.host.processes import BEAT
 from panel.host.target import Target
 
 log = logging.getLogger("panel.in_panel_beat")
 RETRY_MIN_S, RETRY_MAX_S = 1.0, 30.0
+PAUSED_CHECK_S = 1.0
 
 
 def enabled(config):
@@ -23,6 +27,9 @@ def run(app, stop):
     celery, scheduler, delay = app.extensions["celery"], None, RETRY_MIN_S
     while not stop.is_set():
         try:
+            if _paused(app):
+                stop.wait(PAUSED_CHECK_S)
+                continue
             if scheduler is None:
                 scheduler = DatabaseScheduler(app=celery)
             stop.wait(scheduler.tick() or scheduler.max_interval)
@@ -33,6 +40,14 @@ def run(app, stop):
             stop.wait(delay)
             delay = min(delay * 2, RETRY_MAX_S)
     _closed(scheduler)
+
+
+def _paused(app):
+    """Stop Celery (or Beat's stop) in the panel pauses the panel's schedules too, as it stops the embedded Beat."""
+    with app.app_context():
+        engine = db.engine
+    with reader(engine).connect() as conn:
+        return Watchdog.meant_stopped(conn, BEAT)
 
 
 def _closed(scheduler):

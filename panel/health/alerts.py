@@ -220,7 +220,7 @@ def check_beat_missed(config, now):
     cutoff = now - timedelta(seconds=config["ALERT_BEAT_MISS_MARGIN_S"])
     tasks = Schedule.__table__
     with reader(db.engine).connect() as conn:  # deferred reads: the check never waits for a writer
-        if conn.execute(select(Watchdog.desired).where(Watchdog.program == "beat")).scalar() == "stopped":
+        if Watchdog.meant_stopped(conn, "beat"):
             return []  # a person stopped Beat through the panel: the schedule is meant to wait
         overdue = conn.execute(select(tasks.c.id, tasks.c.name, tasks.c.task, tasks.c.next_run_at).where(
             tasks.c.enabled.is_(True), tasks.c.next_run_at < cutoff).order_by(tasks.c.next_run_at)).all()

@@ -8,7 +8,7 @@ from datetime import datetime
 import redis
 from sqlalchemy import select, text
 
-from models import Run, db, utcnow
+from models import Run, Watchdog, db, utcnow
 from panel import background
 from panel.beat.lock import DISPATCH_KEY
 from panel.broker import connection
@@ -16,7 +16,7 @@ from panel.cluster import queues
 from panel.database import reader
 from panel.errors import BrokerDown
 from panel.host import watchdog
-from panel.host.processes import KINDS
+from panel.host.processes import BEAT, KINDS
 
 log = logging.getLogger("panel.health")
 SOCKET_TIMEOUT_S = 2.0
@@ -88,13 +88,21 @@ def oldest_queued(celery, configured):
     return max(waiting, key=lambda w: w["age_s"] if w["age_s"] is not None else -1)
 
 
+def schedules_paused():
+    """A person stopped Beat through the panel: the schedules kept in the panel wait, whoever sends them."""
+    with reader(db.engine).connect() as conn:
+        return Watchdog.meant_stopped(conn, BEAT)
+
+
 def report(app):
     """Everything the health view shows; `status` is ok, degraded (something down) or down (broker or DB)."""
     cfg = app.config
     out = {"checked_at": utcnow().isoformat() + "Z", "broker": check_broker(cfg["CELERY_BROKER_URL"]),
            "database": check_database(), "background_actor_pid": background.actor_pid(cfg["INSTANCE_PATH"])}
     target = app.extensions["supervisor"].host.target
-    out["app"] = {"name": target.app, "workdir": target.workdir, "embedded": target.embedded}
+    out["app"] = {"name": target.app, "workdir": target.workdir, "embedded": target.embedded,
+                  "schedules_sent_by": "beat" if target.embedded else "panel",
+                  "schedules_paused": schedules_paused() if out["database"]["ok"] else None}
     status = app.extensions["supervisor"].status()
     dogs = watchdog.view() if out["database"]["ok"] else {}
     for kind in KINDS:

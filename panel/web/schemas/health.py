@@ -26,6 +26,11 @@ class AttachedApp(Answer):
     name: str = Field(description="the -A value of the Celery app whose worker and Beat the panel runs")
     workdir: str = Field(description="the folder its processes run in")
     embedded: bool = Field(description="true for the panel's own demo app (no CELERY_APP set)")
+    schedules_sent_by: Literal["beat", "panel"] = Field(
+        description="who sends the schedules kept in the panel: the embedded app's Beat, or (with your project "
+                    "attached) the panel's background process")
+    schedules_paused: bool | None = Field(description="Beat was stopped through the panel, so they wait "
+                                                      "(null when the database does not answer)")
 
 
 class Dispatch(Answer):
