@@ -17,7 +17,7 @@ from panel import background
 from panel.broker import events, remote
 from panel.runlog import from_events, outcomes
 from tests.conftest import api_client
-from tests.helpers import run_row, wait_for
+from tests.helpers import run_row, tool, wait_for
 from tests.test_own_project import CELERY, PROJECT, attached  # noqa: F401 - the fixture
 from tests.test_watchdog import FAST, dog
 
@@ -85,6 +85,22 @@ def test_a_running_project_task_cancelled_from_the_panel_really_stops(recording)
     after = project_call(recording, "proj.add", "[2, 2]")  # a later run: its end proves the earlier events are in
     ended(recording, after)
     assert run_row(recording, slow).error == outcomes.CANCELLED.reason
+
+
+def test_seed_004s_tools_report_locate_and_revoke_the_projects_runs(recording):
+    added = project_call(recording, "proj.add", "[4, 4]")
+    ended(recording, added)
+    status = json.loads(tool(recording, "task_manager.py", "--json", "status", added).stdout)
+    assert status["backend"]["state"] == "SUCCESS", status
+    assert (status["record"]["task"], status["record"]["result"]) == ("proj.add", "8"), status
+    slow = project_call(recording, "proj.slow", "[300]")
+    wait_for(lambda: (r := run_row(recording, slow)) and r.status == "running", WAIT_S, "the run to start")
+    where = json.loads(tool(recording, "task_manager.py", "--json", "info", slow).stdout)["where"]
+    assert where["active"] == [recording.extensions["supervisor"].nodename], where
+    revoked = tool(recording, "task_manager.py", "--json", "revoke", "--terminate", slow)
+    assert revoked.returncode == 0, revoked.stdout
+    row = ended(recording, slow)
+    assert (row.status, row.state) == ("failed", "REVOKED"), (row.status, row.state, row.error)
 
 
 def test_events_sent_while_the_panel_is_away_wait_in_its_queue_on_rabbitmq(make_app, rabbitmq_url, redis_server):
