@@ -14,7 +14,7 @@ import pytest
 
 from models import AlertEvent, ProcessEvent, db
 from panel import background
-from panel.broker import events, remote
+from panel.broker import events, remote, results
 from panel.runlog import from_events, outcomes
 from tests.conftest import api_client
 from tests.helpers import run_row, tool, wait_for
@@ -124,6 +124,29 @@ def test_events_sent_while_the_panel_is_away_wait_in_its_queue_on_rabbitmq(make_
     try:
         assert [ended(app, task_id).result for task_id in sent] == ["1", "2", "3"]
         assert all(ended(app, task_id).args == [n, 1] for n, task_id in enumerate(sent))
+    finally:
+        stop.set()
+        _recorder_gone()
+
+
+def test_runs_that_end_while_the_panel_is_away_on_redis_are_read_back_from_the_result_backend(attached):  # noqa: F811
+    """On Redis the workers' events are PUB/SUB: what ended meanwhile comes back from the result backend."""
+    celery = attached.extensions["celery"]
+    stop = from_events.start(attached)
+    assert api_client(attached, "operator").post("/scheduler/start-celery/").get_json()["status"] == "success"
+    ended(attached, project_call(attached, "proj.add", "[0, 0]"))  # the recorder has written: its mark is set
+    stop.set()
+    _recorder_gone()
+    away = [project_call(attached, "proj.add", f"[{n}, 1]") for n in range(2)] + [
+        project_call(attached, "proj.fail", '["while away"]')]
+    wait_for(lambda: all(results.stored(celery, task_id) for task_id in away), WAIT_S, "the worker to end them")
+    assert all(run_row(attached, task_id) is None for task_id in away), "recorded while the recorder was stopped?"
+    stop = from_events.start(attached)
+    try:
+        assert [ended(attached, task_id).result for task_id in away[:2]] == ["1", "2"]
+        failed = ended(attached, away[2])
+        assert (failed.status, failed.state) == ("failed", "FAILURE") and "while away" in failed.error
+        assert "ValueError: while away" in failed.traceback
     finally:
         stop.set()
         _recorder_gone()

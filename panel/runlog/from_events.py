@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from models import COMPLETED, FAILED, PENDING, RUNNING, Run, db
 from panel.broker import events
 from panel.host.target import Target
-from panel.runlog import statements
+from panel.runlog import backfill, statements
 from panel.runlog.recorder import clip
 
 log = logging.getLogger("panel.from_events")
@@ -188,8 +188,8 @@ class Batcher:
     BATCH = 1000
     FLUSH_S = 0.2
 
-    def __init__(self, writer):
-        self.writer, self.pending, self.since = writer, [], 0.0
+    def __init__(self, writer, mark=None):
+        self.writer, self.mark, self.pending, self.since = writer, mark, [], 0.0
 
     def add(self, event):
         if not self.pending:
@@ -202,6 +202,8 @@ class Batcher:
         if self.pending:
             batch, self.pending = self.pending, []
             self.writer.write(batch)
+            if self.mark is not None:
+                self.mark.note(max((e.get("timestamp") or 0 for e in batch), default=None))
 
 
 def enabled(config):
@@ -216,19 +218,26 @@ def run(app, stop):
         engine = db.engine
     config, celery = app.config, app.extensions["celery"]
     name = events.durable_queue_name(config["INSTANCE_PATH"])
-    batcher = Batcher(EventWriter(engine))
+    writer, mark = EventWriter(engine), backfill.SeenMark(config["INSTANCE_PATH"])
+    batcher = Batcher(writer, mark)
     delay = RECONNECT_MIN_S
+    gap = backfill.GapFiller(celery, writer, mark) if backfill.needed(config) else (lambda: None)
+
+    def idle():
+        batcher.flush()
+        gap()
     while not stop.is_set():
         try:
             events.capture_durable(celery, name, batcher.add, stop, max_length=config["EVENT_QUEUE_MAX_LENGTH"],
                                    max_age_s=config["EVENT_QUEUE_MAX_AGE_S"], expires_s=config["EVENT_QUEUE_EXPIRES_S"],
-                                   on_idle=batcher.flush)
+                                   on_idle=idle)
             batcher.flush()
             delay = RECONNECT_MIN_S
         except Exception as exc:  # the broker or the database went away: both come back
             log.warning("run log from events lost its stream (%s); reconnecting in %.1fs", exc, delay)
             stop.wait(delay)
             delay = min(delay * 2, RECONNECT_MAX_S)
+    mark.save()
 
 
 def start(app):
