@@ -1,21 +1,9 @@
 """Database tables: schedules and their runs, the schedule change marker, process history, users, audit."""
 from datetime import datetime, timezone
 
+import sqlalchemy as sa
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import (
-    JSON,
-    BigInteger,
-    Boolean,
-    DateTime,
-    Float,
-    ForeignKey,
-    Index,
-    Integer,
-    String,
-    Text,
-    event,
-    select,
-)
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, event
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
 
@@ -40,7 +28,10 @@ class Schedule(db.Model):
 
     __tablename__ = "scheduled_tasks"
     # Columns whose change alters what Beat sends; the rest is run bookkeeping.
-    SCHEDULE_FIELDS = ("name", "task", "args", "kwargs", "interval_seconds", "crontab", "enabled")
+    SCHEDULE_FIELDS = ("name", "task", "args", "kwargs", "interval_seconds", "crontab", "enabled", "catch_up")
+    # Columns whose change starts the schedule's clock afresh (anchored_at): no run is owed from before.
+    TIMING_FIELDS = ("interval_seconds", "crontab", "enabled")
+    CATCH_UP = ("skip", "once", "all")
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
@@ -55,10 +46,31 @@ class Schedule(db.Model):
     next_run_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     run_count: Mapped[int] = mapped_column(Integer, default=0)
     disabled_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Runs that fell due while no Beat ran: skip them, send one for all (Celery's way), or send each.
+    catch_up: Mapped[str] = mapped_column(String(4), default="once", server_default="once")
+    anchored_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)  # where its due times start
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
     runs = relationship("Run", back_populates="schedule", passive_deletes=True)
+
+
+class BeatClaim(db.Model):
+    """One due run of a schedule, claimed before it is sent: unique on (schedule, due time), so however many
+    Beats run, the one whose insert lands sends it and the others do not (GoodJob's cron design)."""
+
+    __tablename__ = "beat_claims"
+    __table_args__ = (sa.UniqueConstraint("schedule_id", "due_at", name="uq_beat_claims_schedule_due"),
+                      Index("ix_beat_claims_sent", "sent_at"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    schedule_id: Mapped[int] = mapped_column(ForeignKey("scheduled_tasks.id", ondelete="CASCADE"))
+    due_at: Mapped[datetime] = mapped_column(DateTime)
+    outcome: Mapped[str] = mapped_column(String(10), default="claimed")  # claimed, sent, skipped
+    claimed_by: Mapped[str] = mapped_column(String(200))
+    claimed_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    celery_task_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
 
 
 class Run(db.Model):
@@ -141,7 +153,7 @@ class Watchdog(db.Model):
     @classmethod
     def meant_stopped(cls, conn, program):
         """A person stopped this program through the panel and has not started it since."""
-        return conn.execute(select(cls.desired).where(cls.program == program)).scalar() == "stopped"
+        return conn.execute(sa.select(cls.desired).where(cls.program == program)).scalar() == "stopped"
 
 
 class AlertEvent(db.Model):
@@ -251,22 +263,20 @@ def bump_schedule_marker(session):
         session.execute(table.insert().values(id=MARKER_ID, version=1, changed_at=utcnow()))
 
 
-def _touches_schedule(obj, state_of):
-    if not isinstance(obj, Schedule):
-        return False
-    state = state_of(obj)
-    return any(state.attrs[f].history.has_changes() for f in Schedule.SCHEDULE_FIELDS)
+def _touches(obj, fields):
+    return isinstance(obj, Schedule) and any(sa.inspect(obj).attrs[f].history.has_changes() for f in fields)
 
 
 @event.listens_for(Session, "before_flush")
 def _mark_schedule_edits(session, _ctx, _instances):
-    """Any insert, delete or schedule-field edit of a task bumps the marker in the same flush."""
-    from sqlalchemy import inspect
-
-    changed = any(isinstance(o, Schedule) for o in list(session.new) + list(session.deleted))
-    changed = changed or any(_touches_schedule(o, inspect) for o in session.dirty)
-    if changed:
+    """Any insert, delete or schedule-field edit of a task bumps the marker in the same flush; a new schedule, or a
+    change of its timing, starts its clock afresh (anchored_at: no run is owed from before)."""
+    if any(isinstance(o, Schedule) for o in list(session.new) + list(session.deleted)) or any(
+            _touches(o, Schedule.SCHEDULE_FIELDS) for o in session.dirty):
         bump_schedule_marker(session)
+    new = [o for o in session.new if isinstance(o, Schedule) and o.anchored_at is None]
+    for obj in new + [o for o in session.dirty if _touches(o, Schedule.TIMING_FIELDS)]:
+        obj.anchored_at = utcnow()
 
 
 @event.listens_for(Session, "do_orm_execute")

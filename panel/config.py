@@ -35,7 +35,6 @@ DEFAULTS = {
     "STOP_GRACE_S": "10",
     "START_TIMEOUT_S": "30",
     "BEAT_MAX_INTERVAL_S": "2",
-    "BEAT_LOCK_TTL_S": "15",
     "CONTROL_LOCK_WAIT_S": "60",
     "RECORD_RUNS": "1",
     "WATCHDOG": "",  # "worker", "beat" or "worker,beat": switched on at start-up (the page can switch too)
@@ -109,7 +108,7 @@ def load_settings(env_file=None):
         CELERY_RESULT_BACKEND=values["CELERY_RESULT_BACKEND"] or broker,
     )
     for key in ("PANEL_PORT", "WORKER_CONCURRENCY", "WORKER_MAX_TASKS_PER_CHILD", "STOP_GRACE_S", "START_TIMEOUT_S",
-                "BEAT_MAX_INTERVAL_S", "BEAT_LOCK_TTL_S", "CONTROL_LOCK_WAIT_S", "LOGIN_WINDOW_S",
+                "BEAT_MAX_INTERVAL_S", "CONTROL_LOCK_WAIT_S", "LOGIN_WINDOW_S",
                 "LOGIN_MAX_FAILURES_PER_ACCOUNT", "LOGIN_MAX_FAILURES_PER_ADDRESS", "WATCHDOG_INTERVAL_S",
                 "WATCHDOG_STABLE_S", "WATCHDOG_MAX_FAILURES", "WATCHDOG_BACKOFF_S", "WATCHDOG_BACKOFF_MAX_S",
                 "WATCHDOG_LOCK_WAIT_S",

@@ -170,6 +170,7 @@ function openTaskForm(t) {
     form.elements.kind.value = t.crontab ? "crontab" : "interval";
     form.elements.interval_seconds.value = t.interval_seconds || "";
     form.elements.crontab.value = t.crontab || "";
+    form.elements.catch_up.value = t.catch_up || "once";
   }
   $("task-dialog").showModal();
 }
@@ -192,7 +193,7 @@ async function saveTask(event) {
   event.preventDefault();
   const form = event.target, f = form.elements;
   form.querySelectorAll(".field-error").forEach((p) => { p.textContent = ""; });
-  const data = { name: f.name.value, task: f.task.value };
+  const data = { name: f.name.value, task: f.task.value, catch_up: f.catch_up.value };
   for (const [field, kind] of [["args", "array"], ["kwargs", "object"]]) {
     try { data[field] = jsonField(f[field].value, kind); }
     catch (e) { formError(form, field, field + ": " + (e instanceof SyntaxError ? "is not valid JSON: " : "") + e.message); return; }

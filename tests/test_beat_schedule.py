@@ -1,13 +1,9 @@
 """The DB-backed Beat and the run log, against a real Redis, worker and Beat, on SQLite and PostgreSQL."""
 import json
-import signal
-import subprocess
 import time
-from datetime import timedelta
 
-from models import Run, Schedule, ScheduleChange, db, utcnow
+from models import Run, Schedule, ScheduleChange, db
 from panel.beat import schedules
-from panel.config import ROOT
 from panel.host import processes
 from panel.host.processes import BEAT
 from tests.helpers import free_port, wait_for
@@ -135,44 +131,6 @@ def test_crawl_of_a_refusing_host_retries_then_fails_with_the_count(make_app, ba
     assert "ConnectionError" in run.error and run.traceback and run.finished_at
 
 
-def _hand_beat(app, tmp_path):
-    """A second Beat started by hand, in place, beside the panel's."""
-    log = open(tmp_path / "beat2.log", "ab")
-    proc = subprocess.Popen([str(ROOT / "start_celery_beat.sh"), "--foreground"], cwd=str(ROOT),
-                            env=app.extensions["supervisor"].child_env(), stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    return proc, tmp_path / "beat2.log"
-
-
-def _min_gap_s(runs):
-    times = [r.queued_at for r in runs]
-    return min((b - a).total_seconds() for a, b in zip(times, times[1:]))
-
-
-def test_two_beats_send_each_scheduled_run_once_and_the_second_takes_over(make_app, tmp_path):
-    app = make_app(BEAT_LOCK_TTL_S=4.0)
-    task_id = add_task(app, name="once", task="tests.add", args=[1, 1], interval_seconds=2)
-    first = start(app)[BEAT].pids[0]
-    second, second_log = _hand_beat(app, tmp_path)
-    try:
-        wait_for(lambda: "another Beat holds the lock" in second_log.read_text(), 15, "the second Beat to wait")
-        time.sleep(8)
-        sent = rows(app, scheduled_task_id=task_id)
-        assert 3 <= len(sent) <= 6 and _min_gap_s(sent) >= 1.5, [r.queued_at for r in sent]
-
-        import os
-        os.kill(first, signal.SIGKILL)  # no release: the lock must expire
-        killed_at = utcnow()
-        wait_for(lambda: "holding the Beat lock" in second_log.read_text(), 15, "the second Beat to take over")
-        wait_for(lambda: [r for r in rows(app, scheduled_task_id=task_id) if r.queued_at > killed_at], 15,
-                 "runs sent by the second Beat")
-        time.sleep(4)
-        assert _min_gap_s(rows(app, scheduled_task_id=task_id)) >= 1.5
-    finally:
-        second.terminate()
-        second.wait(timeout=15)
-
-
 def test_bad_rows_are_disabled_with_a_reason_and_the_rest_still_runs(make_app):
     app = make_app()
     with app.app_context():
@@ -191,21 +149,6 @@ def test_bad_rows_are_disabled_with_a_reason_and_the_rest_still_runs(make_app):
         assert row.enabled is False and words in row.disabled_reason, (name, row.disabled_reason)
     assert processes.scan(app.config["INSTANCE_PATH"])[BEAT], "Beat crashed on a bad row"
     assert {r.scheduled_task_id for r in rows(app)} == {task_row(app, "good").id}
-
-
-def test_a_run_missed_while_beat_was_down_is_sent_once(make_app):
-    app = make_app()
-    with app.app_context():
-        db.session.add(Schedule(name="hourly", task="tests.add", args=[1, 1], interval_seconds=600,
-                                     last_run_at=utcnow() - timedelta(hours=5), run_count=7))
-        db.session.commit()
-        db.session.remove()
-    start(app)
-    wait_for(lambda: rows(app, task_name="tests.add"), 10, "the missed run")
-    time.sleep(5)
-    assert len(rows(app, task_name="tests.add")) == 1
-    task = task_row(app, "hourly")
-    assert task.run_count == 8 and task.next_run_at > utcnow() + timedelta(seconds=500)
 
 
 def test_the_change_marker_moves_with_edits_and_bulk_edits_but_not_bookkeeping(make_app, backend):

@@ -12,7 +12,7 @@ GOOD = {"name": "n", "task": "crawl_url", "args": ["http://x"], "interval_second
 def test_an_interval_schedule_is_read_as_given_with_defaults():
     out = parse(ScheduleIn, dict(GOOD, kwargs={"timeout": 3})).changes()
     assert out == {"name": "n", "task": "crawl_url", "args": ["http://x"], "kwargs": {"timeout": 3},
-                   "interval_seconds": 60, "crontab": None, "enabled": True}
+                   "interval_seconds": 60, "crontab": None, "enabled": True, "catch_up": "once"}
 
 
 def test_a_crontab_schedule_normalises_spaces_and_clears_the_interval():
@@ -44,6 +44,7 @@ def test_an_edit_changes_only_what_it_names_and_a_crontab_replaces_the_interval(
     ({"crontab": "* * * * *"}, "interval_seconds"),
     ({"enabled": "yes"}, "enabled"),
     ({"colour": "red"}, "colour"),
+    ({"catch_up": "twice"}, "catch_up"),
 ])
 def test_a_bad_schedule_names_the_failing_field(change, field):
     with pytest.raises(ValidationError) as err:
@@ -52,6 +53,7 @@ def test_a_bad_schedule_names_the_failing_field(change, field):
 
 
 @pytest.mark.parametrize("change, field", [({"name": None}, "name"), ({"enabled": None}, "enabled"),
+                                           ({"catch_up": None}, "catch_up"),
                                            ({"interval_seconds": 60, "crontab": "* * * * *"}, "interval_seconds")])
 def test_an_edit_refuses_nulls_and_both_kinds_of_schedule(change, field):
     with pytest.raises(ValidationError) as err:

@@ -14,7 +14,7 @@ from tests.conftest import api_client
 from tests.helpers import FAULTS, run_row, start_worker, wait_for
 
 FAST = {"WATCHDOG_INTERVAL_S": 0.3, "WATCHDOG_STABLE_S": 4.0, "WATCHDOG_BACKOFF_S": 0.5,
-        "WATCHDOG_BACKOFF_MAX_S": 4.0, "WATCHDOG_MAX_FAILURES": 3, "BEAT_LOCK_TTL_S": 3.0}
+        "WATCHDOG_BACKOFF_MAX_S": 4.0, "WATCHDOG_MAX_FAILURES": 3}
 
 
 def live(app, kind):

@@ -1,7 +1,7 @@
 """With your own project attached, the panel sends the schedules it keeps: its background process runs the
 DatabaseScheduler (the same one the embedded Beat runs), since the project's Beat keeps the project's own schedule.
 
-The Beat lock still holds: an embedded Beat started by hand beside it does not send the same runs twice.
+Each due run is claimed in the database first, so an embedded Beat started by hand beside it never sends one twice.
 """
 import logging
 import threading

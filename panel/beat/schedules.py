@@ -5,7 +5,7 @@ from celery.schedules import crontab as celery_crontab, schedule as celery_inter
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from models import Schedule, db
+from models import Schedule, db, utcnow
 from panel.beat import housekeeping
 from panel.errors import NameTaken, NotFound, ValidationError
 from panel.runlog import recorder
@@ -84,7 +84,7 @@ def set_enabled(task_id, enabled):
 
 def set_all_enabled(enabled):
     """Enable or disable every task in one statement; returns how many changed."""
-    values = {"enabled": enabled}
+    values = {"enabled": enabled, "anchored_at": utcnow()}  # a schedule enabled again owes nothing from before
     if enabled:
         values["disabled_reason"] = None
     result = db.session.execute(
@@ -118,7 +118,7 @@ def _iso(value):
 
 def as_dict(task):
     out = {"id": task.id, "name": task.name, "task": task.task, "args": task.args or [], "kwargs": task.kwargs or {},
-           "enabled": task.enabled, "status": task.status, "last_run_at": _iso(task.last_run_at),
+           "enabled": task.enabled, "catch_up": task.catch_up or "once", "status": task.status, "last_run_at": _iso(task.last_run_at),
            "next_run_at": _iso(task.next_run_at), "run_count": task.run_count,
            "disabled_reason": task.disabled_reason}
     if task.crontab:

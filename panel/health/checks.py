@@ -1,16 +1,13 @@
 """The health view: broker and database reachable (with latency), worker and Beat, Beat's last dispatch,
 the message waiting longest. Each part answers on its own: one system down never hides the others."""
-import json
 import logging
 import time
-from datetime import datetime
 
-import redis
 from sqlalchemy import select, text
 
 from models import Run, Watchdog, db, utcnow
 from panel import background
-from panel.beat.lock import DISPATCH_KEY
+from panel.beat import claims
 from panel.broker import connection
 from panel.cluster import queues
 from panel.database import reader
@@ -19,7 +16,6 @@ from panel.host import watchdog
 from panel.host.processes import BEAT, KINDS
 
 log = logging.getLogger("panel.health")
-SOCKET_TIMEOUT_S = 2.0
 
 
 def _timed(fn):
@@ -49,27 +45,14 @@ def _select_one():
         conn.execute(text("SELECT 1"))
 
 
-def last_dispatch(broker_url, instance):
-    """What Beat sent last and when, as Beat itself noted it in Redis (None before its first send)."""
-    if not connection.is_redis(broker_url):
+def last_dispatch():
+    """What a Beat sent last and when, from its claims (None before the first send)."""
+    with reader(db.engine).connect() as conn:
+        note = claims.last_dispatch(conn)
+    if note is None:
         return None
-    client = connection.redis_client(broker_url, SOCKET_TIMEOUT_S)
-    try:
-        raw = client.get(DISPATCH_KEY.format(instance))
-    except redis.RedisError:
-        return None
-    finally:
-        client.close()
-    if not raw:
-        return None
-    note = json.loads(raw)
-    sent = note.get("at", "")
-    note["age_s"] = round((utcnow() - _parse(sent)).total_seconds(), 1) if sent else None
-    return note
-
-
-def _parse(stamp):
-    return datetime.fromisoformat(stamp.rstrip("Z"))
+    return {"at": note["at"].isoformat() + "Z", "task": note["task"],
+            "age_s": round((utcnow() - note["at"]).total_seconds(), 1)}
 
 
 def oldest_queued(celery, configured):
@@ -108,7 +91,7 @@ def report(app):
     for kind in KINDS:
         out[kind] = {"active": status[kind]["active"], "pids": status[kind]["pids"], "state": status[kind]["state"],
                      "watchdog": dogs.get(kind)}
-    out["last_beat_dispatch"] = last_dispatch(cfg["CELERY_BROKER_URL"], cfg["INSTANCE_PATH"])
+    out["last_beat_dispatch"] = last_dispatch() if out["database"]["ok"] else None
     out["oldest_queued"] = None
     if out["broker"]["ok"]:
         try:

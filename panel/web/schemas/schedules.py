@@ -20,6 +20,9 @@ Crontab = Annotated[worded(CRONTAB, "needs 5 fields (minute hour day month weekd
                           description="minute hour day month weekday"), Field(max_length=120)]
 EXACTLY_ONE = {"oneOf": [{"required": ["interval_seconds"], "properties": {"interval_seconds": {"type": "integer"}}},
                          {"required": ["crontab"], "properties": {"crontab": {"type": "string"}}}]}
+CatchUp = Annotated[Literal["skip", "once", "all"], Field(
+    description="runs that fell due while no Beat ran: skip them, send one for all (the default), or send each "
+                "(at most 100)")]
 NOT_BOTH = {"not": {"required": ["interval_seconds", "crontab"],
                     "properties": {"interval_seconds": {"type": "integer"}, "crontab": {"type": "string"}}}}
 
@@ -61,6 +64,7 @@ class ScheduleIn(_ScheduleFields):
     interval_seconds: Interval | None = None
     crontab: Crontab | None = None
     enabled: bool = True
+    catch_up: CatchUp = "once"
 
     @model_validator(mode="after")
     def _exactly_one(self):
@@ -71,7 +75,8 @@ class ScheduleIn(_ScheduleFields):
         return self
 
     def changes(self):
-        return dict(super().changes(), enabled=self.enabled, args=self.args, kwargs=self.kwargs)
+        return dict(super().changes(), enabled=self.enabled, args=self.args, kwargs=self.kwargs,
+                    catch_up=self.catch_up)
 
 
 class SchedulePatch(_ScheduleFields):
@@ -85,6 +90,7 @@ class SchedulePatch(_ScheduleFields):
     interval_seconds: Interval | None = None
     crontab: Crontab | None = None
     enabled: bool | SkipJsonSchema[None] = None
+    catch_up: CatchUp | SkipJsonSchema[None] = None
 
     @model_validator(mode="after")
     def _not_both(self):
@@ -102,6 +108,7 @@ class Schedule(Answer):
     interval_seconds: int | None = None
     crontab: str | None = None
     enabled: bool
+    catch_up: CatchUp
     status: RunStatus
     last_run_at: Timestamp | None
     next_run_at: Timestamp | None
