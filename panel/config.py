@@ -5,6 +5,8 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
+from panel.broker.connection import is_redis
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_INSTANCE = ROOT / "instance"
 
@@ -93,6 +95,12 @@ def _secret_key(folder):
     return key
 
 
+def default_result_backend(broker, database):
+    """Results go to the broker when it is Redis; on any other broker (RabbitMQ keeps no results) to the panel's
+    own database, through Celery's SQLAlchemy backend, so the pages and the command-line tools can read them."""
+    return broker if is_redis(broker) else f"db+{database}"
+
+
 def load_settings(env_file=None):
     """All settings as a flat dict of Flask config keys."""
     env = read_env(env_file)
@@ -100,12 +108,13 @@ def load_settings(env_file=None):
     (folder / "logs").mkdir(parents=True, exist_ok=True)
     (folder / "run").mkdir(parents=True, exist_ok=True)
     values = {key: env.get(key, default) for key, default in DEFAULTS.items()}
-    broker = values["CELERY_BROKER_URL"]
+    database = env.get("DATABASE_URL") or f"sqlite:///{folder / 'panel.db'}"
     values.update(
         INSTANCE_PATH=str(folder),
         SECRET_KEY=env.get("SECRET_KEY") or _secret_key(folder),
-        SQLALCHEMY_DATABASE_URI=env.get("DATABASE_URL") or f"sqlite:///{folder / 'panel.db'}",
-        CELERY_RESULT_BACKEND=values["CELERY_RESULT_BACKEND"] or broker,
+        SQLALCHEMY_DATABASE_URI=database,
+        CELERY_RESULT_BACKEND=values["CELERY_RESULT_BACKEND"] or default_result_backend(values["CELERY_BROKER_URL"],
+                                                                                        database),
     )
     for key in ("PANEL_PORT", "WORKER_CONCURRENCY", "WORKER_MAX_TASKS_PER_CHILD", "STOP_GRACE_S", "START_TIMEOUT_S",
                 "BEAT_MAX_INTERVAL_S", "CONTROL_LOCK_WAIT_S", "LOGIN_WINDOW_S",

@@ -16,7 +16,8 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 def ensure_broker(url, instance):
-    """Ping the broker; start a private redis-server under instance/ for a local Redis URL if none answers."""
+    """Ping the broker; start a private redis-server under instance/ for a local Redis URL if none answers (never
+    for another broker: a RabbitMQ that does not answer is named, with how to start it)."""
     try:
         connection.ping(url)
         return "running"
@@ -24,7 +25,10 @@ def ensure_broker(url, instance):
         reason = str(exc)
     parsed = urlparse(url)
     binary = shutil.which("redis-server")
-    if parsed.scheme != "redis" or parsed.hostname not in LOCAL_HOSTS or not binary:
+    if parsed.scheme != "redis":  # RabbitMQ or another broker: not ours to start
+        sys.exit(f"{reason}\nStart that broker first (RabbitMQ: `systemctl start rabbitmq-server`), or set "
+                 f"CELERY_BROKER_URL to one that runs, then run `make run` again.")
+    if parsed.hostname not in LOCAL_HOSTS or not binary:
         sys.exit(f"{reason}\nStart Redis first: `apt-get install redis-server` (or set CELERY_BROKER_URL "
                  f"to a broker that runs), then run `make run` again.")
     folder = Path(instance) / "redis"

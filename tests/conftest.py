@@ -10,6 +10,7 @@ from psycopg import sql
 
 from app import create_app
 from models import db
+from panel.config import default_result_backend
 from panel.host.processes import KINDS
 from tests.helpers import LocalSite, RedisServer
 
@@ -32,6 +33,21 @@ def rabbitmq_url():
         yield f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
     finally:
         _rabbitmqctl("delete_vhost", vhost)
+
+
+@pytest.fixture(params=["redis", "rabbitmq"])
+def broker_app(request, make_app, redis_server):
+    """An app on each broker (results: Redis, or on RabbitMQ the panel's database); its queue emptied at the end."""
+    url = redis_server.url if request.param == "redis" else request.getfixturevalue("rabbitmq_url")
+    app = make_app(CELERY_BROKER_URL=url)
+    yield app
+    from amqp.exceptions import NotFound
+    from kombu import Connection
+    with Connection(url, connect_timeout=5) as conn:
+        try:
+            conn.default_channel.queue_purge("celery")
+        except NotFound:  # RabbitMQ: nobody ever declared it in this vhost
+            pass
 
 
 @pytest.fixture(scope="session")
@@ -62,7 +78,7 @@ def build_app(folder, db_url, broker_url, **extra):
         "INSTANCE_PATH": str(folder),
         "SQLALCHEMY_DATABASE_URI": db_url,
         "CELERY_BROKER_URL": broker_url,
-        "CELERY_RESULT_BACKEND": broker_url,
+        "CELERY_RESULT_BACKEND": default_result_backend(broker_url, db_url),
         "CELERY_IMPORTS": "tests.sample_tasks",
         "STOP_GRACE_S": 3.0,
         "START_TIMEOUT_S": 30.0,

@@ -5,9 +5,6 @@ import signal
 import subprocess
 from datetime import timedelta
 
-import pytest
-from kombu import Connection
-
 from models import BeatClaim, db, utcnow
 from panel.config import ROOT
 from panel.host.processes import BEAT
@@ -15,16 +12,6 @@ from tests.helpers import wait_for
 from tests.test_beat_schedule import add_task, rows, start
 
 INTERVAL_S = 2
-
-
-@pytest.fixture(params=["redis", "rabbitmq"])
-def broker_app(request, make_app, redis_server):
-    """An app on each broker (results in the suite's Redis); messages Beat sent are dropped at the end."""
-    url = redis_server.url if request.param == "redis" else request.getfixturevalue("rabbitmq_url")
-    app = make_app(CELERY_BROKER_URL=url, CELERY_RESULT_BACKEND=redis_server.url)
-    yield app
-    with Connection(url, connect_timeout=5) as conn:
-        conn.default_channel.queue_purge("celery")
 
 
 def hand_beat(app, tmp_path, name="beat2"):

@@ -68,7 +68,22 @@ def test_launcher_starts_a_private_redis_when_nothing_answers(tmp_path):
         os.kill(pid, signal.SIGTERM)
 
 
-def test_launcher_stops_with_advice_when_redis_cannot_be_had(tmp_path):
+def test_launcher_names_a_rabbitmq_that_does_not_answer_and_starts_no_redis_for_it(tmp_path):
     with pytest.raises(SystemExit) as stop:
         launcher.ensure_broker(f"amqp://guest:guest@127.0.0.1:{free_port()}//", str(tmp_path))
-    assert "apt-get install redis-server" in str(stop.value)
+    assert "broker unreachable at amqp://***@127.0.0.1" in str(stop.value) and "rabbitmq-server" in str(stop.value)
+    assert not (tmp_path / "redis").exists(), "no Redis started for an AMQP broker"
+
+
+def test_launcher_uses_a_rabbitmq_that_answers(rabbitmq_url, tmp_path):
+    assert launcher.ensure_broker(rabbitmq_url, str(tmp_path)) == "running"
+
+
+def test_results_go_to_the_panels_database_when_the_broker_keeps_none(tmp_path, monkeypatch):
+    monkeypatch.setenv("PANEL_INSTANCE_PATH", str(tmp_path))
+    monkeypatch.setenv("CELERY_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
+    monkeypatch.delenv("CELERY_RESULT_BACKEND", raising=False)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    assert config.load_settings(tmp_path / "none.env")["CELERY_RESULT_BACKEND"] == f"db+sqlite:///{tmp_path / 'panel.db'}"
+    monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:6379/3")
+    assert config.load_settings(tmp_path / "none.env")["CELERY_RESULT_BACKEND"] == "redis://127.0.0.1:6379/3"
