@@ -1,5 +1,5 @@
 """The database seam: engine options, SQLite pragmas, and a fresh pool after fork."""
-from sqlalchemy import event
+from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 
 from models import db
@@ -44,6 +44,16 @@ def _sqlite_begin(conn):
     """BEGIN IMMEDIATE for units of work; a plain (deferred) BEGIN for read-only pollers."""
     if conn.dialect.name == "sqlite":
         conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(IMMEDIATE) else "BEGIN")
+
+
+def unmapped_engine(uri):
+    """An engine of its own for a writer that reads across the whole run log for as long as the panel lives (the
+    event recorder): on SQLite its reads go through SQLite's small page cache instead of the file's mmap, whose
+    touched pages would count in the panel's RSS as the log grows."""
+    engine = create_engine(uri, **engine_options(uri))
+    if uri.startswith("sqlite"):
+        event.listen(engine, "connect", lambda dbapi_conn, _record: dbapi_conn.execute("PRAGMA mmap_size=0"))
+    return engine
 
 
 def reader(engine):

@@ -137,7 +137,8 @@ def test_celery_check_says_what_it_found_of_the_project_and_the_health_card_name
     node = attached.extensions["supervisor"].nodename
     assert {"proj.add", "proj.fail", "proj.slow", "proj.tick"} <= set(facts["workers"][node]), facts["workers"]
     health = client.get("/api/health").get_json()
-    assert health["app"] == {"name": "proj", "workdir": str(PROJECT), "embedded": False}
+    assert health["app"] == {"name": "proj", "workdir": str(PROJECT), "embedded": False, "schedules_sent_by": "panel",
+                             "schedules_paused": False}
     dashboard = client.get("/").get_data(as_text=True)
     assert 'id="which-beat"' in dashboard and "Your project's Beat (proj)" in dashboard, "which Beat sends what"
 

@@ -14,8 +14,9 @@ from datetime import datetime, timezone
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 
-from models import COMPLETED, FAILED, PENDING, RUNNING, Run, db
+from models import COMPLETED, FAILED, PENDING, RUNNING, Run
 from panel.broker import events
+from panel.database import unmapped_engine
 from panel.host.target import Target
 from panel.runlog import backfill, statements
 from panel.runlog.recorder import clip
@@ -214,9 +215,8 @@ def enabled(config):
 
 def run(app, stop):
     """The thread's body: consume the durable event queue, and on any failure reconnect with a bounded backoff."""
-    with app.app_context():
-        engine = db.engine
     config, celery = app.config, app.extensions["celery"]
+    engine = unmapped_engine(config["SQLALCHEMY_DATABASE_URI"])  # its own, so the panel's memory stays flat
     name = events.durable_queue_name(config["INSTANCE_PATH"])
     writer, mark = EventWriter(engine), backfill.SeenMark(config["INSTANCE_PATH"])
     batcher = Batcher(writer, mark)
@@ -238,6 +238,7 @@ def run(app, stop):
             stop.wait(delay)
             delay = min(delay * 2, RECONNECT_MAX_S)
     mark.save()
+    engine.dispose()
 
 
 def start(app):
