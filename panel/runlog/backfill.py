@@ -45,8 +45,11 @@ class SeenMark:
         if self.newest is None:
             return
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(f"{self.newest}\n")
-        os.replace(tmp, self.path)
+        try:
+            tmp.write_text(f"{self.newest}\n")
+            os.replace(tmp, self.path)
+        except OSError as exc:  # the instance folder went away or is full: the next read-back starts earlier
+            log.warning("run log: could not keep the newest event time in %s: %s", self.path, exc)
         self._saved_at = time.monotonic()
 
 

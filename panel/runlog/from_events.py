@@ -186,7 +186,7 @@ class EventWriter:
 class Batcher:
     """Events in, batches out: a batch is written when it is full or its oldest event waited FLUSH_S."""
 
-    BATCH = 1000
+    BATCH = 250
     FLUSH_S = 0.2
 
     def __init__(self, writer, mark=None):
@@ -197,6 +197,11 @@ class Batcher:
             self.since = time.monotonic()
         self.pending.append(event)
         if len(self.pending) >= self.BATCH or time.monotonic() - self.since >= self.FLUSH_S:
+            self.flush()
+
+    def flush_due(self):
+        """The idle call: a partial batch whose oldest event waited FLUSH_S goes (not one write per message)."""
+        if self.pending and time.monotonic() - self.since >= self.FLUSH_S:
             self.flush()
 
     def flush(self):
@@ -224,7 +229,7 @@ def run(app, stop):
     gap = backfill.GapFiller(celery, writer, mark) if backfill.needed(config) else (lambda: None)
 
     def idle():
-        batcher.flush()
+        batcher.flush_due()
         gap()
     while not stop.is_set():
         try:
