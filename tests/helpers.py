@@ -297,3 +297,14 @@ class SqliteLock:
     def __exit__(self, *exc):
         self.release.set()
         self.thread.join(10)
+
+
+def end_process(proc, timeout_s=15):
+    """Finalizer for a process a test started itself: TERM, then KILL if it will not go."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=timeout_s)

@@ -8,7 +8,7 @@ from datetime import timedelta
 from models import BeatClaim, db, utcnow
 from panel.config import ROOT
 from panel.host.processes import BEAT
-from tests.helpers import wait_for
+from tests.helpers import end_process, wait_for
 from tests.test_beat_schedule import add_task, rows, start
 
 INTERVAL_S = 2
@@ -22,16 +22,6 @@ def hand_beat(app, tmp_path, name="beat2"):
                                 env=app.extensions["supervisor"].child_env(), stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     return proc, log_path
-
-
-def end(proc):
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
 
 
 def claims_of(app, schedule_id, outcome="sent"):
@@ -57,7 +47,7 @@ def test_two_beats_send_each_due_run_once_and_one_killed_leaves_no_gap(broker_ap
         wait_for(lambda: len([c for c in claims_of(broker_app, task_id) if c.due_at > killed_at]) >= 4, 30,
                  "the surviving Beat's runs")
     finally:
-        end(second)
+        end_process(second)
     sent = claims_of(broker_app, task_id)
     dues = [c.due_at for c in sent]
     assert all(b - a == timedelta(seconds=INTERVAL_S) for a, b in zip(dues, dues[1:])), f"a due time skipped: {dues}"

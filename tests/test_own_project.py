@@ -15,7 +15,7 @@ from panel.config import ROOT
 from panel.host.processes import BEAT, WORKER
 from panel.host.target import SETTINGS as TARGET_SETTINGS
 from tests.conftest import api_client
-from tests.helpers import wait_for
+from tests.helpers import end_process, wait_for
 
 PROJECT = Path(__file__).with_name("sample_project").resolve()
 CELERY = str(ROOT / ".venv" / "bin" / "celery")
@@ -47,16 +47,6 @@ def _decoy(app, folder, app_name, node, logs):
         proc = subprocess.Popen(argv, cwd=str(folder), env=env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     return proc, log_path
-
-
-def _end(proc):
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
 
 
 def test_the_projects_worker_and_beat_start_restart_and_stop_through_the_panel(attached):
@@ -109,7 +99,7 @@ def test_another_projects_celery_and_the_embedded_apps_are_never_taken_for_the_p
         assert all(d.poll() is None for d in decoys), "a stop of the project's Celery ended a decoy"
     finally:
         for decoy in decoys:
-            _end(decoy)
+            end_process(decoy)
 
 
 def test_a_project_that_cannot_start_is_answered_with_its_reason_and_log_tail(make_app):
