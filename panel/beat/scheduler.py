@@ -71,8 +71,9 @@ class DatabaseScheduler(Scheduler):
         self._engine = recorder._engine
         self.app.loader.import_default_modules()
         self._reload()
-        logger.info("%s (%d enabled tasks; claims in the database, beat id %s)", EMBEDDED_BEAT_READY,
-                    len(self._entries), self.me)
+        # Runs due before this moment were missed by this Beat: their schedule's catch-up decides.
+        logger.info("%s (%d enabled tasks; claims in the database, beat id %s, started %s)", EMBEDDED_BEAT_READY,
+                    len(self._entries), self.me, self.started_at.isoformat())
 
     def _read_marker(self):
         with reader(self._engine).connect() as conn:
