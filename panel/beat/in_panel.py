@@ -25,9 +25,11 @@ def enabled(config):
 def run(app, stop):
     """The thread's body: tick the scheduler until stopped; on a failure start it afresh after a bounded backoff."""
     celery, scheduler, delay = app.extensions["celery"], None, RETRY_MIN_S
+    with app.app_context():
+        engine = db.engine
     while not stop.is_set():
         try:
-            if _paused(app):
+            if paused(engine):
                 stop.wait(PAUSED_CHECK_S)
                 continue
             if scheduler is None:
@@ -42,10 +44,8 @@ def run(app, stop):
     _closed(scheduler)
 
 
-def _paused(app):
+def paused(engine):
     """Stop Celery (or Beat's stop) in the panel pauses the panel's schedules too, as it stops the embedded Beat."""
-    with app.app_context():
-        engine = db.engine
     with reader(engine).connect() as conn:
         return Watchdog.meant_stopped(conn, BEAT)
 
@@ -54,7 +54,7 @@ def _closed(scheduler):
     if scheduler is not None:
         try:
             scheduler.close()
-        except Exception as exc:  # closing is best effort: the lock expires by itself
+        except Exception as exc:  # closing is best effort: an unsent claim is taken over by the next Beat
             log.warning("the panel's schedules: closing: %s", exc)
     return None
 

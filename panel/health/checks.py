@@ -5,15 +5,15 @@ import time
 
 from sqlalchemy import select, text
 
-from models import Run, Watchdog, db, utcnow
+from models import Run, db, utcnow
 from panel import background
-from panel.beat import claims
+from panel.beat import claims, in_panel
 from panel.broker import connection
 from panel.cluster import queues
 from panel.database import reader
 from panel.errors import BrokerDown
 from panel.host import watchdog
-from panel.host.processes import BEAT, KINDS
+from panel.host.processes import KINDS
 
 log = logging.getLogger("panel.health")
 
@@ -71,12 +71,6 @@ def oldest_queued(celery, configured):
     return max(waiting, key=lambda w: w["age_s"] if w["age_s"] is not None else -1)
 
 
-def schedules_paused():
-    """A person stopped Beat through the panel: the schedules kept in the panel wait, whoever sends them."""
-    with reader(db.engine).connect() as conn:
-        return Watchdog.meant_stopped(conn, BEAT)
-
-
 def report(app):
     """Everything the health view shows; `status` is ok, degraded (something down) or down (broker or DB)."""
     cfg = app.config
@@ -85,7 +79,7 @@ def report(app):
     target = app.extensions["supervisor"].host.target
     out["app"] = {"name": target.app, "workdir": target.workdir, "embedded": target.embedded,
                   "schedules_sent_by": "beat" if target.embedded else "panel",
-                  "schedules_paused": schedules_paused() if out["database"]["ok"] else None}
+                  "schedules_paused": in_panel.paused(db.engine) if out["database"]["ok"] else None}
     status = app.extensions["supervisor"].status()
     dogs = watchdog.view() if out["database"]["ok"] else {}
     for kind in KINDS:
