@@ -19,6 +19,7 @@ from panel.runlog import from_events, reconciler
 
 log = logging.getLogger("panel.background")
 STANDBY_S = 2.0
+_alive = set()  # every started handle, so the lock file stays open however the caller keeps (or drops) it
 
 
 class Background:
@@ -66,11 +67,13 @@ class Background:
         threading.Thread(target=watch_loop, args=(self.app, self.stop_event), name="watchdog", daemon=True).start()
 
     def start(self):
+        _alive.add(self)
         threading.Thread(target=self._wait_for_turn, name="background-standby", daemon=True).start()
         return self
 
     def stop(self):
         self.stop_event.set()
+        _alive.discard(self)
         for stop in self._stops:
             stop.set()
         if self._fh is not None:

@@ -1,18 +1,21 @@
 """Set-up a newcomer relies on: settings precedence, migrations, the panel log, the launcher."""
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import requests
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from flask_migrate import upgrade
 
 from app import create_app
 from models import db
-from panel import config, launcher
+from panel import background, config, launcher
 from tests.conftest import api_client
-from tests.helpers import free_port, wait_for
+from tests.helpers import end_process, free_port, wait_for
 
 
 def test_env_file_is_read_and_the_environment_wins(tmp_path, monkeypatch):
@@ -87,3 +90,41 @@ def test_results_go_to_the_panels_database_when_the_broker_keeps_none(tmp_path, 
     assert config.load_settings(tmp_path / "none.env")["CELERY_RESULT_BACKEND"] == f"db+sqlite:///{tmp_path / 'panel.db'}"
     monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:6379/3")
     assert config.load_settings(tmp_path / "none.env")["CELERY_RESULT_BACKEND"] == "redis://127.0.0.1:6379/3"
+
+
+def _launch_run(folder, instance, broker_url):
+    """`make run` (python -m panel.launcher) on a free loopback port over a shared instance folder."""
+    port = free_port()
+    env = dict(os.environ, PANEL_INSTANCE_PATH=str(instance), DATABASE_URL=f"sqlite:///{folder / 'panel.db'}",
+               CELERY_BROKER_URL=broker_url, CELERY_RESULT_BACKEND=broker_url, PANEL_HOST="127.0.0.1",
+               PANEL_PORT=str(port), WATCHDOG="", PANEL_AUTH="off", PYTHONUNBUFFERED="1")
+    out = open(folder / f"run-{port}.out", "ab")
+    proc = subprocess.Popen([sys.executable, "-m", "panel.launcher", "run"], cwd=str(config.ROOT), env=env,
+                            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+    out.close()
+    return proc, port
+
+
+def test_make_run_keeps_its_background_lock_so_a_second_panel_stands_by(tmp_path, redis_server):
+    instance = tmp_path / "instance"
+    first, _ = _launch_run(tmp_path, instance, redis_server.url)
+    second = None
+    try:
+        wait_for(lambda: background.actor_pid(instance) == first.pid, 90, "the first panel to act")
+        second, port = _launch_run(tmp_path, instance, redis_server.url)
+        wait_for(lambda: _serves(port), 90, "the second panel to serve")
+        assert background.actor_pid(instance) == first.pid  # the first still holds the lock: one actor
+        end_process(first)
+        wait_for(lambda: background.actor_pid(instance) == second.pid, background.STANDBY_S * 10,
+                 "the second panel to take over")
+    finally:
+        end_process(first)
+        if second is not None:
+            end_process(second)
+
+
+def _serves(port):
+    try:
+        return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
