@@ -14,6 +14,13 @@
     return node;
   }
 
+  function node(tag, cls, text) {  // an HTML element; text only ever as textContent
+    const made = document.createElement(tag);
+    if (cls) made.className = cls;
+    if (text !== undefined) made.textContent = text;
+    return made;
+  }
+
   function niceMax(n) {
     if (n <= 5) return 5;
     const step = Math.pow(10, Math.floor(Math.log10(n)));
@@ -68,22 +75,21 @@
   }
 
   function build(section) {
-    section.innerHTML = "";
-    const title = document.createElement("h2");
+    section.replaceChildren();
+    const title = node("h2", "", "Runs per minute, last hour");
     title.id = "runs-chart-title";
-    title.textContent = "Runs per minute, last hour";
-    const legend = document.createElement("p");
-    legend.className = "chart-legend";
-    legend.innerHTML = '<span class="key key-ok"></span> ✓ succeeded <span class="key key-failed"></span> ✕ failed';
+    const legend = node("p", "chart-legend");
+    legend.append(node("span", "key key-ok"), " ✓ succeeded ", node("span", "key key-failed"), " ✕ failed");
     const svg = el("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-labelledby": "runs-chart-title",
                             class: "runs-chart" });
-    const summary = document.createElement("p");
-    summary.className = "chart-summary";
+    const summary = node("p", "chart-summary");
     summary.setAttribute("aria-live", "polite");
-    const table = document.createElement("table");
-    table.className = "visually-hidden";
-    table.innerHTML = "<caption>Runs per minute</caption><thead><tr><th>Minute (UTC)</th><th>Succeeded</th>" +
-                      "<th>Failed</th></tr></thead><tbody></tbody>";
+    const table = node("table", "visually-hidden");
+    const head = node("tr");
+    head.append(...["Minute (UTC)", "Succeeded", "Failed"].map((text) => node("th", "", text)));
+    const thead = node("thead");
+    thead.append(head);
+    table.append(node("caption", "", "Runs per minute"), thead, node("tbody"));
     section.classList.add("card");
     section.setAttribute("aria-labelledby", "runs-chart-title");
     section.append(title, legend, svg, summary, table);

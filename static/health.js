@@ -73,7 +73,13 @@
 
   function showHistory(events) {
     const body = $("history-body");
-    if (!events.length) { body.innerHTML = '<tr><td colspan="9">Nothing yet.</td></tr>'; return; }
+    if (!events.length) {
+      const row = document.createElement("tr");
+      row.append(cell("Nothing yet."));
+      row.firstChild.colSpan = 9;
+      body.replaceChildren(row);
+      return;
+    }
     body.replaceChildren(...events.map((e) => {
       const row = document.createElement("tr");
       const outcome = e.outcome === "ok" ? "✓ ok" : "✕ " + e.outcome;

@@ -184,7 +184,7 @@ function jsonField(text, kind) {
 }
 
 function formError(form, field, message) {
-  const slot = form.querySelector('.field-error[data-field="' + field + '"]') || form.querySelector('.field-error[data-field="body"]');
+  const slot = form.querySelector('.field-error[data-field="' + CSS.escape(String(field)) + '"]') || form.querySelector('.field-error[data-field="body"]');
   slot.textContent = message;
   announce("Not saved: " + message);
 }

@@ -107,7 +107,7 @@ function renderDetail(d) {
   status.appendChild(badge(d.online));
   if (d.no_reply.length) status.appendChild(el("span", " ⚠ no reply from: " + d.no_reply.join(", "), "no-reply"));
   fact(dl, "Status", status);
-  fact(dl, "Host / PID", d.hostname + " / " + d.pid);
+  fact(dl, "Host / PID", d.hostname + " / " + (d.pid ?? "—"));
   fact(dl, "Pool", poolText(d.pool) + (d.pool.processes && d.pool.processes.length ? " (PIDs " + d.pool.processes.join(", ") + ")" : ""));
   fact(dl, "Tasks", d.processed + " processed, " + d.succeeded + " succeeded, " + d.failed + " failed since it started");
   fact(dl, "Last heartbeat", ago(d.heartbeat_age_s) + " (every " + d.heartbeat_freq_s + " s)");
@@ -188,7 +188,7 @@ function describeTask() {
 function clearErrors(form) { form.querySelectorAll(".field-error").forEach((p) => { p.textContent = ""; }); }
 
 function fieldError(form, field, message) {
-  const p = form.querySelector('.field-error[data-field="' + field + '"]');
+  const p = form.querySelector('.field-error[data-field="' + CSS.escape(String(field)) + '"]');
   if (p) p.textContent = message; else showOutcome($("outcome"), message, false);
 }
 

@@ -10,7 +10,7 @@ import threading
 from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
-from urllib.parse import parse_qs, quote, urlencode, urlparse
+from urllib.parse import parse_qs, quote, unquote, urlencode, urlparse
 
 import pytest
 from playwright.sync_api import expect
@@ -172,7 +172,7 @@ def shows(page, pairs):
 def runs_row_checks(page):
     row = page.locator("#runs-table tbody tr", has_text=SVG)
     assert row.locator("td.args").get_attribute("title") == f"{json_text(RUN_ARGS)} {json_text(RUN_KWARGS)}"
-    assert urlparse(row.locator("a").get_attribute("href")).path == "/runs/" + quote(RUN_ID, safe="")
+    assert unquote(urlparse(row.locator("a").get_attribute("href")).path) == "/runs/" + RUN_ID
 
 
 def filtered_checks(page):
@@ -203,8 +203,8 @@ CASES = {  # name: (path, hostile strings shown as text (selector, text), a step
                        ("#runs-table", RUN_ID[:8]), ("#runs-table", json_text(RUN_ARGS)[:60])], None, runs_row_checks),
     "runs-filtered": ("/runs?" + urlencode({"task": SVG, "worker": RUN_WORKER}),
                       [("#runs-table", SVG), ("#runs-table", RUN_WORKER)], None, filtered_checks),
-    "runs-bad-filter": ("/runs?" + urlencode({"since": TAG, "q": TAG}), [("p.error", "since")], None,
-                        lambda page: page.locator("input[name=q]").input_value() == TAG or pytest.fail("q lost")),
+    "runs-bad-filter": ("/runs?" + urlencode({"since": TAG}), [("p.error", "since"), ("p.error", repr(TAG))], None,
+                        None),
     "run": ("/runs/" + quote(RUN_ID, safe=""),
             [("#run-title", SVG), ("#run-args", json_text(ISSUE)), ("#run-args", SCRIPT), ("#run-args", JS_URL),
              ("#run-kwargs", json_text(ATTR)), ("#run-kwargs", TPL), ("#run-result", SCRIPT), ("#run-error", TAG),

@@ -1,4 +1,5 @@
 """HTML pages: the dashboard, login and logout, the results browser, workers, the audit log."""
+import json
 from urllib.parse import urlparse
 
 from flask import abort, current_app, g, redirect, render_template, request, session
@@ -106,9 +107,19 @@ def _run_from_backend(celery_task_id):
     return render_template("run_backend.html", task_id=celery_task_id, stored=stored)
 
 
+def json_text(value, indent=None):
+    """A value as JSON in plain text (a recorded repr stays as it is), for the template to escape where it goes.
+
+    Not tojson: its Markup skips the escaping and leaves `"` as is, so inside an attribute a value ends it."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, indent=indent, sort_keys=True, default=str)
+
+
 def template_globals():
-    """Who is logged in, and whether login is off, for every template."""
-    return {"identity": g.get("identity"), "auth_off": current_app.config.get("PANEL_AUTH", "on").lower() == "off"}
+    """Who is logged in, whether login is off, and the JSON text helper, for every template."""
+    return {"identity": g.get("identity"), "auth_off": current_app.config.get("PANEL_AUTH", "on").lower() == "off",
+            "json_text": json_text}
 
 
 def workers_page():
