@@ -34,6 +34,7 @@ RUN_ID = TAG  # a run id from a task sender: no "/", so it is one path segment
 RUN_ARGS, RUN_KWARGS = [ISSUE, SCRIPT, JS_URL], {"k": ATTR, TPL: JS_URL}
 RUN_WORKER = ATTR + "@host"
 BACKEND_ID = SVG  # a run only the result backend knows
+UNKNOWN_ID = TAG + "unknown"  # a run nobody knows
 WORKER = ISSUE + "@" + TAG
 QUEUE = SVG + "queue"
 PANEL_TASK, WORKER_TASK, SENT_TASK = TAG + ".panel_task", ISSUE + ".worker_task", ATTR + ".sent"
@@ -214,6 +215,7 @@ CASES = {  # name: (path, hostile strings shown as text (selector, text), a step
                          [("#run-title", TPL), ("#run-result", repr(TAG)), ("#run-traceback", SCRIPT),
                           ("dl.detail", ATTR), ("dl.detail", BACKEND_ID), ("main", json_text(ISSUE)),
                           ("main", json_text(SCRIPT))], None, None),
+    "run-unknown": ("/runs/" + quote(UNKNOWN_ID, safe=""), [("body", UNKNOWN_ID)], None, None),  # the 404 says which
     "workers": ("/workers", [("#workers-body", WORKER), ("#workers-body", SCRIPT), ("#workers-body", QUEUE),
                              ("#types-body", PANEL_TASK), ("#types-body", WORKER_TASK), ("#types-body", SCRIPT),
                              ("#queues-body", QUEUE), ("#detail-title", WORKER), ("#detail-facts", TPL),
