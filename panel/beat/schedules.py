@@ -1,7 +1,7 @@
 """Schedules: what Beat sends, read from the database; parsing them, and the edits every caller shares."""
 from datetime import timedelta
 
-from celery.schedules import crontab as celery_crontab, schedule as celery_interval
+from celery.schedules import ParseException, crontab as celery_crontab, schedule as celery_interval
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -25,7 +25,7 @@ def parse_crontab(expr, app=None):
     try:
         return celery_crontab(minute=minute, hour=hour, day_of_month=day, month_of_year=month,
                               day_of_week=weekday, app=app)
-    except (ValueError, KeyError, IndexError) as exc:
+    except (ParseException, ValueError, KeyError, IndexError, ZeroDivisionError) as exc:  # Celery's parser raises each
         raise ValidationError("crontab", f"does not parse: {exc}") from exc
 
 

@@ -54,9 +54,9 @@ def decode_cursor(text):
     """The (queued_at, id) a page ends at; 400 for anything we did not hand out."""
     try:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
-        stamp, run_id = raw.split("|")
-        at, run_id = datetime.fromisoformat(stamp), int(run_id)
-        if at.tzinfo is not None or not 0 < run_id <= ID_MAX:
+        stamp, digits = raw.split("|")
+        at, run_id = datetime.fromisoformat(stamp), int(digits)
+        if at.tzinfo is not None or not (digits.isascii() and digits.isdigit()) or not 0 < run_id <= ID_MAX:
             raise ValueError(run_id)
         return at, run_id
     except (ValueError, UnicodeDecodeError, binascii.Error):

@@ -1,10 +1,13 @@
 """The cluster: workers and their controls, the task types they register, queues."""
 import logging
+import threading
+import time
 
 from flask import current_app, jsonify
 
 from panel.broker import connection
 from panel.cluster import queues, task_types, workers
+from panel.errors import ValidationError
 from panel.web.contract import api
 from panel.web.schemas.cluster import (
     Autoscale,
@@ -32,6 +35,8 @@ TO_QUEUE = {"purge_queue": {"name": "$response.body#/queues/0/name"}}
 TO_RUN = {op: {"celery_task_id": "$response.body#/celery_task_id"} for op in ("get_run", "cancel_run", "stop_retries")}
 # A control answers with the worker's own reply: 409 when it refused (its reply says why), 504 when silent.
 CONTROL_ANSWERS = (400, 404, 409, 503, (504, Control))
+POOL_TARGET_S = 30  # a grow's size counts this long, or until the worker reports it (see pool_size)
+POOL_LOCK = threading.Lock()
 
 
 def celery():
@@ -80,21 +85,57 @@ def pool_restart(name):
     return reply(name, "pool_restart", {"reload": False})
 
 
+def pool_size(name):
+    """The worker's pool size as it says now (its record's when it is silent), or as this panel last asked for.
+
+    A prefork worker starts the processes of a grow on its next maintenance tick (about 5 s later), so what it
+    reports lags what it was asked: the size asked for, remembered POOL_TARGET_S, counts until it shows.
+    """
+    live = workers.live_info(celery(), name, parts=("stats",))
+    pool = workers.cache_values(live).get("pool") or workers.get_row(name).pool
+    reported = workers.pool_summary(pool)["size"] or 0
+    target, at = _targets().get(name, (0, 0.0))
+    return max(reported, target) if time.monotonic() - at < POOL_TARGET_S else reported
+
+
+def _targets():
+    return current_app.extensions.setdefault("pool_targets", {})
+
+
+def _within_cap(name, field, size):
+    cap = current_app.config["WORKER_POOL_MAX"]
+    if size > cap:
+        raise ValidationError(field, f"would make the pool of {name} {size} processes; WORKER_POOL_MAX allows at "
+                                     f"most {cap}")
+
+
 @api(Control, *CONTROL_ANSWERS, optional_body=True)
 def pool_grow(name, json: PoolStep):
-    """Add n pool processes (default 1)."""
-    return reply(name, "pool_grow", {"n": json.n})
+    """Add n pool processes (default 1, at most 8 a call); 400 past WORKER_POOL_MAX processes in all (32)."""
+    workers.get_row(name)
+    connection.ping(broker_url())
+    with POOL_LOCK:  # one grow at a time, so two calls cannot both fit under the cap
+        size = pool_size(name) + json.n
+        _within_cap(name, "n", size)
+        answer, code = reply(name, "pool_grow", {"n": json.n})
+        if code == 200:
+            _targets()[name] = (size, time.monotonic())
+    return answer, code
 
 
 @api(Control, *CONTROL_ANSWERS, optional_body=True)
 def pool_shrink(name, json: PoolStep):
-    """Remove n pool processes (default 1)."""
-    return reply(name, "pool_shrink", {"n": json.n})
+    """Remove n pool processes (default 1, at most 8 a call)."""
+    with POOL_LOCK:
+        _targets().pop(name, None)
+        return reply(name, "pool_shrink", {"n": json.n})
 
 
 @api(Control, *CONTROL_ANSWERS)
 def autoscale(name, json: Autoscale):
-    """Set the autoscale range of a worker started with --autoscale (400 when min is above max)."""
+    """Set the autoscale range of a worker started with --autoscale (400 when min is above max or max is above
+    WORKER_POOL_MAX)."""
+    _within_cap(name, "max", json.max)
     return reply(name, "autoscale", {"max": json.max, "min": json.min})
 
 

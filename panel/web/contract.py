@@ -13,6 +13,7 @@ from spectree import Response, SecurityScheme, SecuritySchemeData, SpecTree
 from spectree.plugins.flask_plugin import FlaskPlugin
 
 from panel.errors import ValidationError
+from panel.web import limits
 from panel.web.schemas.base import Error, SeedError
 from panel.web.wording import first_error
 
@@ -55,6 +56,7 @@ def _body(req, optional):
         if optional:
             return {}
         raise ValidationError("body", "is required: a JSON object (Content-Type: application/json)")
+    limits.check_body_depth(req.get_data())  # before parsing: Python's JSON parser dies of deep nesting (a 500)
     data = req.get_json(silent=True) if req.is_json else None
     if not isinstance(data, dict):
         raise ValidationError("body", "must be a JSON object (Content-Type: application/json)")
@@ -133,6 +135,8 @@ def _apply_extras(operation, extras):
     for parameter in operation["parameters"]:
         if parameter["in"] == "path" and parameter.get("schema") is None:
             parameter["schema"] = dict(RUN_ID)
+        if parameter["in"] == "path" and parameter["schema"].get("type") == "string" and "enum" not in parameter["schema"]:
+            parameter["schema"].setdefault("pattern", limits.SAFE_TEXT)  # no control characters (errors.py)
     if any(p["in"] == "path" for p in operation["parameters"]) and "404" not in operation["responses"]:
         operation["responses"]["404"] = {"description": "No such path: a path parameter names nothing",
                                         "content": {"application/json": {"schema": {"$ref": ERROR_REF}}}}

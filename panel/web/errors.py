@@ -2,12 +2,13 @@
 import logging
 
 import redis
-from flask import jsonify, request
+from flask import current_app, jsonify, request
 from kombu.exceptions import OperationalError as BrokerOperationalError
 from sqlalchemy.exc import OperationalError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from panel.errors import PanelError
+from panel.errors import PanelError, ValidationError
+from panel.web.limits import unsafe_character
 
 log = logging.getLogger("panel.errors")
 API_PREFIXES = ("/api/", "/scheduler/", "/healthz", "/metrics")  # machines' paths: JSON errors, 401 not a redirect
@@ -35,7 +36,16 @@ def _unavailable(what, cause, word="unavailable"):
     return error_response(503, f"{what} {word}: {cause}")
 
 
+def _refuse_unsafe_path_values(_endpoint, values):
+    """A name in the URL with a control character names nothing, and PostgreSQL cannot even compare it: 400."""
+    for name, value in (values or {}).items():
+        if isinstance(value, str) and (problem := unsafe_character(value)):
+            raise ValidationError(name, problem)
+
+
 def register_error_handlers(app):
+    app.url_value_preprocessor(_refuse_unsafe_path_values)
+
     @app.errorhandler(PanelError)
     def _domain_error(exc):
         """Bad input and failures of the outside world, each answered with the status its class carries."""
@@ -58,6 +68,9 @@ def register_error_handlers(app):
         """Werkzeug's errors as JSON on API paths, keeping their headers (405 says which methods are allowed)."""
         if not is_api_path(request.path):
             return exc
+        if isinstance(exc, RequestEntityTooLarge):  # Flask's MAX_CONTENT_LENGTH: say the limit, name the body
+            limit = current_app.config.get("MAX_CONTENT_LENGTH")
+            return error_response(413, f"is larger than the limit of {limit} bytes", field="body")
         body, code = error_response(exc.code, exc.description or exc.name)
         body.headers.extend([(k, v) for k, v in exc.get_headers() if k.lower() != "content-type"])
         return body, code

@@ -1,5 +1,6 @@
 """The seeds' process endpoints: Beat's status and restart (seed 002), the toolbar's Celery controls (seed 000)."""
 import logging
+from pathlib import Path
 
 from flask import current_app, jsonify
 from sqlalchemy.exc import SQLAlchemyError
@@ -102,9 +103,17 @@ def start_celery():
     return jsonify(body), (200 if ok else 500)
 
 
+def _shown(path):
+    """A log's path as the page shows it: within the instance folder, not where that folder is on the disk."""
+    try:
+        return path.resolve().relative_to(Path(current_app.instance_path).resolve()).as_posix()
+    except ValueError:
+        return path.name
+
+
 @api(ProcessLog, 400)
 def process_log(program, query: LogQuery):
     """The last lines of the worker's or Beat's log, as Supervisor's tail shows them."""
     path = supervisor().log_path(program)
-    return jsonify({"program": program, "path": str(path), "exists": path.exists(),
+    return jsonify({"program": program, "path": _shown(path), "exists": path.exists(),
                     "lines": tail(path, query.lines).splitlines()})

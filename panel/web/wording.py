@@ -10,6 +10,7 @@ WORDS = {
     "finite_number": "must be a finite number",
     "bool_type": "must be true or false", "bool_parsing": "must be true or false",
     "string_type": "must be text", "list_type": "must be a JSON array", "dict_type": "must be a JSON object",
+    "string_unicode": "must be valid Unicode text (no unpaired surrogate)",
     "greater_than_equal": "must be at least {ge}", "greater_than": "must be above {gt}",
     "less_than_equal": "must be at most {le}", "less_than": "must be below {lt}",
     "string_too_short": "must have at least {min_length} character(s)",

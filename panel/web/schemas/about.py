@@ -1,10 +1,9 @@
 """The panel about itself: liveness, who you are, the audit log."""
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import Field
 from pydantic.json_schema import SkipJsonSchema
 
-from panel.web.schemas.base import Answer, Query
+from panel.web.schemas.base import Answer, Query, text
 from panel.web.schemas.common import Before, Timestamp, page_size
 
 
@@ -21,8 +20,8 @@ class Me(Answer):
 class AuditQuery(Query):
     limit: page_size(100, 500) = 100
     before: Before = None
-    actor: Annotated[str, Field(max_length=80)] | SkipJsonSchema[None] = None
-    action: Annotated[str, Field(max_length=80)] | SkipJsonSchema[None] = None
+    actor: text(80) | SkipJsonSchema[None] = None
+    action: text(80) | SkipJsonSchema[None] = None
 
 
 class AuditEvent(Answer):

@@ -1,11 +1,12 @@
 """The kinds of model every contract is made of: request bodies, query arguments, answers, errors."""
 import functools
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from panel.errors import ValidationError
+from panel.web import limits
 
 
 class Body(BaseModel):
@@ -33,6 +34,38 @@ def worded(pattern, says, **field):
             raise ValueError(says)
         return value
     return Annotated[str, Field(pattern=pattern, **field), BeforeValidator(check)]
+
+
+def text(max_length=limits.NAME_MAX, word=None, **field):
+    """Text a person reads: no control, bidi or surrogate characters; with `word` (what to say when it has none),
+    at least one that is not a space. The document's pattern says the same."""
+    unsafe = limits.UNSAFE_CLASS
+    pattern = rf"^[^{unsafe}]*[^\s{unsafe}][^{unsafe}]*$" if word else limits.SAFE_TEXT
+
+    def check(value):
+        limits.check_text(value)
+        if word and isinstance(value, str) and not value.strip():
+            raise ValueError(word)
+        return value
+    return Annotated[str, Field(pattern=pattern, max_length=max_length, **field), BeforeValidator(check)]
+
+
+def _ascii_digits(value):
+    """A number in a URL is ASCII digits only: int() would read "٣" as 3, pydantic " 3" and "1_0" too."""
+    if isinstance(value, str) and not (value.isascii() and value.isdigit()):
+        raise ValueError("must be a whole number written in the digits 0-9")
+    return value
+
+
+def digits(**field):
+    """A whole number in the URL's query, with its bounds."""
+    return Annotated[int, Field(**field), BeforeValidator(_ascii_digits)]
+
+
+Args = Annotated[list[Any], AfterValidator(limits.check_payload), Field(
+    description=f"JSON, at most {limits.ARGS_DEPTH_MAX} levels deep and {limits.ARGS_BYTES_MAX} bytes")]
+Kwargs = Annotated[dict[str, Any], AfterValidator(limits.check_payload), Field(
+    description=f"JSON, at most {limits.ARGS_DEPTH_MAX} levels deep and {limits.ARGS_BYTES_MAX} bytes")]
 
 
 @functools.cache

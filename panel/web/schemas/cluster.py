@@ -5,13 +5,13 @@ from pydantic import Field, model_validator
 
 from panel.cluster import task_types
 from panel.errors import ValidationError
-from panel.web.schemas.base import Answer, Body, whole, worded
+from panel.web import limits
+from panel.web.schemas.base import Answer, Args, Body, Kwargs, whole, worded
 from panel.web.schemas.common import Timestamp
 
 NoReply = Literal["no reply"]
 QUEUE = r"^[A-Za-z0-9_.:@-]{0,200}$"
-POOL_STEP_MAX = 64
-AUTOSCALE_MAX = 1024
+AUTOSCALE_MAX = 1024  # the document's bound; WORKER_POOL_MAX (32) is the cap a call meets
 Seconds = Annotated[float, Field(gt=0, le=task_types.TIME_LIMIT_MAX_S)]
 
 
@@ -77,7 +77,7 @@ class Control(Answer):
 
 
 class PoolStep(Body):
-    n: whole(ge=1, le=POOL_STEP_MAX) = 1
+    n: whole(ge=1, le=limits.POOL_STEP_MAX) = 1
 
 
 class Autoscale(Body):
@@ -109,8 +109,8 @@ class TaskTypes(Answer):
 
 
 class SendIn(Body):
-    args: list[Any] = []
-    kwargs: dict[str, Any] = {}
+    args: Args = []
+    kwargs: Kwargs = {}
     queue: worded(QUEUE, "must be a queue name (letters, digits and _ . : @ -)") | None = Field(
         None, description="empty or null: the task's own queue")
 

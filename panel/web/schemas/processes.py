@@ -3,7 +3,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from panel.web.schemas.base import Answer, Query
+from panel.web.schemas.base import Answer, Query, digits
 from panel.web.schemas.common import Pids, Program, StateName, Timestamp
 
 
@@ -74,7 +74,7 @@ class Stopped(Answer):
 
 
 class LogQuery(Query):
-    lines: int = Field(50, ge=1, le=1000, description="how many of the last lines")
+    lines: digits(ge=1, le=1000, description="how many of the last lines") = 50
 
 
 class ProcessLog(Answer):

@@ -8,13 +8,13 @@ from pydantic.json_schema import SkipJsonSchema
 
 from panel.errors import ValidationError
 from panel.runlog import retention, search
-from panel.web.schemas.base import Answer, Body, Query, whole, worded
+from panel.web.schemas.base import Answer, Body, Query, digits, text, whole, worded
 from panel.web.schemas.common import CeleryState, RunStatus, Timestamp, page_size
 
 STATE_WORD = "|".join(s for state in search.STATES for s in (state, state.lower()))
 STATUS_LIST = rf"^(\s*({STATE_WORD})\s*(,\s*({STATE_WORD})\s*)*)?$"  # empty: no filter
 DATE_OR_TIME = {"anyOf": [{"type": "string", "format": "date"}, {"type": "string", "format": "date-time"}]}
-Text = Annotated[str, Field(max_length=search.TEXT_MAX)] | SkipJsonSchema[None]
+Text = text(search.TEXT_MAX) | SkipJsonSchema[None]
 When = Annotated[str, Field(json_schema_extra=DATE_OR_TIME, description="UTC unless it says")] | SkipJsonSchema[None]
 
 
@@ -118,7 +118,7 @@ class RunDetail(Run):
 
 
 class PerMinuteQuery(Query):
-    minutes: int = Field(60, ge=1, le=24 * 60)
+    minutes: digits(ge=1, le=24 * 60) = 60
 
 
 class Minute(Answer):
@@ -142,7 +142,7 @@ class RunDelete(Body):
     older_than_days: Days | SkipJsonSchema[None] = None
     before: Annotated[str, Field(json_schema_extra=DATE_OR_TIME)] | SkipJsonSchema[None] = None
     states: Annotated[list[Finished], Field(min_length=1)] = ["SUCCESS"]
-    task: Annotated[str, Field(max_length=200)] | SkipJsonSchema[None] = None
+    task: text(200) | SkipJsonSchema[None] = None
     dry_run: bool = False
 
     @model_validator(mode="after")

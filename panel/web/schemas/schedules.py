@@ -6,15 +6,16 @@ from pydantic.json_schema import SkipJsonSchema
 
 from panel.beat.schedules import INTERVAL_MAX_S, NAME_MAX, parse_crontab
 from panel.errors import ValidationError
-from panel.web.schemas.base import Answer, Body, Query, whole, worded
+from panel.web.schemas.base import Answer, Args, Body, Kwargs, Query, text, whole, worded
 from panel.web.schemas.common import RunStatus, Timestamp, page_size
 from panel.web.schemas.runs import Run
 
 # Five fields of crontab characters; Celery's parser then decides (it refuses "31 of February", say).
 CRONTAB = r"^\s*[0-9a-zA-Z*/,-]+(\s+[0-9a-zA-Z*/,-]+){4}\s*$"
-Name = Annotated[worded(r"\S", f"is required, 1 to {NAME_MAX} characters", description="unique; spaces trimmed"),
-                 Field(min_length=1, max_length=NAME_MAX)]
-TaskType = Annotated[str, Field(min_length=1, max_length=200, description="a registered task type")]
+Name = Annotated[text(NAME_MAX, f"is required, 1 to {NAME_MAX} characters", description="unique; spaces trimmed"),
+                 Field(min_length=1)]
+TaskType = Annotated[text(NAME_MAX, "is required: a registered task type", description="a registered task type"),
+                     Field(min_length=1)]
 Interval = whole(ge=1, le=INTERVAL_MAX_S, description="seconds between runs")
 Crontab = Annotated[worded(CRONTAB, "needs 5 fields (minute hour day month weekday)",
                           description="minute hour day month weekday"), Field(max_length=120)]
@@ -59,8 +60,8 @@ class ScheduleIn(_ScheduleFields):
     model_config = {"json_schema_extra": EXACTLY_ONE}
     name: Name
     task: TaskType
-    args: list[Any] = []
-    kwargs: dict[str, Any] = {}
+    args: Args = []
+    kwargs: Kwargs = {}
     interval_seconds: Interval | None = None
     crontab: Crontab | None = None
     enabled: bool = True
@@ -85,8 +86,8 @@ class SchedulePatch(_ScheduleFields):
     model_config = {"json_schema_extra": NOT_BOTH}
     name: Name | SkipJsonSchema[None] = None
     task: TaskType | SkipJsonSchema[None] = None
-    args: list[Any] | SkipJsonSchema[None] = None
-    kwargs: dict[str, Any] | SkipJsonSchema[None] = None
+    args: Args | SkipJsonSchema[None] = None
+    kwargs: Kwargs | SkipJsonSchema[None] = None
     interval_seconds: Interval | None = None
     crontab: Crontab | None = None
     enabled: bool | SkipJsonSchema[None] = None
