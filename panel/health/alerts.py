@@ -23,8 +23,8 @@ from panel.host.oscontrol import describe_exit
 log = logging.getLogger("panel.alerts")
 CHANNELS = ("webhook", "email")
 SENT, OFF, RATE_LIMITED, PENDING = "sent", "off", "rate-limited", "pending"
-PROCESS_STOPPED, PROCESS_FATAL, BEAT_MISSED, FAILURES, TEST = (
-    "process_stopped", "process_fatal", "beat_missed", "failures", "test")
+PROCESS_STOPPED, PROCESS_FATAL, BEAT_MISSED, FAILURES, QUARANTINED, TEST = (
+    "process_stopped", "process_fatal", "beat_missed", "failures", "message_quarantined", "test")
 SUBJECT_MAX = KEY_MAX = 200  # the columns' width
 REASON_MAX = 300  # a channel's failure as stored: the server's words, not a page of them
 TOP_TASKS = 5
@@ -193,6 +193,15 @@ def process_fatal(config, program, reason, failures):
                    f"The watchdog gave up on the Celery {program} after {failures} failure(s): {reason}. "
                    f"It stays down until a person starts it from the panel.",
                    {"program": program, "reason": reason, "failures": failures})
+
+
+def message_quarantined(config, task_id, task, queue, deaths, evidence):
+    """A message the worker died on again and again was taken out of its queue."""
+    return _safely(config, QUARANTINED, f"quarantined:{task_id}", f"Message {task_id} ({task}) quarantined",
+                   f"The Celery worker died {deaths} times holding message {task_id} ({task}, queue {queue}): "
+                   f"{evidence}. It was taken out of the queue and the worker started again; read, delete or "
+                   f"requeue it on the workers page.",
+                   {"task_id": task_id, "task": task, "queue": queue, "deaths": deaths, "evidence": evidence})
 
 
 def send_test(config):

@@ -14,7 +14,7 @@ from models import RUNNING, Run, Watchdog, db, utcnow
 from panel.database import reader
 from panel.errors import BrokerDown, ControlBusy
 from panel.health import alerts
-from panel.host import oscontrol, states
+from panel.host import oscontrol, quarantine, states
 from panel.host.processes import KINDS, WORKER
 from panel.host.states import State
 from panel.runlog import outcomes
@@ -165,6 +165,7 @@ class Watchdogs:
                         status = _exit_status(row.pids)
                         lost = self._fail_runs_of_dead_worker(oscontrol.describe_exit(status)) if kind == WORKER else 0
                         self._died(kind, row, now, lost, status, "nothing restarts it: the watchdog is off")
+                        self._quarantine(kind)
                     row.pids = []
                     db.session.commit()
             except ControlBusy:
@@ -210,12 +211,25 @@ class Watchdogs:
         if quick:
             row.failures += 1
         how = self._died(kind, row, now, lost, status, "the watchdog starts it again")
-        if row.failures >= self.cfg["WATCHDOG_MAX_FAILURES"]:
+        if self._quarantine(kind) is not None:  # its cause is out of the queue: a fresh start, not a step to FATAL
+            row.failures = 0
+            self._restart(kind, row, now)
+        elif row.failures >= self.cfg["WATCHDOG_MAX_FAILURES"]:
             self._fatal(kind, row, now, f"died {row.failures} times within {self.cfg['WATCHDOG_STABLE_S']:g} s of starting")
         elif quick:  # it came up and fell over again: wait before the next try
             self._backoff(kind, row, now, f"died within {self.cfg['WATCHDOG_STABLE_S']:g} s of starting ({how})")
         else:
             self._restart(kind, row, now)
+
+    def _quarantine(self, kind):
+        """After a worker's death: the message it died holding, taken out of its queue if it is a repeat (else None)."""
+        if kind != WORKER:
+            return None
+        try:
+            return quarantine.note_death(self.cfg, self.supervisor.celery, self.supervisor.log_path(kind))
+        except BrokerDown as exc:
+            log.warning("watchdog: could not look for the message the worker died on: %s", exc)
+            return None
 
     def _fail_runs_of_dead_worker(self, how):
         """No worker process: its running runs are lost now, before a new worker takes the name."""
@@ -241,7 +255,10 @@ class Watchdogs:
             db.session.commit()  # the card says RUNNING now, whatever else this tick meets
             return
         row.failures += 1
-        if row.failures >= self.cfg["WATCHDOG_MAX_FAILURES"]:
+        if self._quarantine(kind) is not None:  # it died on a message now out of the queue: try again at once
+            row.failures, row.retry_at = 0, utcnow()
+            self._set(row, State.BACKOFF, f"start failed ({reason}); the message it died on was quarantined", now)
+        elif row.failures >= self.cfg["WATCHDOG_MAX_FAILURES"]:
             self._fatal(kind, row, now, f"could not start it {row.failures} times: {reason}")
         else:
             self._backoff(kind, row, now, f"start failed ({reason})")

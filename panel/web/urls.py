@@ -9,7 +9,7 @@ from werkzeug.routing import BaseConverter
 
 from models import ADMIN, OPERATOR, VIEWER
 from panel.security.auth import PUBLIC
-from panel.web import about, cluster, errors, health, pages, processes, runs, schedules
+from panel.web import about, cluster, errors, health, pages, processes, quarantine, runs, schedules
 
 PAGES = [  # HTML, blueprint "pages"
     ("GET",      "/",                                          pages.dashboard,                 VIEWER),
@@ -66,6 +66,11 @@ API = [  # JSON, blueprint "api"
     ("POST",     "/api/registered-tasks/<task_name>/time-limit", cluster.time_limit,            OPERATOR),
     ("GET",      "/api/queues",                                cluster.list_queues,             VIEWER),
     ("POST",     "/api/queues/<name>/purge",                   cluster.purge_queue,             OPERATOR),
+    # Messages a worker died on again and again, out of their queue.
+    ("GET",      "/api/quarantine",                            quarantine.list_quarantine,      VIEWER),
+    ("GET",      "/api/quarantine/<celery_task_id>",           quarantine.quarantined_message,  VIEWER),
+    ("DELETE",   "/api/quarantine/<celery_task_id>",           quarantine.delete_quarantined,   OPERATOR),
+    ("POST",     "/api/quarantine/<celery_task_id>/requeue",   quarantine.requeue_quarantined,  OPERATOR),
     # Health: the view, the watchdog, the restart history, alerts, Prometheus.
     ("GET",      "/api/health",                                health.health_view,              VIEWER),
     ("GET",      "/api/watchdog",                              health.watchdog_states,          VIEWER),

@@ -1,0 +1,130 @@
+"""One waiting message at a time: take a message out of its queue by task id, and publish one again as it was.
+
+The quarantine uses it: a message that kills the worker is taken out (from the queue, or from Redis' set of
+messages delivered and not acknowledged) and kept; a requeue publishes the very same bytes and headers.
+"""
+import base64
+import json
+from dataclasses import asdict, dataclass
+
+from kombu import Producer, Queue
+
+from panel.broker.queues import _connection, _is_redis, _tail_keys
+from panel.errors import BrokerDown
+
+SCAN_CHUNK = 1000
+SCAN_MAX = 200_000  # messages looked at per queue before giving up: a bound on a look under the control lock
+AMQP_LOOK_MAX = 10_000  # messages held back (and then put back) while looking for one on AMQP
+KEPT_PROPERTIES = ("correlation_id", "reply_to", "priority", "delivery_mode")
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """A message as the broker held it: where it waited, its body (base64) and how to read it."""
+
+    queue: str
+    body_b64: str
+    content_type: str
+    content_encoding: str
+    headers: dict
+    properties: dict
+
+    @property
+    def task_id(self):
+        return self.headers.get("id")
+
+    def as_dict(self):
+        return asdict(self)
+
+
+def _from_redis(raw, queue):
+    """kombu's Redis form: a JSON object with the body base64-encoded and delivery details in its properties."""
+    message = json.loads(raw)
+    props = message.get("properties") or {}
+    body = message.get("body") or ""
+    if props.get("body_encoding") != "base64":
+        body = base64.b64encode(body.encode() if isinstance(body, str) else body).decode()
+    return Envelope(queue, body, message.get("content-type") or "application/json",
+                    message.get("content-encoding") or "utf-8", message.get("headers") or {},
+                    {k: props[k] for k in KEPT_PROPERTIES if props.get(k) is not None})
+
+
+def _carries(raw, task_id):
+    """A cheap look before parsing: the id appears in the text, then in the headers."""
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    if task_id not in text:
+        return False
+    try:
+        message = json.loads(text)
+        message = message[0] if isinstance(message, list) else message  # the unacked set keeps [message, ex, key]
+        return (message.get("headers") or {}).get("id") == task_id
+    except (ValueError, AttributeError, IndexError):
+        return False
+
+
+def _take_redis(channel, task_id, queues):
+    """LREM the exact message from its queue's lists, or drop it from the unacked set; None when not there."""
+    prefix = getattr(channel, "global_keyprefix", "") or ""
+    with channel.conn_or_acquire() as client:
+        for queue in queues:
+            for key in _tail_keys(channel, queue):
+                for start in range(0, SCAN_MAX, SCAN_CHUNK):
+                    chunk = client.lrange(key, start, start + SCAN_CHUNK - 1)
+                    found = next((raw for raw in chunk if _carries(raw, task_id)), None)
+                    if found is not None:
+                        return _from_redis(found, queue) if client.lrem(key, 1, found) else None
+                    if len(chunk) < SCAN_CHUNK:
+                        break
+        unacked, index = prefix + channel.unacked_key, prefix + channel.unacked_index_key
+        for tag, raw in client.hscan_iter(unacked, count=500):
+            if _carries(raw, task_id):
+                message, _exchange, routing_key = json.loads(raw)
+                if not client.hdel(unacked, tag):
+                    return None  # a restore moved it meanwhile: look again on the next death
+                client.zrem(index, tag)
+                return _from_redis(json.dumps(message), routing_key or queues[0])
+    return None
+
+
+def _take_amqp(channel, task_id, queues):
+    """Get messages until the one is found; ack it, and give every other back (the broker keeps their order)."""
+    for name in queues:
+        queue, held = Queue(name, no_declare=True).bind(channel), []
+        try:
+            for _ in range(AMQP_LOOK_MAX):
+                message = queue.get(no_ack=False, accept=["json", "pickle", "yaml", "msgpack"])
+                if message is None:
+                    break
+                if (message.headers or {}).get("id") == task_id:
+                    props = {k: message.properties[k] for k in KEPT_PROPERTIES if message.properties.get(k) is not None}
+                    body = message.body  # py-amqp hands text bodies over decoded
+                    body = body.encode(message.content_encoding or "utf-8") if isinstance(body, str) else body
+                    envelope = Envelope(name, base64.b64encode(body).decode(), message.content_type,
+                                        message.content_encoding, dict(message.headers), props)
+                    message.ack()
+                    return envelope
+                held.append(message)
+        finally:
+            for message in held:
+                message.requeue()
+    return None
+
+
+def take(celery, task_id, queues):
+    """Take the message carrying this task id out of the broker (the first of `queues` that holds it)."""
+    names = list(dict.fromkeys(q for q in queues if q))
+    with _connection(celery, f"take message {task_id} out of its queue") as conn:
+        channel = conn.default_channel
+        return (_take_redis if _is_redis(conn) else _take_amqp)(channel, task_id, names)
+
+
+def publish(celery, envelope):
+    """Publish a kept message again, the same body and headers, to the queue it was taken from."""
+    try:
+        with celery.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2.0)
+            Producer(conn).publish(base64.b64decode(envelope.body_b64), exchange="", routing_key=envelope.queue,
+                                   content_type=envelope.content_type, content_encoding=envelope.content_encoding,
+                                   headers=envelope.headers, retry=False, **envelope.properties)
+    except Exception as exc:  # kombu raises each transport's own errors
+        raise BrokerDown(f"could not publish message {envelope.task_id} to {envelope.queue}: {exc}") from exc

@@ -1,0 +1,182 @@
+"""Poison messages: a message the worker dies on again and again is taken out of its queue and kept here.
+
+Every unexpected death of the worker names the message its log says it held (panel/host/crashlog.py); the
+same message behind POISON_AFTER_DEATHS deaths is taken out of the broker (panel/broker/messages.py), its run
+ends, an alert names it, and the watchdog starts the worker again. A person can read it, delete it, or
+requeue it (the same bytes, to the same queue). Supervisor only gives up (FATAL); Celery has no such place.
+"""
+import base64
+import json
+import logging
+from datetime import datetime
+
+from sqlalchemy import JSON, DateTime, Integer, String, Text, select, update
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models import FAILED, PENDING, Run, db, utcnow
+from panel.broker import messages, queues
+from panel.errors import ConflictError, NotFound
+from panel.health import alerts
+from panel.host import crashlog
+from panel.host.supervisor import tail
+from panel.runlog import outcomes
+
+log = logging.getLogger("panel.quarantine")
+SUSPECT, QUARANTINED = "suspect", "quarantined"
+LOG_TAIL_BYTES = 256 * 1024  # a RecursionError's traceback is long; the "received" line is above it
+SHOWN_MAX = 2000  # characters of args or kwargs shown when a kept message is read
+
+
+class QuarantinedMessage(db.Model):
+    """A message a worker died holding: a suspect after one death, quarantined (out of its queue) after more."""
+
+    __tablename__ = "quarantined_messages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    celery_task_id: Mapped[str] = mapped_column(String(255), unique=True)
+    task_name: Mapped[str] = mapped_column(String(200))
+    queue: Mapped[str] = mapped_column(String(200), default="")
+    state: Mapped[str] = mapped_column(String(12), default=SUSPECT)
+    deaths: Mapped[int] = mapped_column(Integer, default=0)
+    evidence: Mapped[str] = mapped_column(Text, default="")
+    envelope: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # the message as taken (messages.Envelope)
+    first_seen: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    quarantined_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+def _ending(row):
+    return outcomes.Ending("FAILURE", f"Quarantined: the worker died {row.deaths} times holding this message "
+                                      f"({row.evidence}); it waits in the quarantine on the workers page", "quarantine")
+
+
+def search_queues(cfg, celery):
+    """Where a worker of ours takes messages from: its configured queues, Celery's default, the broker's bindings."""
+    names = [q.strip() for q in (cfg.get("WORKER_QUEUES") or "").split(",") if q.strip()]
+    names.append(celery.conf.task_default_queue)
+    try:
+        names += sorted(queues.bound(celery))
+    except Exception:  # the bindings are a help, not a need: the look goes on without them
+        log.warning("could not list the broker's bindings; looking in the configured queues only")
+    return list(dict.fromkeys(names))
+
+
+def _started(task_ids):
+    """Messages whose run started on a worker: they reached the pool, so they are not what killed the main process."""
+    return set(db.session.scalars(select(Run.celery_task_id).where(Run.celery_task_id.in_(task_ids),
+                                                                   Run.started_at.is_not(None))))
+
+
+def _count(task_id, task, evidence, now):
+    """One more death against a suspect message (made on its first); None when it is already quarantined."""
+    row = db.session.scalars(select(QuarantinedMessage).filter_by(celery_task_id=task_id)).first()
+    if row is None:
+        row = QuarantinedMessage(celery_task_id=task_id, task_name=task[:200], deaths=0, first_seen=now)
+        db.session.add(row)
+    if row.state == QUARANTINED:  # the log is older than the take: nothing new
+        return None
+    row.deaths, row.last_seen, row.evidence = row.deaths + 1, now, evidence
+    return row
+
+
+def note_death(cfg, celery, log_path):
+    """A worker died unasked: count it against each message it held that never started, and quarantine the first
+    of them (in the order received: the main process handles them in that order) whose deaths are due.
+
+    Returns the row when a message was taken out of its queue by this death, else None.
+    """
+    died = crashlog.death(tail(log_path, lines=10_000, max_bytes=LOG_TAIL_BYTES))
+    if died is None:
+        return None
+    now, started = utcnow(), _started([task_id for task_id, _ in died.held])
+    suspects = [row for task_id, task in died.held if task_id not in started
+                and (row := _count(task_id, task, died.evidence, now)) is not None]
+    db.session.commit()
+    for row in suspects:
+        log.warning("worker died holding message %s (%s), death %d: %s", row.celery_task_id, row.task_name,
+                    row.deaths, row.evidence)
+    due = [row for row in suspects if row.deaths >= cfg["POISON_AFTER_DEATHS"]]
+    return _take(cfg, celery, due[0], now) if due else None
+
+
+def _take(cfg, celery, row, now):
+    """Out of the broker into the quarantine; its run ends; an alert names it."""
+    envelope = messages.take(celery, row.celery_task_id, search_queues(cfg, celery))
+    if envelope is None:
+        log.warning("message %s is in no queue and not in the unacknowledged set: nothing to quarantine",
+                    row.celery_task_id)
+        return None
+    row.state, row.queue, row.envelope, row.quarantined_at = QUARANTINED, envelope.queue, envelope.as_dict(), now
+    db.session.commit()  # kept before anything else: the message now lives only here
+    outcomes.end([row.celery_task_id], _ending(row))
+    alerts.message_quarantined(cfg, row.celery_task_id, row.task_name, row.queue, row.deaths, row.evidence)
+    return row
+
+
+def _row(celery_task_id):
+    row = db.session.scalars(select(QuarantinedMessage).filter_by(celery_task_id=celery_task_id,
+                                                                  state=QUARANTINED)).first()
+    if row is None:
+        raise NotFound(f"no quarantined message with task id {celery_task_id}")
+    return row
+
+
+def _clip(value):
+    text = json.dumps(value, ensure_ascii=False, default=repr)
+    return text if len(text) <= SHOWN_MAX else text[:SHOWN_MAX] + f"… ({len(text)} characters)"
+
+
+def _content(row):
+    """Args and kwargs read from the kept body (JSON messages; other serializers are shown as they are)."""
+    envelope = row.envelope or {}
+    raw = base64.b64decode(envelope.get("body_b64") or b"")
+    if envelope.get("content_type") != "application/json":
+        return {"args": f"({envelope.get('content_type')}, {len(raw)} bytes)", "kwargs": ""}
+    try:
+        args, kwargs, _embed = json.loads(raw)
+    except (ValueError, TypeError, RecursionError):
+        return {"args": raw[:SHOWN_MAX].decode("utf-8", "replace"), "kwargs": ""}
+    return {"args": _clip(args), "kwargs": _clip(kwargs)}
+
+
+def as_dict(row, content=False):
+    stamp = lambda t: t.isoformat() + "Z" if t else None  # noqa: E731
+    out = {"celery_task_id": row.celery_task_id, "task_name": row.task_name, "queue": row.queue,
+           "deaths": row.deaths, "evidence": row.evidence, "first_seen": stamp(row.first_seen),
+           "quarantined_at": stamp(row.quarantined_at),
+           "size": len(base64.b64decode((row.envelope or {}).get("body_b64") or b""))}
+    if content:
+        out.update(_content(row), headers={k: v for k, v in ((row.envelope or {}).get("headers") or {}).items()
+                                           if k in ("task", "id", "retries", "eta", "expires", "origin")})
+    return out
+
+
+def kept():
+    """Every quarantined message, newest first."""
+    return db.session.scalars(select(QuarantinedMessage).filter_by(state=QUARANTINED)
+                              .order_by(QuarantinedMessage.quarantined_at.desc())).all()
+
+
+def get(celery_task_id):
+    return _row(celery_task_id)
+
+
+def delete(celery_task_id):
+    """Drop a kept message for good; its run stays ended."""
+    row = _row(celery_task_id)
+    db.session.delete(row)
+    db.session.commit()
+    return row
+
+
+def requeue(celery, celery_task_id):
+    """Publish the kept message again to its queue, reopen its run as queued, and forget the quarantine."""
+    row = _row(celery_task_id)
+    if not row.envelope:
+        raise ConflictError(f"message {celery_task_id} was kept without its body; it cannot be requeued")
+    messages.publish(celery, messages.Envelope(**row.envelope))  # BrokerDown leaves the row: nothing lost
+    db.session.execute(update(Run).where(Run.celery_task_id == celery_task_id, Run.status == FAILED)
+                       .values(status=PENDING, state="PENDING", finished_at=None, error=None))
+    db.session.delete(row)
+    db.session.commit()
+    return row

@@ -1,0 +1,133 @@
+"""A poison message: a real worker that dies on one message again and again is not lost to it.
+
+The message is sent through the broker directly (Celery's client, past every limit of the panel's API); the
+worker's main process dies pickling it for the pool; the panel's watchdog finds it in the worker's log and
+the broker, takes it out of the queue into the quarantine, alerts, and starts the worker, which runs the next.
+"""
+import base64
+import json
+
+import pytest
+
+from models import AlertEvent, Run, db
+from panel import background
+from panel.broker import messages
+from panel.host import crashlog, quarantine
+from panel.host.processes import WORKER
+from tests.conftest import api_client
+from tests.helpers import run_row, start_worker, wait_for
+
+FAST = {"WATCHDOG_INTERVAL_S": 0.3, "WATCHDOG_STABLE_S": 30.0, "WATCHDOG_BACKOFF_S": 0.5,
+        "WATCHDOG_BACKOFF_MAX_S": 2.0, "WATCHDOG_MAX_FAILURES": 5, "WATCHDOG": "worker"}
+DEPTH = 480  # about 1 KB of JSON; deeper than the prefork pool's pickler can go inside the worker's stack
+
+
+def nested(depth):
+    value = "x"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.fixture
+def guarded(broker_app):
+    """The broker_app with its background duties (the watchdog on for the worker), stopped at teardown."""
+    broker_app.config.update(FAST)
+    handle = background.start(broker_app)
+    try:
+        wait_for(handle.acting.is_set, 10, "the background duties to start")
+        yield broker_app
+    finally:
+        handle.stop()
+
+
+def kept(app):
+    with app.app_context():
+        try:
+            return quarantine.kept()
+        finally:
+            db.session.remove()
+
+
+def test_a_message_the_worker_dies_on_is_quarantined_and_the_worker_runs_the_next(guarded):
+    app = guarded
+    celery = app.extensions["celery"]
+    first_pid = start_worker(app)
+    poison = celery.send_task("crawl_url", kwargs={"url": nested(DEPTH)})
+    after = celery.send_task("tests.add", args=(2, 3))
+    [row] = wait_for(lambda: kept(app), 120, "the poison message in the quarantine")
+    assert row.celery_task_id == poison.id and row.deaths >= 2 and "RecursionError" in row.evidence
+    with app.app_context():  # it is out of the broker: a second take finds nothing
+        assert messages.take(celery, poison.id, quarantine.search_queues(app.config, celery)) is None
+    done = wait_for(lambda: (r := run_row(app, after.id)) and r.status == "completed" and r, 60,
+                    "the next message to run on the restarted worker")
+    assert json.loads(done.result) == 5 and done.worker
+    live = app.extensions["supervisor"].host.scan()[WORKER]
+    assert live and live[0].pid != first_pid  # a new worker, started by the watchdog, runs
+    with app.app_context():
+        alert = db.session.query(AlertEvent).filter_by(kind="message_quarantined").one()
+        assert poison.id in alert.subject and poison.id in alert.body and "RecursionError" in alert.body
+        run = db.session.query(Run).filter_by(celery_task_id=poison.id).one_or_none()
+        assert run is None or (run.status == "failed" and run.error.startswith("Quarantined"))
+    viewer = api_client(app, "viewer")
+    listed = viewer.get("/api/quarantine").get_json()["messages"]
+    assert [m["celery_task_id"] for m in listed] == [poison.id] and listed[0]["queue"] == "celery"
+    shown = viewer.get(f"/api/quarantine/{poison.id}").get_json()
+    assert shown["headers"]["task"] == "crawl_url" and shown["kwargs"].startswith('{"url": [[[[')
+    assert len(shown["kwargs"]) <= quarantine.SHOWN_MAX + 40
+    operator = api_client(app, "operator")
+    assert operator.delete(f"/api/quarantine/{poison.id}").status_code == 200
+    assert viewer.get("/api/quarantine").get_json()["messages"] == []
+    assert viewer.get(f"/api/quarantine/{poison.id}").status_code == 404
+
+
+def test_a_requeued_message_goes_back_to_its_queue_as_it_was(broker_app):
+    """Requeue publishes the kept bytes and headers again; the run is queued again (no worker: it waits)."""
+    app = broker_app
+    celery = app.extensions["celery"]
+    sent = celery.send_task("tests.add", args=(20, 22))
+    with app.app_context():
+        envelope = messages.take(celery, sent.id, ["celery"])
+        assert envelope is not None and envelope.headers["task"] == "tests.add"
+        db.session.add(quarantine.QuarantinedMessage(
+            celery_task_id=sent.id, task_name="tests.add", queue=envelope.queue, state=quarantine.QUARANTINED,
+            deaths=2, evidence="RecursionError: test", envelope=envelope.as_dict(),
+            quarantined_at=quarantine.utcnow()))
+        db.session.commit()
+    assert api_client(app, "viewer").get(f"/api/quarantine/{sent.id}").get_json()["args"] == "[20, 22]"
+    answer = api_client(app, "operator").post(f"/api/quarantine/{sent.id}/requeue")
+    assert answer.status_code == 200, answer.get_json()
+    with app.app_context():
+        back = messages.take(celery, sent.id, ["celery"])  # it waits in its queue again, the same message
+        assert back is not None and back.body_b64 == envelope.body_b64 and back.headers == envelope.headers
+        assert quarantine.kept() == []
+
+
+def test_the_crash_log_names_every_message_the_last_worker_received_and_never_finished():
+    log = "\n".join([
+        "[2026-11-30 15:14:50,000: INFO/MainProcess] Connected to redis://127.0.0.1:1/0",
+        "[2026-11-30 15:14:51,000: INFO/MainProcess] Task crawl_url[old-1] received",
+        "[2026-11-30 15:14:52,000: INFO/MainProcess] Unrecoverable error: earlier life",
+        " -------------- worker@vm v5.7.0 (collider)",
+        "[2026-11-30 15:14:55,757: INFO/MainProcess] Connected to redis://127.0.0.1:1/0",
+        "[2026-11-30 15:14:56,000: INFO/MainProcess] Task tests.sleep[long-1] received",
+        "[2026-11-30 15:14:56,500: INFO/MainProcess] Task tests.add[done-1] received",
+        "[2026-11-30 15:14:56,600: INFO/ForkPoolWorker-1] Task tests.add[done-1] succeeded in 0.01s: 5",
+        "[2026-11-30 15:14:57,871: INFO/MainProcess] Task crawl_url[poison-1] received",
+        "[2026-11-30 15:14:57,878: CRITICAL/MainProcess] Unrecoverable error: RecursionError('maximum')",
+        "Traceback (most recent call last):",
+        "  File \"x.py\", line 1, in f",
+        "RecursionError: maximum recursion depth exceeded while pickling an object",
+        "[2026-11-30 15:14:58,000: INFO/MainProcess] Task tests.add[after-1] received",
+    ])
+    died = crashlog.death(log)  # the newest life only; what succeeded is not held
+    assert died.held == (("long-1", "tests.sleep"), ("poison-1", "crawl_url"),
+                         ("after-1", "tests.add"))
+    assert died.evidence == "RecursionError: maximum recursion depth exceeded while pickling an object"
+    assert crashlog.death("[x: INFO/MainProcess] Connected to redis://\nnothing else") is None
+
+
+def test_a_message_body_survives_the_round_trip_through_the_quarantine_record():
+    envelope = messages.Envelope("celery", base64.b64encode(b'[[1], {}, {}]').decode(), "application/json",
+                                 "utf-8", {"id": "x", "task": "t"}, {"priority": 0})
+    assert messages.Envelope(**json.loads(json.dumps(envelope.as_dict()))) == envelope
