@@ -20,7 +20,7 @@ from panel.web.wording import first_error
 ERROR_REF = "#/components/schemas/Error"
 OPTIONAL_BODY = set()  # views whose JSON body may be left out (every field has a default)
 # Path parameters read by a converter of our own (urls.py), which SpecTree cannot describe.
-RUN_ID = {"type": "string", "pattern": "^(?!(export|per-minute|delete|cleanup)$)[^/]+$",
+RUN_ID = {"type": "string", "pattern": f"^(?!(export|per-minute|delete|cleanup)$)[^/{limits.UNSAFE_CLASS}]+$",
           "description": "a run's Celery task id (not one of the words /api/runs/ uses for itself)"}
 DOC_EXTRAS = {}  # operation id -> what SpecTree cannot say (other media types, an optional body)
 
@@ -137,9 +137,13 @@ def _apply_extras(operation, extras):
             parameter["schema"] = dict(RUN_ID)
         if parameter["in"] == "path" and parameter["schema"].get("type") == "string" and "enum" not in parameter["schema"]:
             parameter["schema"].setdefault("pattern", limits.SAFE_TEXT)  # no control characters (errors.py)
+            operation["responses"].setdefault("400", _refused("A path parameter holds a control character"))
     if any(p["in"] == "path" for p in operation["parameters"]) and "404" not in operation["responses"]:
-        operation["responses"]["404"] = {"description": "No such path: a path parameter names nothing",
-                                        "content": {"application/json": {"schema": {"$ref": ERROR_REF}}}}
+        operation["responses"]["404"] = _refused("No such path: a path parameter names nothing")
+
+
+def _refused(description):
+    return {"description": description, "content": {"application/json": {"schema": {"$ref": ERROR_REF}}}}
 
 
 def parse(model, data):
