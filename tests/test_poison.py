@@ -6,15 +6,19 @@ the broker, takes it out of the queue into the quarantine, alerts, and starts th
 """
 import base64
 import json
+import threading
 
 import pytest
+from playwright.sync_api import expect
+from werkzeug.serving import make_server
 
 from models import AlertEvent, Run, db
 from panel import background
 from panel.broker import messages
 from panel.host import crashlog, quarantine
 from panel.host.processes import WORKER
-from tests.conftest import api_client
+from panel.security import users
+from tests.conftest import ARTIFACTS, TEST_PASSWORD, api_client, open_page
 from tests.helpers import run_row, start_worker, wait_for
 
 FAST = {"WATCHDOG_INTERVAL_S": 0.3, "WATCHDOG_STABLE_S": 30.0, "WATCHDOG_BACKOFF_S": 0.5,
@@ -81,19 +85,27 @@ def test_a_message_the_worker_dies_on_is_quarantined_and_the_worker_runs_the_nex
     assert viewer.get(f"/api/quarantine/{poison.id}").status_code == 404
 
 
+def keep(app, celery_task_id):
+    """Take a waiting message out of the broker into the quarantine, as the watchdog does after two deaths."""
+    celery = app.extensions["celery"]
+    with app.app_context():
+        envelope = messages.take(celery, celery_task_id, ["celery"])
+        assert envelope is not None and envelope.task_id == celery_task_id
+        db.session.add(quarantine.QuarantinedMessage(
+            celery_task_id=celery_task_id, task_name=envelope.headers["task"], queue=envelope.queue,
+            state=quarantine.QUARANTINED, deaths=2, evidence="RecursionError: test", envelope=envelope.as_dict(),
+            quarantined_at=quarantine.utcnow()))
+        db.session.commit()
+        db.session.remove()
+    return envelope
+
+
 def test_a_requeued_message_goes_back_to_its_queue_as_it_was(broker_app):
     """Requeue publishes the kept bytes and headers again; the run is queued again (no worker: it waits)."""
     app = broker_app
     celery = app.extensions["celery"]
     sent = celery.send_task("tests.add", args=(20, 22))
-    with app.app_context():
-        envelope = messages.take(celery, sent.id, ["celery"])
-        assert envelope is not None and envelope.headers["task"] == "tests.add"
-        db.session.add(quarantine.QuarantinedMessage(
-            celery_task_id=sent.id, task_name="tests.add", queue=envelope.queue, state=quarantine.QUARANTINED,
-            deaths=2, evidence="RecursionError: test", envelope=envelope.as_dict(),
-            quarantined_at=quarantine.utcnow()))
-        db.session.commit()
+    envelope = keep(app, sent.id)
     assert api_client(app, "viewer").get(f"/api/quarantine/{sent.id}").get_json()["args"] == "[20, 22]"
     answer = api_client(app, "operator").post(f"/api/quarantine/{sent.id}/requeue")
     assert answer.status_code == 200, answer.get_json()
@@ -101,6 +113,40 @@ def test_a_requeued_message_goes_back_to_its_queue_as_it_was(broker_app):
         back = messages.take(celery, sent.id, ["celery"])  # it waits in its queue again, the same message
         assert back is not None and back.body_b64 == envelope.body_b64 and back.headers == envelope.headers
         assert quarantine.kept() == []
+
+
+def test_the_workers_page_shows_the_quarantine_and_requeues_from_it(make_app, browser):
+    app = make_app()
+    with app.app_context():
+        users.create("op", TEST_PASSWORD, "operator")
+        db.session.remove()
+    sent = app.extensions["celery"].send_task("tests.add", args=(["<b>bold</b>", 1], 2))
+    keep(app, sent.id)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    context, page = open_page(browser)
+    try:
+        base = f"http://127.0.0.1:{server.server_port}"
+        page.goto(base + "/login?next=/workers")
+        page.fill("#username", "op")
+        page.fill("#password", TEST_PASSWORD)
+        page.click("button[type=submit]")
+        row = page.locator(f"#quarantine-body tr[data-message='{sent.id}']")
+        expect(row).to_contain_text("tests.add", timeout=20_000)
+        expect(row).to_contain_text("RecursionError: test")
+        row.get_by_role("button", name=f"Read message {sent.id}").click()
+        expect(page.locator("#quarantine-facts")).to_contain_text('[["<b>bold</b>", 1], 2]', timeout=20_000)
+        page.screenshot(path=str(ARTIFACTS / "quarantine.png"), full_page=True)
+        row.get_by_role("button", name=f"Requeue message {sent.id}").click()
+        expect(page.locator("#outcome")).to_contain_text(f"Message {sent.id} (tests.add) requeued to celery",
+                                                         timeout=20_000)
+        expect(page.locator("#quarantine-body")).to_have_text("Nothing in quarantine.", timeout=20_000)
+        assert page.dialogs and "back in its queue" in page.dialogs[-1][1] and page.errors == []
+        with app.app_context():
+            assert messages.take(app.extensions["celery"], sent.id, ["celery"]) is not None
+    finally:
+        context.close()
+        server.shutdown()
 
 
 def test_the_crash_log_names_every_message_the_last_worker_received_and_never_finished():
