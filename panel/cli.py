@@ -65,7 +65,7 @@ def list_users():
 @click.argument("name")
 @click.argument("role", type=click.Choice(ROLES))
 def set_role(name, role):
-    """Change a user's role."""
+    """Change a user's role (their open sessions end)."""
     _audited("users.set-role", f"{name} -> {role}", lambda: users.set_role(name, role))
     click.echo(f"{name} is now {role}")
 
@@ -86,6 +86,14 @@ def disable(name):
     """Disable a user: no login, no tokens, open sessions end."""
     _audited("users.disable", name, lambda: users.set_active(name, False))
     click.echo(f"{name} disabled")
+
+
+@users_cli.command("end-sessions")
+@click.argument("name")
+def end_sessions(name):
+    """Log a user out of every browser at once (a cookie may have been copied)."""
+    ended = _audited("users.end-sessions", name, lambda: users.end_sessions(name))
+    click.echo(f"{ended} session(s) of {name} ended")
 
 
 @users_cli.command("enable")

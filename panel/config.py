@@ -48,9 +48,14 @@ DEFAULTS = {
     "WATCHDOG_LOCK_WAIT_S": "5",
     "POISON_AFTER_DEATHS": "2",  # worker deaths holding the same message before it is quarantined
     "PANEL_AUTH": "on",
+    "PANEL_ALLOWED_HOSTS": "",  # with PANEL_AUTH=off: host names served besides localhost, 127.0.0.1 and [::1]
     "PANEL_SECURE_COOKIES": "",
-    "LOGIN_MAX_FAILURES_PER_ACCOUNT": "5",
+    # Login throttling (panel/security/lockout.py): a lock per account and address, one per address, and an
+    # account-wide slowdown (a doubling delay up to LOGIN_SLOW_MAX_DELAY_S) that never locks the account.
+    "LOGIN_MAX_FAILURES_PER_ACCOUNT_ADDRESS": "5",
     "LOGIN_MAX_FAILURES_PER_ADDRESS": "20",
+    "LOGIN_SLOW_AFTER_FAILURES_PER_ACCOUNT": "10",
+    "LOGIN_SLOW_MAX_DELAY_S": "60",
     "LOGIN_WINDOW_S": "900",
     "ALERT_WEBHOOK_URL": "",
     "ALERT_WEBHOOK_TIMEOUT_S": "5",
@@ -122,7 +127,8 @@ def load_settings(env_file=None):
     )
     for key in ("PANEL_PORT", "WORKER_CONCURRENCY", "WORKER_MAX_TASKS_PER_CHILD", "STOP_GRACE_S", "START_TIMEOUT_S",
                 "BEAT_MAX_INTERVAL_S", "CONTROL_LOCK_WAIT_S", "LOGIN_WINDOW_S",
-                "LOGIN_MAX_FAILURES_PER_ACCOUNT", "LOGIN_MAX_FAILURES_PER_ADDRESS", "WATCHDOG_INTERVAL_S",
+                "LOGIN_MAX_FAILURES_PER_ACCOUNT_ADDRESS", "LOGIN_MAX_FAILURES_PER_ADDRESS",
+                "LOGIN_SLOW_AFTER_FAILURES_PER_ACCOUNT", "LOGIN_SLOW_MAX_DELAY_S", "WATCHDOG_INTERVAL_S",
                 "WATCHDOG_STABLE_S", "WATCHDOG_MAX_FAILURES", "WATCHDOG_BACKOFF_S", "WATCHDOG_BACKOFF_MAX_S",
                 "WATCHDOG_LOCK_WAIT_S", "POISON_AFTER_DEATHS",
                 "ALERT_WEBHOOK_TIMEOUT_S", "ALERT_SMTP_PORT", "ALERT_SMTP_TIMEOUT_S", "ALERT_MIN_INTERVAL_S",

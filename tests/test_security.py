@@ -141,9 +141,9 @@ def test_a_token_works_from_curl_and_stops_working_when_revoked(app):
         server.shutdown()
 
 
-def test_login_is_rate_limited_per_account(app):
+def test_login_is_rate_limited_per_account_and_address(app):
     _make_user(app, "victim", "viewer")
-    limit = app.config["LOGIN_MAX_FAILURES_PER_ACCOUNT"]
+    limit = app.config["LOGIN_MAX_FAILURES_PER_ACCOUNT_ADDRESS"]
     client = app.test_client()
     for _ in range(limit):
         assert _login(client, "victim", "wrong password!")[0].status_code == 401
@@ -161,6 +161,9 @@ def test_login_is_rate_limited_per_address(make_app):
     for name in ("a", "b", "c"):
         assert _login(client, name, "nope-nope-nope")[0].status_code == 401
     assert _login(client, "real")[0].status_code == 429
+    with app.app_context():
+        locks = db.session.query(AuditEvent).filter_by(action="login.lockout").all()
+    assert [(e.target, e.outcome) for e in locks] == [("127.0.0.1", "denied")], "the address lock is audited"
 
 
 def test_security_headers_on_pages_and_api(app):
@@ -288,3 +291,62 @@ def test_every_state_changing_route_refuses_a_browser_session_without_the_csrf_t
     with app.app_context():
         refused = db.session.query(AuditEvent).filter_by(actor="root", outcome="denied").count()
     assert refused >= len(unsafe) - 2  # every refusal audited (logout and login are not audited as requests)
+
+
+def test_auth_off_serves_only_the_configured_host_names(make_app):
+    """DNS rebinding (issue 19, item 4): a page on evil.example that resolves to 127.0.0.1 gets 400, not admin."""
+    app = make_app(PANEL_AUTH="off", PANEL_ALLOWED_HOSTS="panel.internal, Tunnel.Example:8443")
+    port = app.config["PANEL_PORT"]
+    client = app.test_client()
+    good = ["localhost", f"localhost:{port}", "127.0.0.1", f"127.0.0.1:{port}", "[::1]", f"[::1]:{port}",
+            "LOCALHOST", "panel.internal", f"panel.internal:{port}", "tunnel.example:8443"]
+    for host in good:
+        assert client.get("/api/me", headers={"Host": host}).status_code == 200, host
+    assert client.get("/", headers={"Host": f"localhost:{port}"}).status_code == 200
+    bad = ["evil.example", f"evil.example:{port}", "localhost.evil.example", "127.0.0.1.nip.io", "evil.example:5000"]
+    for host in bad:
+        api = client.get("/api/me", headers={"Host": host})
+        assert api.status_code == 400 and api.is_json, host
+        assert "PANEL_ALLOWED_HOSTS" in api.get_json()["message"] and host.split(":")[0] in api.get_json()["message"]
+        page = client.get("/", headers={"Host": host})
+        assert page.status_code == 400 and "PANEL_ALLOWED_HOSTS" in page.get_data(as_text=True), host
+        assert "csrf-token" not in page.get_data(as_text=True)
+        for path in ("/static/panel.js", "/no-such-page"):
+            assert client.get(path, headers={"Host": host}).status_code == 400, (host, path)
+        assert client.post("/restart_celery_beat", headers={"Host": host}).status_code == 400
+
+
+def test_with_auth_on_the_host_name_is_not_checked(app):
+    _make_user(app, "ops", "operator")
+    client = app.test_client()
+    assert client.get("/login", headers={"Host": "panel.example.com"}).status_code == 200
+    assert api_client(app).get("/api/me", headers={"Host": "panel.example.com:8443"}).status_code == 200
+
+
+@pytest.mark.parametrize("target", ["/\r\nSet-Cookie: x=1", "/runs\r\n", "/\n", "/a\x00b", "/\x7f", "/\u2028", "/\x85",
+                                    "/\\evil.example", "/\t/evil.example", "//evil.example", "https://evil.example/",
+                                    "javascript:alert(1)", "", "runs"])
+def test_a_bad_next_after_a_successful_login_goes_to_the_dashboard(app, target):
+    """A login `next` with CR LF answered 500 after the login succeeded (issue 19, item 5)."""
+    _make_user(app, "ops", "operator")
+    client = app.test_client()
+    form = client.get("/login", query_string={"next": target})
+    assert form.status_code == 200
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form.get_data(as_text=True)).group(1)
+    resp = client.post("/login", data={"username": "ops", "password": TEST_PASSWORD, "csrf_token": token,
+                                       "next": target})
+    assert resp.status_code == 302 and resp.headers["Location"] == "/", repr(target)
+    assert client.get("/api/me").status_code == 200
+
+
+def test_a_good_next_is_kept(app):
+    _make_user(app, "ops", "operator")
+    client = app.test_client()
+    first = client.get("/runs?state=FAILURE")
+    assert first.status_code == 302
+    form = client.get(first.headers["Location"]).get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form).group(1)
+    target = re.search(r'name="next" value="([^"]+)"', form).group(1)
+    resp = client.post("/login", data={"username": "ops", "password": TEST_PASSWORD, "csrf_token": token,
+                                       "next": target.replace("&amp;", "&")})
+    assert resp.headers["Location"] == "/runs?state=FAILURE"

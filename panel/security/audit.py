@@ -22,16 +22,33 @@ def record(actor, source, action, target, outcome, detail=""):
         log.exception("could not write the audit event %s %s %s", actor, action, target)
 
 
-def recent_failures(window_s, actor=None, source=None):
-    """Failed logins in the last window for an account or an address (for rate limiting)."""
-    query = select(func.count()).select_from(AuditEvent).where(
-        AuditEvent.action == LOGIN, AuditEvent.outcome == "failure",
-        AuditEvent.at >= utcnow() - timedelta(seconds=window_s))
+def _logins(query, window_s, actor, source, outcome):
+    query = query.where(AuditEvent.action == LOGIN, AuditEvent.outcome == outcome,
+                        AuditEvent.at >= utcnow() - timedelta(seconds=window_s))
     if actor is not None:
         query = query.where(AuditEvent.actor == actor)
     if source is not None:
         query = query.where(AuditEvent.source == source)
-    return db.session.scalar(query)
+    return query
+
+
+def recent_failures(window_s, actor=None, source=None):
+    """Failed logins in the last window for an account, an address or both (for rate limiting).
+
+    Only wrong passwords count (outcome "failure"): attempts refused by the rate limit are "denied" and do not."""
+    return db.session.scalar(_logins(select(func.count()).select_from(AuditEvent), window_s, actor, source, "failure"))
+
+
+def failure_times(window_s, limit, actor=None, source=None):
+    """When the last `limit` failed logins in the window happened, newest first."""
+    query = _logins(select(AuditEvent.at), window_s, actor, source, "failure")
+    return db.session.scalars(query.order_by(AuditEvent.at.desc()).limit(limit)).all()
+
+
+def succeeded_lately(window_s, actor, source):
+    """Whether this account logged in from this address in the window."""
+    query = _logins(select(AuditEvent.id), window_s, actor, source, "success")
+    return db.session.scalar(query.limit(1)) is not None
 
 
 def events(limit=100, before_id=None, actor=None, action=None):

@@ -12,7 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from models import ADMIN, ROLES, db
 from panel.errors import DatabaseDown
-from panel.security import audit, users
+from panel.security import audit, hosts, sessions, users
 from panel.web.errors import error_response, is_api_path
 
 log = logging.getLogger("panel.auth")
@@ -49,15 +49,25 @@ def auth_off(app=None):
     return (app or current_app).config.get("PANEL_AUTH", "on").lower() == "off"
 
 
-def password_fingerprint(user):
-    """Kept in the session: a password change ends every session opened with the old one."""
-    return hashlib.sha256(user.password_hash.encode()).hexdigest()[:16]
+def _cache_key(credential):
+    return hashlib.sha256(repr(credential).encode()).hexdigest()
 
 
 def login_session(user):
-    session.clear()
-    session["uid"], session["pwv"] = user.id, password_fingerprint(user)
+    """A new server-side session (never the one the browser came with); the cookie carries only its id."""
+    logout_session()
+    session["sid"] = sessions.start(user.id, current_app.permanent_session_lifetime, request.remote_addr,
+                                    request.user_agent.string)
     session.permanent = True
+
+
+def logout_session():
+    """End this browser's session at once: its row, this process's memory of it, and the cookie."""
+    sid = session.get("sid")
+    session.clear()
+    if isinstance(sid, str) and sid:
+        _recent.pop(_cache_key(("session", sid)), None)
+        sessions.end(sid)
 
 
 def policy_of(endpoint):
@@ -73,11 +83,11 @@ def _lookup(credential):
     if kind == "token":
         found = users.user_for_token(value)
         return Identity(found[0], found[1], "token") if found else None
-    user = users.user_for_session(value)
-    if user is None or session.get("pwv") != password_fingerprint(user):
+    found = sessions.lookup(value)
+    if found is None:
         session.clear()
         return None
-    return Identity(user.username, user.role, "session")
+    return Identity(found[0], found[1], "session")
 
 
 def _identify():
@@ -87,11 +97,11 @@ def _identify():
         credential = ("token", header[7:].strip())
     elif auth_off():
         return Identity("local", ADMIN, "off") if is_loopback(request.remote_addr or "") else None
-    elif session.get("uid") is not None:
-        credential = ("session", session["uid"])
+    elif session.get("sid"):
+        credential = ("session", session["sid"])
     else:
         return None
-    key = hashlib.sha256(repr(credential).encode()).hexdigest()
+    key = _cache_key(credential)
     try:
         identity = _lookup(credential)
     except SQLAlchemyError as exc:
@@ -187,6 +197,8 @@ def init_auth(app):
     cfg.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
                SESSION_COOKIE_SECURE=bool(cfg.get("PANEL_SECURE_COOKIES")))
     csrf.init_app(app)
+    if auth_off(app):
+        hosts.guard(app)  # first of all: a request for another host name gets nothing, not even a static file
     app.before_request(enforce)
     app.after_request(audit_request)
     app.after_request(security_headers)

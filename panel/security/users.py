@@ -12,6 +12,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from models import ROLES, ApiToken, User, db, utcnow
 from panel.database import reader
 from panel.errors import UserError
+from panel.security import sessions
 
 MIN_PASSWORD_CHARS = 10
 log = logging.getLogger("panel.users")
@@ -54,23 +55,38 @@ def create(username, password, role):
 
 
 def set_password(username, password):
+    """A new password; every open session of the user ends in the same transaction."""
     _check_password(password)
     user = get(username)
     user.password_hash = generate_password_hash(password)
+    sessions.end_all_of(user.id)
     db.session.commit()
 
 
 def set_role(username, role):
+    """A new role; a change ends every open session of the user (they log in again under the new role)."""
     _check_role(role)
     user = get(username)
-    user.role = role
+    if user.role != role:
+        user.role = role
+        sessions.end_all_of(user.id)
     db.session.commit()
 
 
 def set_active(username, active):
+    """Disable or enable; a change ends every open session, so enabling again revives none."""
     user = get(username)
-    user.active = active
+    if user.active != active:
+        user.active = active
+        sessions.end_all_of(user.id)
     db.session.commit()
+
+
+def end_sessions(username):
+    """Log a user out everywhere; returns how many sessions ended."""
+    ended = sessions.end_all_of(get(username).id)
+    db.session.commit()
+    return ended
 
 
 def all_users():
@@ -138,14 +154,6 @@ def _note_use(engine, token_id):
         except SQLAlchemyError as exc:
             log.warning("could not note the use of token %s: %s", token_id, exc)
     threading.Thread(target=write, name="token-use", daemon=True).start()
-
-
-def user_for_session(uid):
-    """(username, role, password_hash) of an active user by id, or None; a deferred read."""
-    people = User.__table__
-    with reader(db.engine).connect() as conn:
-        return conn.execute(select(people.c.username, people.c.role, people.c.password_hash)
-                            .where(people.c.id == uid, people.c.active.is_(True))).first()
 
 
 def all_tokens():

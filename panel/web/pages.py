@@ -2,14 +2,14 @@
 import json
 from urllib.parse import urlparse
 
-from flask import abort, current_app, g, redirect, render_template, request, session
+from flask import abort, current_app, g, redirect, render_template, request
 
 from panel.broker import results
 from panel.cluster import task_types
 from panel.errors import ValidationError
 from panel.runlog import runs, search
-from panel.security import audit, users
-from panel.security.auth import login_session
+from panel.security import audit, lockout, users
+from panel.security.auth import login_session, logout_session
 from panel.web.contract import parse
 from panel.web.schemas.about import AuditQuery
 from panel.web.schemas.runs import RunQuery
@@ -25,38 +25,41 @@ def dashboard():
 
 
 def _safe_next(target):
-    """Only same-site relative paths: never an open redirect."""
-    parsed = urlparse(target or "")
-    if parsed.scheme or parsed.netloc or not (target or "").startswith("/") or target.startswith("//"):
+    r"""Only same-site relative paths (never an open redirect) a Location header can carry; else the dashboard.
+
+    Browsers drop tabs and line breaks from URLs and read a backslash as a slash, so `/\evil.example` and
+    `/<tab>/evil.example` would leave the site; a CR LF would break the header after the login succeeded."""
+    target = target if isinstance(target, str) else ""
+    if (not target.startswith("/") or target.startswith("//") or "\\" in target or not target.isprintable()
+            or urlparse(target).netloc):
         return "/"
     return target
 
 
 def login():
+    next_page = _safe_next((request.args if request.method == "GET" else request.form).get("next"))
     if request.method == "GET":
-        return render_template("login.html", next=_safe_next(request.args.get("next")))
+        return render_template("login.html", next=next_page)
     cfg = current_app.config
     username = (request.form.get("username") or "").strip()[:80]
     source = request.remote_addr or ""
-    window = cfg["LOGIN_WINDOW_S"]
-    if (audit.recent_failures(window, actor=username) >= cfg["LOGIN_MAX_FAILURES_PER_ACCOUNT"]
-            or audit.recent_failures(window, source=source) >= cfg["LOGIN_MAX_FAILURES_PER_ADDRESS"]):
-        audit.record(username, source, audit.LOGIN, username, "failure", "rate limited")
-        message = f"Too many failed logins; try again in {int(window // 60)} minutes."
-        page = render_template("login.html", error=message, username=username, next=_safe_next(request.form.get("next")))
-        return page, 429, {"Retry-After": str(int(window))}
+    refused = lockout.refusal(cfg, username, source)
+    if refused:
+        audit.record(username, source, audit.LOGIN, username, "denied", refused.reason)
+        page = render_template("login.html", error=refused.message, username=username, next=next_page)
+        return page, 429, {"Retry-After": str(refused.retry_after)}
     user = users.authenticate(username, request.form.get("password"))
     if user is None:
-        audit.record(username, source, audit.LOGIN, username, "failure", "wrong password, unknown or disabled user")
-        return render_template("login.html", error=FAILED_LOGIN, username=username,
-                               next=_safe_next(request.form.get("next"))), 401
+        lockout.failed(cfg, username, source, "wrong password, unknown or disabled user")
+        return render_template("login.html", error=FAILED_LOGIN, username=username, next=next_page), 401
     login_session(user)
     audit.record(user.username, source, audit.LOGIN, user.username, "success", f"role {user.role}")
-    return redirect(_safe_next(request.form.get("next")))
+    return redirect(next_page)
 
 
 def logout():
-    session.clear()
+    """End this session on the server (a copy of the cookie is dead too), then the cookie."""
+    logout_session()
     return redirect("/login")
 
 

@@ -1,0 +1,92 @@
+"""Server-side sessions: the signed cookie carries only a random id; the row it names says whose, until when.
+
+Logout deletes its row; disabling a user, changing their role or their password deletes every row of that user in
+the same transaction (users.py). Every request reads its row, joined with the user, in one indexed deferred read,
+so an ended session is refused at once in every process, not after a cache expires.
+"""
+import hashlib
+import logging
+import secrets
+import threading
+from datetime import datetime, timedelta
+
+from sqlalchemy import DateTime, ForeignKey, String, delete, select, update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models import User, db, utcnow
+from panel.database import reader
+
+log = logging.getLogger("panel.sessions")
+SEEN_RESOLUTION = timedelta(minutes=5)  # last_seen_at is coarse on purpose: not a write per poll
+
+
+class PanelSession(db.Model):
+    """One logged-in browser: the SHA-256 of the id in its cookie (the id itself is never stored)."""
+
+    __tablename__ = "panel_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    address: Mapped[str] = mapped_column(String(64), default="")
+    user_agent: Mapped[str] = mapped_column(String(255), default="")
+
+
+def _digest(sid):
+    return hashlib.sha256(sid.encode()).hexdigest()
+
+
+def start(user_id, lifetime, address="", user_agent=""):
+    """A new session for the user; returns the id for the cookie. Expired rows of anyone are swept on the way."""
+    sid = secrets.token_urlsafe(32)
+    now = utcnow()
+    db.session.execute(delete(PanelSession).where(PanelSession.expires_at <= now))
+    db.session.add(PanelSession(id_hash=_digest(sid), user_id=user_id, created_at=now, last_seen_at=now,
+                                expires_at=now + lifetime, address=(address or "")[:64],
+                                user_agent=(user_agent or "")[:255]))
+    db.session.commit()
+    return sid
+
+
+def end(sid):
+    """Logout: the row goes, so the cookie (and any copy of it) names nothing from now on."""
+    db.session.execute(delete(PanelSession).where(PanelSession.id_hash == _digest(sid)))
+    db.session.commit()
+
+
+def end_all_of(user_id):
+    """Every session of a user, in the caller's transaction (the caller commits with its own change)."""
+    return db.session.execute(delete(PanelSession).where(PanelSession.user_id == user_id)).rowcount
+
+
+def lookup(sid):
+    """(username, role) of the active user behind a live session, or None; one deferred read, no write lock."""
+    if not isinstance(sid, str) or not sid:
+        return None
+    rows, people = PanelSession.__table__, User.__table__
+    query = (select(rows.c.id_hash, rows.c.last_seen_at, people.c.username, people.c.role)
+             .join(people, people.c.id == rows.c.user_id)
+             .where(rows.c.id_hash == _digest(sid), rows.c.expires_at > utcnow(), people.c.active.is_(True)))
+    with reader(db.engine).connect() as conn:
+        row = conn.execute(query).first()
+    if row is None:
+        return None
+    if utcnow() - row.last_seen_at > SEEN_RESOLUTION:
+        _note_seen(db.engine, row.id_hash)
+    return row.username, row.role
+
+
+def _note_seen(engine, id_hash):
+    """last_seen_at, written off the request: a locked database must not hold up a status poll."""
+    def write():
+        try:
+            with engine.begin() as conn:
+                conn.execute(update(PanelSession.__table__).where(PanelSession.__table__.c.id_hash == id_hash)
+                             .values(last_seen_at=utcnow()))
+        except SQLAlchemyError as exc:
+            log.warning("could not note the use of a session: %s", exc)
+    threading.Thread(target=write, name="session-seen", daemon=True).start()
+
