@@ -19,7 +19,7 @@ from panel.host import crashlog, quarantine
 from panel.host.processes import WORKER
 from panel.security import users
 from tests.conftest import ARTIFACTS, TEST_PASSWORD, api_client, open_page
-from tests.helpers import run_row, start_worker, wait_for
+from tests.helpers import FAULTS, run_row, start_worker, wait_for
 
 FAST = {"WATCHDOG_INTERVAL_S": 0.3, "WATCHDOG_STABLE_S": 30.0, "WATCHDOG_BACKOFF_S": 0.5,
         "WATCHDOG_BACKOFF_MAX_S": 2.0, "WATCHDOG_MAX_FAILURES": 5, "WATCHDOG": "worker"}
@@ -83,6 +83,10 @@ def test_a_message_the_worker_dies_on_is_quarantined_and_the_worker_runs_the_nex
     assert operator.delete(f"/api/quarantine/{poison.id}").status_code == 200
     assert viewer.get("/api/quarantine").get_json()["messages"] == []
     assert viewer.get(f"/api/quarantine/{poison.id}").status_code == 404
+    broker = app.config["CELERY_BROKER_URL"].split(":", 1)[0]
+    FAULTS.append((f"a message the worker dies on ({broker}: RecursionError pickling a {DEPTH}-deep kwarg), "
+                   "watchdog on", f"quarantined after {row.deaths} deaths, its run failed, an alert named it; the "
+                   "worker was started again and ran the next message (5)"))
 
 
 def keep(app, celery_task_id):
@@ -147,6 +151,26 @@ def test_the_workers_page_shows_the_quarantine_and_requeues_from_it(make_app, br
     finally:
         context.close()
         server.shutdown()
+
+
+def test_a_message_a_dead_consumer_left_unacknowledged_on_redis_is_taken_from_that_set(make_app):
+    """A worker SIGKILLed holding a message leaves it in kombu's unacked hash (until the visibility timeout)."""
+    import redis
+    from kombu import Connection
+    app = make_app()
+    celery, url = app.extensions["celery"], app.config["CELERY_BROKER_URL"]
+    sent = celery.send_task("tests.add", args=(1, 2))
+    with Connection(url) as conn:
+        channel = conn.channel()
+        assert channel.basic_get("celery", no_ack=False) is not None  # delivered, never acknowledged
+        raw = redis.Redis.from_url(url)
+        assert raw.hlen("unacked") == 1 and raw.llen("celery") == 0
+        with app.app_context():
+            envelope = messages.take(celery, sent.id, quarantine.search_queues(app.config, celery))
+        assert envelope is not None and envelope.task_id == sent.id and envelope.queue == "celery"
+        assert raw.hlen("unacked") == 0 and raw.zcard("unacked_index") == 0
+        channel.close()  # its restore finds nothing left to put back
+        assert raw.llen("celery") == 0
 
 
 def test_the_crash_log_names_every_message_the_last_worker_received_and_never_finished():
