@@ -20,8 +20,8 @@ from tests.helpers import start_worker, wait_for
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 SEED = os.environ.get("FUZZ_SEED", "20261130")  # fixed, so CI is repeatable; set FUZZ_SEED to explore
-MAX_EXAMPLES = os.environ.get("FUZZ_MAX_EXAMPLES", "25")
-RUN_LIMIT_S = 1500
+MAX_EXAMPLES = os.environ.get("FUZZ_MAX_EXAMPLES", "8")  # about 3 minutes on two cores (10: 3m11s, 5: 2m03s)
+RUN_LIMIT_S = 900
 
 
 def _serve(app):
