@@ -84,6 +84,7 @@ class Run(db.Model):
         Index("ix_task_logs_task_queued", "task_name", "queued_at", "id"),
         Index("ix_task_logs_worker_queued", "worker", "queued_at", "id"),
         Index("ix_task_logs_finished", "finished_at"),
+        Index("ix_task_logs_runtime", "runtime_s", "id"),  # slowest first, keyset-paged
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
@@ -104,6 +105,9 @@ class Run(db.Model):
     traceback: Mapped[str | None] = mapped_column(Text, nullable=True)
     retries: Mapped[int] = mapped_column(Integer, default=0)
     next_retry_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    eta: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)  # sent to start no sooner than this
+    runtime_s: Mapped[float | None] = mapped_column(Float, nullable=True)  # finished - started, kept to sort by
+    retry_of: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)  # the run it sent again
 
     schedule = relationship("Schedule", back_populates="runs")
 

@@ -2,7 +2,7 @@
 import re
 
 from panel.broker import connection, queues
-from panel.cluster import workers
+from panel.cluster import paused, workers  # noqa: F401  (paused: its table is created with the others)
 from panel.errors import NotFound
 from panel.runlog import outcomes
 
