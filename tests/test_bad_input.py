@@ -93,9 +93,11 @@ def test_a_before_id_out_of_range_is_400_naming_before(client, path, before):
     refused(client.get(f"{path}?before={before}"), "before")
 
 
-def test_the_audit_page_with_an_overflowing_before_is_not_a_500(make_app, backend):
+def test_the_audit_page_with_an_overflowing_before_says_so_and_is_not_a_500(make_app, backend):
     client = api_client(make_app(backend))
-    assert client.get("/audit?before=99999999999999999999").status_code == 200
+    page = client.get("/audit?before=99999999999999999999")
+    assert page.status_code == 200
+    assert "before:" in page.get_data(as_text=True) and "the filter was left out" in page.get_data(as_text=True)
 
 
 @pytest.mark.parametrize("number", [*NON_FINITE, str(10**30), str(2**63)])

@@ -64,14 +64,15 @@ def logout():
 
 
 def audit_page():
-    """The audit log, newest first, 100 a page; a filter that does not read is left out."""
+    """The audit log, newest first, 100 a page; a filter that does not read is left out, and the page says so."""
     args = {k: v for k, v in request.args.items() if v and k in ("before", "actor", "action")}
+    error = None
     try:
         query = parse(AuditQuery, args)
-    except ValidationError:
-        query = AuditQuery()
+    except ValidationError as exc:
+        error, query = f"{exc} (the filter was left out)", AuditQuery()
     events = audit.events(query.limit, query.before, query.actor, query.action)
-    return render_template("audit.html", events=events,
+    return render_template("audit.html", events=events, error=error,
                            next_before=events[-1].id if len(events) == query.limit else None)
 
 
