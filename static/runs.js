@@ -1,4 +1,5 @@
-// The results page's admin part: delete old results and run the retention clean-up, each confirmed.
+// The results page: act on selected runs or on every run matching the filter (each count confirmed first),
+// retry one run; the admin part: delete old results and run the retention clean-up, each confirmed.
 "use strict";
 
 function show(text, ok) {
@@ -28,7 +29,82 @@ async function cleanupNow() {
   show(done.data.message, done.ok);
 }
 
+const DONE_WORD = { retry: "retried", revoke: "revoked", cancel: "cancelled", delete: "deleted" };
+
+function bulkShow(text, ok) {
+  const el = document.getElementById("bulk-outcome");
+  el.hidden = false;
+  el.textContent = text;
+  el.className = "outcome " + (ok ? "ok" : "bad");
+}
+
+function selectedIds() {
+  return [...document.querySelectorAll(".run-select:checked")].map((el) => el.value);
+}
+
+function bulkFilter() {
+  const args = JSON.parse(document.getElementById("bulk-bar").dataset.filter);
+  delete args.sort;  // the order does not change which runs match
+  return args;
+}
+
+function bulkBody(action, dryRun) {
+  const body = { action, filter: bulkFilter(), dry_run: dryRun };
+  if (!document.getElementById("bulk-all").checked) body.ids = selectedIds();
+  return body;
+}
+
+async function countAll() {
+  const label = document.getElementById("bulk-all-label");
+  const answer = await request("POST", "/api/runs/bulk", { action: "retry", filter: bulkFilter(), dry_run: true });
+  label.textContent = answer.ok ? `all ${answer.data.matched} run(s) matching this filter`
+                                : "every run matching this filter (" + answer.data.message + ")";
+}
+
+function refreshBar() {
+  const all = document.getElementById("bulk-all").checked;
+  const n = selectedIds().length;
+  document.getElementById("bulk-selected").textContent =
+    all ? "Every run matching this filter" : (n ? `${n} run(s) selected` : "No run selected");
+  document.getElementById("bulk-apply").disabled = !all && !n;
+}
+
+async function applyBulk(event) {
+  event.preventDefault();
+  const action = document.getElementById("bulk-action").value;
+  const preview = await request("POST", "/api/runs/bulk", bulkBody(action, true));
+  if (!preview.ok) { bulkShow(preview.data.message, false); return; }
+  const { matched, applies } = preview.data;
+  if (!applies) { bulkShow(`Nothing to ${action}: none of the ${matched} run(s) can be ${DONE_WORD[action]}.`, false); return; }
+  const undo = action === "delete" ? " This cannot be undone." : "";
+  if (!window.confirm(`${action[0].toUpperCase() + action.slice(1)} ${applies} run(s)` +
+                      (applies !== matched ? ` (of the ${matched} matching)` : "") + `?${undo}`)) return;
+  const done = await request("POST", "/api/runs/bulk", bulkBody(action, false));
+  bulkShow(done.data.message, done.ok);
+}
+
+async function retryOne(event) {
+  const id = event.target.dataset.taskId;
+  if (!window.confirm(`Send run ${id} again as a new run?`)) return;
+  const done = await request("POST", "/api/runs/" + encodeURIComponent(id) + "/retry");
+  bulkShow(done.data.message, done.ok);
+}
+
+function wireBulk() {
+  const bar = document.getElementById("bulk-bar");
+  if (!bar) return;
+  bar.addEventListener("submit", applyBulk);
+  document.getElementById("bulk-all").addEventListener("change", (e) => { if (e.target.checked) countAll(); refreshBar(); });
+  document.getElementById("select-page").addEventListener("change", (e) => {
+    for (const box of document.querySelectorAll(".run-select")) box.checked = e.target.checked;
+    refreshBar();
+  });
+  for (const box of document.querySelectorAll(".run-select")) box.addEventListener("change", refreshBar);
+  for (const button of document.querySelectorAll(".retry-run")) button.addEventListener("click", retryOne);
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  wireBulk();
   const form = document.getElementById("delete-form");
   if (!form) return;
   form.addEventListener("submit", deleteOld);

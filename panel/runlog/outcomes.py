@@ -13,6 +13,7 @@ from typing import NamedTuple
 from sqlalchemy import select, update
 
 from models import COMPLETED, FAILED, PENDING, RUNNING, Run, Schedule, db, utcnow
+from panel.runlog import runtime
 from panel.runlog.recorder import as_naive_utc, clip
 
 log = logging.getLogger("panel.outcomes")
@@ -65,11 +66,12 @@ def end(celery_task_ids, ending):
     """Open runs among these end now as `ending` says, and their schedules follow; says how many of each."""
     ids = list(dict.fromkeys(i for i in celery_task_ids if i))
     now, ended = utcnow(), []
+    ran = runtime.seconds(Run.started_at, now, db.session.get_bind().dialect.name)
     for start in range(0, len(ids), BATCH):
         batch = ids[start:start + BATCH]
         ended += db.session.execute(
             update(Run).where(Run.celery_task_id.in_(batch), Run.status.in_(OPEN))
-            .values(status=ending.status, state=ending.state, finished_at=now, error=ending.reason,
+            .values(status=ending.status, state=ending.state, finished_at=now, runtime_s=ran, error=ending.reason,
                     next_retry_at=None)
             .returning(Run.celery_task_id, Run.scheduled_task_id)
             .execution_options(synchronize_session=False)).all()
@@ -90,6 +92,7 @@ def from_backend(celery_task_id, meta):
     else:
         exc = meta.get("result")
         values.update(error=clip(f"{type(exc).__name__}: {exc}"), traceback=clip(meta.get("traceback")))
+    values["runtime_s"] = runtime.seconds(Run.started_at, values["finished_at"], db.session.get_bind().dialect.name)
     ended = db.session.execute(update(Run).where(Run.celery_task_id == celery_task_id, Run.status.in_(OPEN))
                                .values(**values).returning(Run.scheduled_task_id)).all()
     _schedules_follow({schedule for (schedule,) in ended if schedule}, values["status"])

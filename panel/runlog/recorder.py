@@ -16,6 +16,7 @@ from panel.runlog.writer import RunWriter
 
 log = logging.getLogger("panel.recorder")
 SCHEDULE_HEADER = "panel_schedule_id"
+RETRY_OF_HEADER = "panel_retry_of"  # a run sent again from the panel names the run it retries
 RESULT_MAX_CHARS = 64 * 1024
 TRANSIENT_RETRY_S = (0.05, 0.25)
 SPOOL_ROW_WAIT_S = 300  # a kept update whose run row never appears is written (to nothing) after this
@@ -150,7 +151,7 @@ def on_publish(sender=None, body=None, headers=None, **_):
         "celery_task_id": task_id, "task_name": headers.get("task") or sender,
         "scheduled_task_id": headers.get(SCHEDULE_HEADER), "status": PENDING, "state": "PENDING",
         "args": list(args or []), "kwargs": dict(kwargs or {}), "queued_at": utcnow(), "started_at": None,
-        "worker": None, "retries": 0, "next_retry_at": eta}))
+        "worker": None, "retries": 0, "next_retry_at": eta, "eta": eta, "retry_of": headers.get(RETRY_OF_HEADER)}))
 
 
 def on_schedule_publish(sender=None, headers=None, **_):
@@ -172,7 +173,7 @@ def on_prerun(task_id=None, task=None, args=None, kwargs=None, **_):
         "celery_task_id": task_id, "task_name": task.name, "scheduled_task_id": None, "status": RUNNING,
         "state": "STARTED", "args": list(args or []), "kwargs": dict(kwargs or {}), "queued_at": now,
         "started_at": now, "worker": getattr(task.request, "hostname", None),
-        "retries": int(task.request.retries or 0), "next_retry_at": None}),
+        "retries": int(task.request.retries or 0), "next_retry_at": None, "eta": None, "retry_of": None}),
         ("schedule_status", {"tid": task_id, "st": RUNNING}))
 
 

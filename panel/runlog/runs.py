@@ -12,18 +12,27 @@ def _iso(value):
 
 
 def as_dict(run):
-    runtime = (run.finished_at - run.started_at).total_seconds() if run.started_at and run.finished_at else None
+    runtime = run.runtime_s
+    if runtime is None and run.started_at and run.finished_at:  # a writer that kept no runtime (see runtime.py)
+        runtime = (run.finished_at - run.started_at).total_seconds()
     return {
         "celery_task_id": run.celery_task_id, "task": run.task_name, "scheduled_task_id": run.scheduled_task_id,
         "status": run.status, "state": run.state, "args": run.args, "kwargs": run.kwargs,
         "queued_at": _iso(run.queued_at), "started_at": _iso(run.started_at), "finished_at": _iso(run.finished_at),
         "runtime_s": runtime, "worker": run.worker, "result": run.result, "error": run.error,
         "traceback": run.traceback, "retries": run.retries, "next_retry_at": _iso(run.next_retry_at),
+        "eta": _iso(run.eta), "retry_of": run.retry_of,
     }
 
 
 def get(celery_task_id):
     return db.session.scalar(select(Run).where(Run.celery_task_id == celery_task_id))
+
+
+def retried_by(celery_task_id):
+    """The runs sent as retries of this one, oldest first (their Celery task ids)."""
+    return db.session.scalars(select(Run.celery_task_id).where(Run.retry_of == celery_task_id)
+                              .order_by(Run.queued_at, Run.id)).all()
 
 
 def of_schedule(schedule_id, limit=100):

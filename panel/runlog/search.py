@@ -1,6 +1,7 @@
-"""The results browser's query: a filter (read by the request's model), newest first, keyset pages."""
+"""The results browser's query: a filter (read by the request's model), in one of three orders, keyset pages."""
 import base64
 import binascii
+import math
 import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -19,6 +20,10 @@ TEXT_MAX = 200
 ID_MAX = 2**62  # a run id past this was not handed out (and would overflow the database's integer)
 UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 COLUMNS = tuple(Run.__table__.columns)
+# Each order walks one index: (queued_at, id) both ways, (runtime_s, id) backwards. "slowest" lists only runs
+# with a runtime (started and ended): a run that never ran has no place in it.
+SORTS = ("newest", "oldest", "slowest")
+CURSOR_TAG = {"newest": "", "oldest": "o|", "slowest": "s|"}  # newest keeps the cursors handed out before sorts
 
 
 @dataclass
@@ -33,11 +38,13 @@ class RunFilter:
     q: str | None = None
     limit: int = PAGE_SIZE
     cursor: tuple | None = field(default=None, repr=False)
+    sort: str = "newest"
 
     def as_args(self):
         """The filter as query arguments (for links to the next page and to exports)."""
         args = {"task": self.task, "status": ",".join(self.states) or None, "worker": self.worker,
-                "since": _iso(self.since), "until": _iso(self.until), "q": self.q}
+                "since": _iso(self.since), "until": _iso(self.until), "q": self.q,
+                "sort": None if self.sort == "newest" else self.sort}
         return {k: v for k, v in args.items() if v}
 
 
@@ -45,22 +52,48 @@ def _iso(value):
     return value.isoformat() + "Z" if value else None
 
 
-def encode_cursor(queued_at, run_id):
-    raw = f"{queued_at.isoformat()}|{run_id}".encode()
+def encode_cursor(key, run_id, sort="newest"):
+    """The opaque cursor of a page that ends at (key, id): queued_at, or runtime_s when slowest first."""
+    key_text = repr(float(key)) if sort == "slowest" else key.isoformat()
+    raw = f"{CURSOR_TAG[sort]}{key_text}|{run_id}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(text):
-    """The (queued_at, id) a page ends at; 400 for anything we did not hand out."""
+def cursor_of(row, sort):
+    return (row.runtime_s if sort == "slowest" else row.queued_at), row.id
+
+
+def _sort_of(raw):
+    return next((name for name, tag in CURSOR_TAG.items() if tag and raw.startswith(tag)), "newest")
+
+
+def _key(text, sort):
+    if sort == "slowest":
+        value = float(text)
+        if not math.isfinite(value):
+            raise ValueError(text)
+        return value
+    at = datetime.fromisoformat(text)
+    if at.tzinfo is not None:
+        raise ValueError(text)
+    return at
+
+
+def decode_cursor(text, sort="newest"):
+    """The (key, id) a page ends at; 400 for anything we did not hand out, or a cursor of another order."""
     try:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
-        stamp, digits = raw.split("|")
-        at, run_id = datetime.fromisoformat(stamp), int(digits)
-        if at.tzinfo is not None or not (digits.isascii() and digits.isdigit()) or not 0 < run_id <= ID_MAX:
+        given = _sort_of(raw)
+        stamp, digits = raw[len(CURSOR_TAG[given]):].split("|")
+        key, run_id = _key(stamp, given), int(digits)
+        if not (digits.isascii() and digits.isdigit()) or not 0 < run_id <= ID_MAX:
             raise ValueError(run_id)
-        return at, run_id
     except (ValueError, UnicodeDecodeError, binascii.Error):
         raise ValidationError("cursor", "is not one this panel handed out; start again without it") from None
+    if given != sort:
+        raise ValidationError("cursor", f"belongs to the {given} first order, not {sort} first; "
+                                        "start again without it")
+    return key, run_id
 
 
 def conditions(flt):
@@ -86,13 +119,22 @@ def conditions(flt):
     return terms
 
 
-def select_runs(flt, limit=None):
-    """Newest first by (queued_at, id), starting after the cursor."""
-    query = select(*COLUMNS).where(*conditions(flt))
+def _ordered(query, flt):
+    """ORDER BY and the keyset step for the filter's sort (ties broken by id, so no run is skipped or repeated)."""
+    if flt.sort == "slowest":
+        query = query.where(Run.runtime_s.is_not(None))
+        key, forward = Run.runtime_s, False
+    else:
+        key, forward = Run.queued_at, flt.sort == "oldest"
     if flt.cursor:
-        at, run_id = flt.cursor
-        query = query.where(tuple_(Run.queued_at, Run.id) < (at, run_id))
-    query = query.order_by(Run.queued_at.desc(), Run.id.desc())
+        after = tuple_(key, Run.id)
+        query = query.where(after > flt.cursor if forward else after < flt.cursor)
+    return query.order_by(key.asc(), Run.id.asc()) if forward else query.order_by(key.desc(), Run.id.desc())
+
+
+def select_runs(flt, limit=None):
+    """The filter's runs in its order, starting after the cursor."""
+    query = _ordered(select(*COLUMNS).where(*conditions(flt)), flt)
     return query.limit(limit) if limit else query
 
 
@@ -102,11 +144,11 @@ def page(flt):
         rows = conn.execute(select_runs(flt, flt.limit + 1)).all()
     more = len(rows) > flt.limit
     rows = rows[:flt.limit]
-    return rows, (encode_cursor(rows[-1].queued_at, rows[-1].id) if more else None)
+    return rows, (encode_cursor(*cursor_of(rows[-1], flt.sort), flt.sort) if more else None)
 
 
 def stream(flt, engine, batch=1000):
-    """Every run the filter matches, newest first, in keyset batches; needs no app context (a streamed reply)."""
+    """Every run the filter matches, in its order, in keyset batches; needs no app context (a streamed reply)."""
     cursor = flt.cursor
     while True:
         with engine.connect() as conn:
@@ -114,4 +156,4 @@ def stream(flt, engine, batch=1000):
         yield from rows
         if len(rows) < batch:
             return
-        cursor = (rows[-1].queued_at, rows[-1].id)
+        cursor = cursor_of(rows[-1], flt.sort)

@@ -1,7 +1,8 @@
 """The recorder's writes as Core statements with named parameters, one set per database dialect."""
-from sqlalchemy import bindparam, case, insert, or_, select, update
+from sqlalchemy import DateTime, bindparam, case, insert, or_, select, update
 
 from models import COMPLETED, FAILED, PENDING, RUNNING, Run, Schedule
+from panel.runlog import runtime
 
 logs_t = Run.__table__
 tasks_t = Schedule.__table__
@@ -40,11 +41,12 @@ def _upsert_run(dialect_name, columns, on_conflict):
 def for_dialect(dialect_name):
     """Every write the recorder makes, as Core statements with named parameters."""
     run_columns = ("celery_task_id", "task_name", "scheduled_task_id", "status", "state", "args", "kwargs",
-                   "queued_at", "started_at", "worker", "retries", "next_retry_at")
+                   "queued_at", "started_at", "worker", "retries", "next_retry_at", "eta", "retry_of")
+    ran = runtime.seconds(logs_t.c.started_at, bindparam("now", type_=DateTime), dialect_name)
     schedule_of_run = select(logs_t.c.scheduled_task_id).where(_by_task_id()).scalar_subquery()
     return {
         # The worker's start may get there first: the sender's insert then adds what only it knows.
-        "insert": _upsert_run(dialect_name, run_columns, ("scheduled_task_id", "queued_at")),
+        "insert": _upsert_run(dialect_name, run_columns, ("scheduled_task_id", "queued_at", "eta", "retry_of")),
         # A retry of a run the panel already ended (cancelled, stopped) does not open it again: the revoke
         # discards the retry when it falls due. If it runs after all, "started" opens the row (the truth).
         "retry_sent": update(logs_t).where(_by_task_id()).where(_still_open()).values(
@@ -55,14 +57,15 @@ def for_dialect(dialect_name):
         "started": _upsert_run(dialect_name, run_columns,
                                ("status", "state", "started_at", "worker", "next_retry_at")),
         "succeeded": update(logs_t).where(_by_task_id()).values(
-            status=COMPLETED, state="SUCCESS", finished_at=bindparam("now"), result=bindparam("result"), error=None),
+            status=COMPLETED, state="SUCCESS", finished_at=bindparam("now"), runtime_s=ran, result=bindparam("result"),
+            error=None),
         # A failure after a cancel (the killed process) must not overwrite "Task cancelled manually".
         "failed": update(logs_t).where(_by_task_id()).where(_still_open()).values(
-            status=FAILED, state="FAILURE", finished_at=bindparam("now"), error=bindparam("error"),
+            status=FAILED, state="FAILURE", finished_at=bindparam("now"), runtime_s=ran, error=bindparam("error"),
             traceback=bindparam("tb")),
         "retrying": update(logs_t).where(_by_task_id()).where(_still_open()).values(
             status=PENDING, state="RETRY", retries=bindparam("retries"), error=bindparam("error")),
         "revoked": update(logs_t).where(_by_task_id()).where(_still_open()).values(
-            status=FAILED, state="REVOKED", finished_at=bindparam("now"), error=bindparam("error")),
+            status=FAILED, state="REVOKED", finished_at=bindparam("now"), runtime_s=ran, error=bindparam("error")),
         "schedule_status": update(tasks_t).where(tasks_t.c.id == schedule_of_run).values(status=bindparam("st")),
     }

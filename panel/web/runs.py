@@ -3,12 +3,15 @@ import logging
 
 from flask import Response, current_app, g, jsonify
 
-from models import db, utcnow
+from models import ADMIN, db, utcnow
 from panel.database import reader
 from panel.errors import NotFound
-from panel.runlog import cancel, export, operations, retention, runs, search, stats
+from panel.runlog import bulk, cancel, export, operations, retention, retry, runs, search, stats
 from panel.web.contract import api
+from panel.web.errors import error_response
 from panel.web.schemas.runs import (
+    BulkDone,
+    BulkIn,
     Cancelled,
     CleanedUp,
     Cleanup,
@@ -16,6 +19,7 @@ from panel.web.schemas.runs import (
     ExportQuery,
     PerMinute,
     PerMinuteQuery,
+    Retried,
     RetriesStopped,
     RunDelete,
     RunDetail,
@@ -43,7 +47,7 @@ def listed(row):
 
 @api(RunPage, 400)
 def list_runs(query: RunQuery):
-    """Every run, newest first, filtered; follow next_cursor for the next page.
+    """Every run, newest first (or oldest, or slowest first), filtered; follow next_cursor for the next page.
 
     400 names the filter at fault, also when `until` is not after `since` or the cursor is not one we gave.
     """
@@ -103,8 +107,49 @@ def get_run(celery_task_id):
     """A run's detail, with the schedule it came from (None for an ad-hoc run)."""
     run = run_or_404(celery_task_id)
     schedule = run.schedule
-    return jsonify({**runs.as_dict(run),
+    return jsonify({**runs.as_dict(run), "retried_by": runs.retried_by(celery_task_id),
                     "scheduled_task": {"id": schedule.id, "name": schedule.name} if schedule else None})
+
+
+@api(Retried, 404, 409, 503)
+def retry_run(celery_task_id):
+    """Send an ended run again as a new run: same task type, args, kwargs and queue; it names the old one.
+
+    409: the run is still queued or running, or its arguments are known only as a repr; 503: the broker is away.
+    """
+    run = run_or_404(celery_task_id)
+    new_id, queue = retry.send_again(celery(), run)
+    return jsonify({"status": "success", "celery_task_id": new_id, "retry_of": celery_task_id, "queue": queue,
+                    "message": f"Run {celery_task_id} sent again as {new_id}"})
+
+
+@api(BulkDone, 400, 403, 503)
+def bulk_runs(json: BulkIn):
+    """Retry, revoke, cancel or delete (admin) every run a filter matches; a dry run only counts.
+
+    400 (field `filter`): more runs than BULK_MAX_RUNS, or a delete that would take an open run.
+    """
+    if json.action == "delete" and g.identity.role != ADMIN:
+        return error_response(403, f"your role ({g.identity.role}) cannot delete runs; it needs admin")
+    cap = int(current_app.config.get("BULK_MAX_RUNS", bulk.MAX_RUNS))
+    done = bulk.act(celery(), current_app.extensions["supervisor"].host, json.filter.to_filter(), json.ids,
+                    json.action, g.identity.username, cap=cap, dry_run=json.dry_run)
+    return jsonify({"status": "success", "action": json.action, "dry_run": json.dry_run,
+                    "message": bulk_message(json.action, json.dry_run, done),
+                    "matched": done.matched, "applies": done.applies, "done": done.done, "new_ids": done.new_ids,
+                    "acknowledged_by": done.acknowledged_by, "not_confirmed": done.not_confirmed,
+                    "failed": [{"celery_task_id": cid, "reason": why} for cid, why in done.failed]})
+
+
+PAST = {"retry": "Sent again", "revoke": "Revoked", "cancel": "Cancelled", "delete": "Deleted"}
+
+
+def bulk_message(action, dry_run, done):
+    applies = f"{done.applies} of the {done.matched} matching run(s)"
+    if dry_run:
+        return f"Would {action} {applies} (dry run: nothing done)"
+    return f"{PAST[action]} {done.done}: {action} applied to {applies}" + (
+        f"; {len(done.failed)} could not be sent again" if done.failed else "")
 
 
 @api(Cancelled, 404, 409)

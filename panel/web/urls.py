@@ -51,7 +51,9 @@ API = [  # JSON, blueprint "api"
     ("GET",      "/api/runs/per-minute",                       runs.runs_per_minute,            VIEWER),
     ("POST",     "/api/runs/delete",                           runs.delete_runs,                ADMIN),
     ("POST",     "/api/runs/cleanup",                          runs.cleanup_runs,               ADMIN),
+    ("POST",     "/api/runs/bulk",                             runs.bulk_runs,                  OPERATOR),
     ("GET",      "/api/runs/<run_id:celery_task_id>",          runs.get_run,                    VIEWER),
+    ("POST",     "/api/runs/<run_id:celery_task_id>/retry",    runs.retry_run,                  OPERATOR),
     # The cluster: workers, the task types they register, queues.
     ("GET",      "/api/workers",                               cluster.list_workers,            VIEWER),
     ("GET",      "/api/workers/<name>",                        cluster.worker_detail,           VIEWER),

@@ -16,6 +16,8 @@ STATUS_LIST = rf"^(\s*({STATE_WORD})\s*(,\s*({STATE_WORD})\s*)*)?$"  # empty: no
 DATE_OR_TIME = {"anyOf": [{"type": "string", "format": "date"}, {"type": "string", "format": "date-time"}]}
 Text = text(search.TEXT_MAX) | SkipJsonSchema[None]
 When = Annotated[str, Field(json_schema_extra=DATE_OR_TIME, description="UTC unless it says")] | SkipJsonSchema[None]
+Statuses = worded(STATUS_LIST, "must be one or more of " + ", ".join(search.STATES) + ", comma separated",
+                  description="Celery states, comma separated") | SkipJsonSchema[None]
 
 
 def parse_utc(field, text):
@@ -44,37 +46,43 @@ def _end_of(text, value):
         return None
 
 
+def window(since_text, until_text):
+    """(since, until) as naive UTC, each optional; 400 naming the one at fault, or until when not after since."""
+    since = parse_utc("since", since_text) if since_text is not None else None
+    until = _end_of(until_text, parse_utc("until", until_text)) if until_text is not None else None
+    if since and until and since >= until:
+        raise ValidationError("until", "must be later than since")
+    return since, until
+
+
 class RunQuery(Query):
     """Filters of the results browser; every one optional."""
 
     task: Text = None
-    status: worded(STATUS_LIST, "must be one or more of " + ", ".join(search.STATES) + ", comma separated",
-                   description="Celery states, comma separated") | SkipJsonSchema[None] = None
+    status: Statuses = None
     worker: Text = None
     since: When = None
     until: When = Field(None, description="a bare date includes that day")
     q: Text = Field(None, description="a task id, part of one, or text in the args and kwargs")
     limit: page_size(search.PAGE_SIZE, search.PAGE_SIZE_MAX) = search.PAGE_SIZE
     cursor: Annotated[str, Field(max_length=200, description="next_cursor of the page before: only one "
-                                                          "this panel handed out")] | SkipJsonSchema[None] = None
+                                                          "this panel handed out, in the same sort")] | SkipJsonSchema[None] = None
+    sort: Literal[search.SORTS] = Field("newest", description="newest or oldest first (queued), or slowest first "
+                                                             "(runtime: only runs that started and ended)")
 
     _span: tuple = (None, None)
 
     @model_validator(mode="after")
     def _check_window(self):
-        since = parse_utc("since", self.since) if self.since is not None else None
-        until = _end_of(self.until, parse_utc("until", self.until)) if self.until is not None else None
-        if since and until and since >= until:
-            raise ValidationError("until", "must be later than since")
-        self._span = (since, until)
+        self._span = window(self.since, self.until)
         return self
 
     def to_filter(self):
         since, until = self._span
         states = tuple(dict.fromkeys(s.strip().upper() for s in re.split(",", self.status))) if self.status else ()
         clean = {name: (getattr(self, name) or "").strip() or None for name in ("task", "worker", "q")}
-        return search.RunFilter(states=states, since=since, until=until, limit=self.limit,
-                                cursor=search.decode_cursor(self.cursor) if self.cursor else None, **clean)
+        return search.RunFilter(states=states, since=since, until=until, limit=self.limit, sort=self.sort,
+                                cursor=search.decode_cursor(self.cursor, self.sort) if self.cursor else None, **clean)
 
 
 class ExportQuery(RunQuery):
@@ -100,6 +108,8 @@ class Run(Answer):
     traceback: str | None = Field(None, description="in a run's detail, not in lists")
     retries: int
     next_retry_at: Timestamp | None
+    eta: Timestamp | None = Field(description="sent to start no sooner than this")
+    retry_of: str | None = Field(description="the run this one retried (its Celery task id)")
 
 
 class RunPage(Answer):
@@ -115,6 +125,7 @@ class ScheduleRef(Answer):
 
 class RunDetail(Run):
     scheduled_task: ScheduleRef | None
+    retried_by: list[str] = Field(description="the runs that retried this one, oldest first (Celery task ids)")
 
 
 class PerMinuteQuery(Query):
@@ -217,3 +228,62 @@ class RetriesStopped(Answer):
     after: Where
     record: Run | None
     steps: list[Step]
+
+
+class Retried(Answer):
+    status: Literal["success"]
+    message: str
+    celery_task_id: str = Field(description="the new run's")
+    retry_of: str = Field(description="the run sent again")
+    queue: str | None = Field(description="the queue it went to (None: the task type's default)")
+
+
+BULK_IDS_MAX = search.PAGE_SIZE_MAX
+
+
+class BulkFilter(Body):
+    """The results browser's filters (as GET /api/runs takes them); none at all matches every run."""
+
+    task: Text = None
+    status: Statuses = None
+    worker: Text = None
+    since: When = None
+    until: When = None
+    q: Text = None
+
+    @model_validator(mode="after")
+    def _check_window(self):
+        window(self.since, self.until)
+        return self
+
+    def to_filter(self):
+        return RunQuery.model_validate(self.model_dump(exclude_none=True)).to_filter()
+
+
+class BulkIn(Body):
+    action: Literal["retry", "revoke", "cancel", "delete"] = Field(
+        description="retry: ended runs; revoke: queued runs (and runs waiting for a retry); cancel: queued and "
+                    "running runs; delete (admin): ended runs, and refused when the filter matches an open one")
+    filter: BulkFilter = BulkFilter()
+    ids: Annotated[list[text(64)], Field(max_length=BULK_IDS_MAX, description="only these runs (Celery task ids) "
+                                                                             "of the filter's")] | SkipJsonSchema[None] = None
+    dry_run: bool = False
+
+
+class NotDone(Answer):
+    celery_task_id: str
+    reason: str
+
+
+class BulkDone(Answer):
+    status: Literal["success"]
+    message: str
+    action: str
+    dry_run: bool
+    matched: int = Field(description="runs the filter matches")
+    applies: int = Field(description="of those, runs the action applies to")
+    done: int = Field(description="runs it was done to (0 on a dry run)")
+    new_ids: list[str] = Field(description="retry: the new runs' Celery task ids")
+    acknowledged_by: list[str] = Field(description="revoke: the workers that acknowledged it")
+    not_confirmed: list[str] = Field(description="cancel: runs whose stop was not confirmed")
+    failed: list[NotDone] = Field(description="retry: runs that could not be sent again, and why")

@@ -1,0 +1,128 @@
+"""Acting on every run a filter matches at once: retry, revoke, cancel or delete; counted first, capped."""
+import logging
+from dataclasses import dataclass, field
+
+from sqlalchemy import delete, func, select
+
+from models import COMPLETED, FAILED, PENDING, RUNNING, Run, db, utcnow
+from panel.broker import remote
+from panel.cluster import workers
+from panel.errors import ConflictError, ValidationError
+from panel.runlog import cancel, outcomes, retry, search
+
+log = logging.getLogger("panel.bulk")
+MAX_RUNS = 10_000  # BULK_MAX_RUNS: a larger set is refused, so one click never sends or deletes a whole log
+REVOKE_BATCH = 1_000  # ids per revoke message: Celery's revoke takes a list; this keeps each message small
+DELETE_BATCH = 5_000  # rows per delete transaction: workers keep recording between batches
+ACTIONS = ("retry", "revoke", "cancel", "delete")
+# Which runs each action applies to, by status: revoke is for queued runs (and runs waiting for a retry);
+# cancel also stops running ones; retry and delete take only ended runs.
+APPLIES_TO = {"retry": (COMPLETED, FAILED), "revoke": (PENDING,), "cancel": (PENDING, RUNNING),
+              "delete": (COMPLETED, FAILED)}
+NARROW = "narrow it with status, task, worker, since and until, or q, and act on each part"
+
+
+@dataclass
+class Outcome:
+    """What a bulk action found and did."""
+
+    matched: int
+    applies: int
+    done: int = 0
+    new_ids: list = field(default_factory=list)
+    acknowledged_by: list = field(default_factory=list)
+    not_confirmed: list = field(default_factory=list)
+    failed: list = field(default_factory=list)  # (celery task id, why) of runs it could not act on
+
+
+def _terms(flt, ids):
+    terms = search.conditions(flt)
+    if ids is not None:
+        terms.append(Run.celery_task_id.in_(sorted(set(ids))))
+    return terms
+
+
+def count(flt, ids, action, cap):
+    """(matched, how many the action applies to); 400 naming `filter` over the cap, or a delete of open runs."""
+    by_status = dict(db.session.execute(select(Run.status, func.count()).where(*_terms(flt, ids))
+                                        .group_by(Run.status)).all())
+    db.session.rollback()
+    matched = sum(by_status.values())
+    if matched > cap:
+        raise ValidationError("filter", f"matches {matched:,} runs, more than the {cap:,} one bulk action takes "
+                                        f"(BULK_MAX_RUNS): {NARROW}")
+    still_open = by_status.get(PENDING, 0) + by_status.get(RUNNING, 0)
+    if action == "delete" and still_open:
+        raise ValidationError("filter", f"matches {still_open:,} run(s) still queued, running or waiting for a "
+                                        "retry, and only finished runs can be deleted: add "
+                                        "status=SUCCESS,FAILURE,REVOKED to the filter")
+    return matched, sum(n for status, n in by_status.items() if status in APPLIES_TO[action])
+
+
+def _rows(flt, ids, action, *columns):
+    rows = db.session.execute(select(*columns).where(*_terms(flt, ids), Run.status.in_(APPLIES_TO[action]))
+                              .order_by(Run.id)).all()
+    db.session.rollback()  # hold nothing while the broker and the workers are asked
+    return rows
+
+
+def act(celery, host, flt, ids, action, who, cap=MAX_RUNS, dry_run=False):
+    """Count, then (unless a dry run) do `action` to every matched run it applies to."""
+    matched, applies = count(flt, ids, action, cap)
+    outcome = Outcome(matched, applies)
+    if dry_run or not applies:
+        return outcome
+    if action == "delete":
+        _delete(outcome, [r.id for r in _rows(flt, ids, action, Run.id)])
+    elif action == "revoke":
+        _revoke(celery, outcome, [r.celery_task_id for r in _rows(flt, ids, action, Run.celery_task_id)], who)
+    elif action == "cancel":
+        _cancel(celery, host, outcome, _rows(flt, ids, action, Run.celery_task_id, Run.status, Run.worker))
+    else:
+        _retry(celery, outcome, _rows(flt, ids, action, Run.celery_task_id, Run.task_name, Run.status, Run.state,
+                                      Run.args, Run.kwargs))
+    log.info("bulk %s by %s: %d matched, %d applied to, %d done", action, who, matched, applies, outcome.done)
+    return outcome
+
+
+def _online():
+    now = utcnow()
+    names = [row.name for row in workers.rows() if workers.is_online(row, now)]
+    db.session.rollback()
+    return names
+
+
+def _revoke(celery, outcome, task_ids, who):
+    """Revoke in batches (every online worker asked to acknowledge, any other by broadcast), then end the rows."""
+    online, acked = _online(), set()
+    for start in range(0, len(task_ids), REVOKE_BATCH):
+        acked.update(remote.revoke_everywhere(celery, task_ids[start:start + REVOKE_BATCH], online))
+    outcome.acknowledged_by = sorted(acked)
+    outcome.done = outcomes.end(task_ids, outcomes.revoked(who)).runs
+
+
+def _cancel(celery, host, outcome, rows):
+    done = cancel.cancel(celery, host, rows)
+    outcome.not_confirmed = done.not_confirmed
+    outcome.done = len(done.revoked_queued) + len(done.stopped) + len(done.not_confirmed)
+
+
+def _delete(outcome, run_ids):
+    """Delete by id in short transactions; a run reopened meanwhile (a retry that ran after all) stays."""
+    for start in range(0, len(run_ids), DELETE_BATCH):
+        batch = run_ids[start:start + DELETE_BATCH]
+        outcome.done += db.session.execute(delete(Run).where(Run.id.in_(batch), Run.status.in_(APPLIES_TO["delete"]))
+                                           .execution_options(synchronize_session=False)).rowcount
+        db.session.commit()
+
+
+def _retry(celery, outcome, rows):
+    """Send each run again; one whose arguments are unknown is named in `failed`, the others still go."""
+    for row in rows:
+        try:
+            new_id, _ = retry.send_again(celery, row)
+        except ConflictError as exc:
+            outcome.failed.append((row.celery_task_id, str(exc)))
+            continue
+        outcome.new_ids.append(new_id)
+    outcome.done = len(outcome.new_ids)

@@ -1,0 +1,133 @@
+"""Bulk actions over a filter: counted by a dry run, capped, revoke and cancel end rows, delete is admin-only."""
+import uuid
+
+import pytest
+
+from models import Run, db
+from panel.host.processes import WORKER
+from tests.conftest import api_client
+from tests.helpers import run_row, start_worker, wait_for
+from tests.test_results import NOW, add_runs
+
+PARKED = "parked"  # a queue no worker consumes until the test says so
+
+
+def bulk(client, action, flt=None, **extra):
+    return client.post("/api/runs/bulk", json={"action": action, "filter": flt or {}, **extra})
+
+
+def send_parked(app, n):
+    celery = app.extensions["celery"]
+    ids = [celery.send_task("tests.add", args=[i, i], queue=PARKED).id for i in range(n)]
+    for cid in ids:
+        wait_for(lambda cid=cid: run_row(app, cid), 5, "the parked run's row")
+    return ids
+
+
+def test_bulk_revoke_of_a_parked_queue_after_a_dry_run_and_a_worker_started_on_it_runs_none(make_app):
+    app = make_app()
+    client = api_client(app, "operator")
+    start_worker(app)  # consumes "celery" only: it takes the revoke, and keeps it in its --statedb
+    done = app.extensions["celery"].send_task("tests.add", args=[2, 2]).id
+    wait_for(lambda: run_row(app, done).status == "completed", 30, "the default queue's run")
+    parked = send_parked(app, 6)
+
+    preview = bulk(client, "revoke", {"status": "PENDING"}, dry_run=True).get_json()
+    assert (preview["matched"], preview["applies"], preview["done"], preview["dry_run"]) == (6, 6, 0, True)
+    assert all(run_row(app, cid).status == "pending" for cid in parked)  # a dry run changes nothing
+
+    resp = bulk(client, "revoke", {"status": "PENDING"})
+    body = resp.get_json()
+    assert resp.status_code == 200, body
+    assert (body["matched"], body["applies"], body["done"]) == (6, 6, 6)
+    for cid in parked:
+        row = run_row(app, cid)
+        assert (row.status, row.state) == ("failed", "REVOKED") and "Revoked by test-operator" in row.error
+    assert run_row(app, done).state == "SUCCESS"  # not matched: untouched
+
+    supervisor = app.extensions["supervisor"]
+    supervisor.stop((WORKER,))
+    app.config["WORKER_QUEUES"] = f"celery,{PARKED}"  # the same worker (its state file) now takes the parked queue
+    start_worker(app)
+    log = supervisor.log_path("worker")
+    wait_for(lambda: all(f"Discarding revoked task: tests.add[{cid}]" in log.read_text() for cid in parked), 30,
+             "the worker to discard every parked run")
+    for cid in parked:
+        row = run_row(app, cid)
+        assert row.state == "REVOKED" and row.started_at is None and row.result is None
+
+
+def test_bulk_cancel_of_selected_ids_ends_only_those(make_app):
+    app = make_app()
+    client = api_client(app, "operator")
+    parked = send_parked(app, 4)
+    body = bulk(client, "cancel", {"task": "tests.add"}, ids=parked[:2]).get_json()
+    assert (body["matched"], body["applies"], body["done"]) == (2, 2, 2), body
+    assert [run_row(app, cid).error for cid in parked] == ["Task cancelled manually"] * 2 + [None, None]
+
+
+def test_a_bulk_request_over_the_cap_is_refused_naming_filter_and_changes_nothing(make_app):
+    app = make_app(BULK_MAX_RUNS=3)
+    client = api_client(app, "admin")
+    ids = add_runs(app, [{} for _ in range(5)])
+    for dry_run in (True, False):
+        resp = bulk(client, "delete", {"status": "SUCCESS"}, dry_run=dry_run)
+        body = resp.get_json()
+        assert resp.status_code == 400 and body["status"] == "error" and body["field"] == "filter"
+        assert "5 runs" in body["message"] and "3" in body["message"] and "narrow" in body["message"]
+    assert all(run_row(app, cid) for cid in ids)
+    narrowed = bulk(client, "delete", {"status": "SUCCESS"}, ids=ids[:3]).get_json()
+    assert narrowed["done"] == 3 and [run_row(app, cid) is None for cid in ids] == [True] * 3 + [False] * 2
+
+
+def test_delete_is_refused_for_an_operator_with_403_in_the_error_shape(app):
+    ids = add_runs(app, [{}])
+    resp = bulk(api_client(app, "operator"), "delete", {"status": "SUCCESS"})
+    assert resp.status_code == 403
+    assert resp.get_json()["status"] == "error" and "admin" in resp.get_json()["message"]
+    assert run_row(app, ids[0]) is not None
+
+
+def test_delete_is_refused_when_the_filter_matches_open_runs_and_takes_only_finished_ones(app):
+    client = api_client(app, "admin")
+    open_ids = add_runs(app, [{"state": "PENDING", "status": "pending"}, {"state": "STARTED", "status": "running"}])
+    finished = add_runs(app, [{"state": s, "status": st} for s, st in
+                              (("SUCCESS", "completed"), ("FAILURE", "failed"), ("REVOKED", "failed"))])
+    resp = bulk(client, "delete")
+    assert resp.status_code == 400 and resp.get_json()["field"] == "filter"
+    assert "2 run(s) still queued" in resp.get_json()["message"]
+    assert all(run_row(app, cid) for cid in open_ids + finished)
+    body = bulk(client, "delete", {"status": "SUCCESS,FAILURE,REVOKED"}).get_json()
+    assert (body["matched"], body["done"]) == (3, 3)
+    assert [run_row(app, cid) is None for cid in open_ids + finished] == [False, False, True, True, True]
+
+
+@pytest.mark.parametrize("action, applies", [("retry", 2), ("revoke", 1), ("cancel", 2), ("delete", 2)])
+def test_a_dry_run_counts_the_runs_each_action_applies_to(app, action, applies):
+    add_runs(app, [{"state": "SUCCESS", "status": "completed"}, {"state": "FAILURE", "status": "failed"},
+                   {"state": "RETRY", "status": "pending"}, {"state": "STARTED", "status": "running"}])
+    client = api_client(app, "admin")
+    flt = {} if action != "delete" else {"status": "SUCCESS,FAILURE"}
+    body = bulk(client, action, flt, dry_run=True).get_json()
+    assert body["applies"] == applies and body["done"] == 0 and "dry run" in body["message"]
+    with app.app_context():
+        assert db.session.query(Run).count() == 4
+
+
+def test_a_bad_bulk_request_names_its_field(app):
+    client = api_client(app, "operator")
+    assert bulk(client, "explode").get_json()["field"] == "action"
+    assert bulk(client, "retry", {"status": "DONE"}).get_json()["field"] == "filter"
+    dated = bulk(client, "retry", {"since": "yesterday"}).get_json()
+    assert dated["field"] == "since", dated  # as GET /api/runs names it
+    too_many = bulk(client, "retry", ids=[str(uuid.uuid4()) for _ in range(501)])
+    assert too_many.status_code == 400 and too_many.get_json()["field"] == "ids"
+
+
+def test_bulk_delete_keeps_the_newest_runs_outside_the_filter(app):
+    old = add_runs(app, [{"queued_at": NOW.replace(year=NOW.year - 1)} for _ in range(3)])
+    new = add_runs(app, [{} for _ in range(2)])
+    until = NOW.replace(year=NOW.year - 1).date().isoformat()
+    body = bulk(api_client(app, "admin"), "delete", {"until": until, "status": "SUCCESS"}).get_json()
+    assert body["done"] == 3
+    assert [run_row(app, cid) is None for cid in old + new] == [True] * 3 + [False] * 2
