@@ -1,4 +1,5 @@
 """Queues on the broker through kombu's channel: how many messages wait, purging, the longest waiting message."""
+import base64
 import json
 from contextlib import contextmanager
 
@@ -8,6 +9,8 @@ from kombu.exceptions import ChannelError
 from panel.errors import BrokerDown
 
 CONNECT_TIMEOUT_S = 2.0
+SHOWN_MAX_CHARS = 200  # args and kwargs in a peek: enough to tell runs apart, short enough to read
+ACCEPTED = ["json", "pickle", "yaml", "msgpack"]
 
 
 @contextmanager
@@ -136,3 +139,92 @@ def oldest(celery, names):
             continue
         out.append({"queue": name, "task_id": headers.get("id"), "task": headers.get("task")})
     return out
+
+
+def peek(celery, name, limit):
+    """The first `limit` waiting messages of a queue, in the order a worker takes them; nothing moved or taken."""
+    with _connection(celery, f"read the messages of {name}") as conn:
+        if _is_redis(conn):
+            return [_described_redis(raw, at) for at, raw in enumerate(_peek_redis(conn.default_channel, name, limit))]
+        return _peek_amqp(conn, name, limit)
+
+
+def _peek_redis(channel, name, limit):
+    """One transaction reads the right end of each priority list (kombu's BRPOP takes from there, step 0 first)."""
+    keys = _tail_keys(channel, name)
+    with channel.conn_or_acquire() as client, client.pipeline(transaction=True) as pipe:
+        for key in keys:
+            pipe.lrange(key, -limit, -1)
+        lists = pipe.execute()
+    return [raw for items in lists for raw in reversed(items)][:limit]
+
+
+def _peek_amqp(conn, name, limit):
+    """basic_get without an ack, then close the channel: RabbitMQ puts every message back at its own place.
+
+    AMQP 0-9-1 has no read that leaves a message where it is; the messages are held for the milliseconds of
+    the look (marked redelivered), which RabbitMQ's management plugin would do the same way with its own get.
+    """
+    channel = conn.channel()
+    try:
+        queue = Queue(name, no_declare=True).bind(channel)
+        held = []
+        while len(held) < limit and (message := queue.get(no_ack=False, accept=ACCEPTED)) is not None:
+            held.append(message)
+        return [_described(message.headers or {}, message.properties, _body_of(message), at)
+                for at, message in enumerate(held)]
+    except ChannelError:  # the broker has no such queue (yet): nothing waits in it
+        return []
+    finally:
+        try:
+            channel.close()  # un-acknowledged: all of them go back, in their order
+        except Exception:  # already closed by the broker
+            pass
+
+
+def _body_of(message):
+    body = message.body
+    return body.decode(message.content_encoding or "utf-8", "replace") if isinstance(body, bytes) else body
+
+
+def _described_redis(raw, at):
+    try:
+        message = json.loads(raw)
+        props = message.get("properties") or {}
+        body = message.get("body") or ""
+        if props.get("body_encoding") == "base64":
+            body = base64.b64decode(body).decode("utf-8", "replace")
+        return _described(message.get("headers") or {}, props, body, at)
+    except (ValueError, AttributeError, TypeError):  # not a kombu message: say so rather than hide it
+        return _described({}, {}, raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw), at)
+
+
+def _described(headers, properties, body, at):
+    """Task type, id, args and kwargs cut to a readable length, ETA, expiry, retries and priority."""
+    args, kwargs = headers.get("argsrepr"), headers.get("kwargsrepr")
+    if args is None or kwargs is None:  # a sender that gave no repr: read the body (protocol 2: [args, kwargs, ...])
+        try:
+            decoded = json.loads(body)
+            args, kwargs = repr(decoded[0]), repr(decoded[1])
+        except (ValueError, TypeError, LookupError, KeyError):
+            args, kwargs = _cut(str(body)), ""
+    priority = properties.get("priority")
+    return {"position": at + 1, "task": _text(headers.get("task")), "id": _text(headers.get("id")),
+            "args": _cut(str(args)), "kwargs": _cut(str(kwargs)), "eta": _text(headers.get("eta")),
+            "expires": _text(headers.get("expires")), "retries": _whole(headers.get("retries")),
+            "priority": priority if isinstance(priority, int) else None}
+
+
+def _cut(text, limit=SHOWN_MAX_CHARS):
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _text(value):
+    return None if value is None else _cut(str(value))
+
+
+def _whole(value):
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0

@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 
 from models import WorkerNode, db, utcnow
 from panel.broker import events
-from panel.cluster import workers
+from panel.cluster import queues, workers
 
 log = logging.getLogger("panel.monitor")
 nodes_t = WorkerNode.__table__
@@ -157,8 +157,12 @@ def run(app, stop):
     celery = app.extensions["celery"]
 
     def ask_info(name):
+        """Its pool, queues and tasks first (so a queue it is to consume stays its own), then every pause."""
         with app.app_context():
-            return workers.refresh_info(celery, name)
+            try:
+                return workers.refresh_info(celery, name)
+            finally:
+                queues.reapply_pauses(celery, name)
     monitor = ClusterMonitor(engine, ask_info, stop)
     delay = RECONNECT_MIN_S
     while not stop.is_set():

@@ -1,15 +1,18 @@
 """Task types: what the panel and the workers register, ad-hoc sends, and per-type limits on the workers."""
 import inspect
 import re
+from datetime import datetime, timedelta, timezone
 
 from panel.beat import housekeeping
 from panel.broker import connection, publish, remote
 from panel.cluster import workers
-from panel.errors import NotFound, NoWorkerOnline
+from panel.errors import NotFound, NoWorkerOnline, ValidationError
 from panel.host.target import Target
 
 RATE_LIMIT = re.compile(r"^\d{1,9}(/[smh])?$")  # Celery's form: "10", "10/s", "10/m", "10/h"; "0" lifts it
 TIME_LIMIT_MAX_S = 7 * 24 * 3600
+LATER_LIMIT_S = 7 * 24 * 3600  # the document's bound on a countdown; SEND_LATER_MAX_S is the one a send meets
+MOMENT = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d{1,6})?)?(Z|[+-]\d\d:\d\d)$")  # ISO 8601, zone given
 
 
 def _signature(task):
@@ -54,10 +57,45 @@ def require_known(celery, name):
         raise NotFound(f"no task type named {name} is registered with the panel or any worker")
 
 
-def send(celery, name, args, kwargs, queue=None):
-    """Send one run now (to `queue`, else the task type's own); its row is written like every other run's."""
+def send(celery, name, args, kwargs, queue=None, **later):
+    """Send one run (to `queue`, else the task type's own), now or later; its row is written like every other run's.
+
+    `later`: countdown, eta, expires, priority as the request gave them (see timing).
+    """
     require_known(celery, name)
-    return publish.send(celery, name, args, kwargs, queue=queue or None).id
+    options = timing(**later, max_s=celery.flask_app.config["SEND_LATER_MAX_S"])
+    return publish.send(celery, name, args, kwargs, queue=queue or None, **options).id
+
+
+def _moment(field, text):
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(timezone.utc)
+    except ValueError as exc:  # the pattern passed, the calendar did not (a 31st of February)
+        raise ValidationError(field, f"is not a real time: {exc}") from exc
+
+
+def timing(countdown=None, eta=None, expires=None, priority=None, max_s=1500.0, now=None):
+    """Celery's send options: the start as an eta (a countdown counts from now), the expiry after it, the priority.
+
+    The start is bounded by max_s: a worker holds an early message unacknowledged until it is due, and the broker
+    takes it back past its own limit (see SEND_LATER_MAX_S).
+    """
+    now = now or datetime.now(timezone.utc)
+    start = now + timedelta(seconds=countdown) if countdown is not None else eta and _moment("eta", eta)
+    field = "countdown" if countdown is not None else "eta"
+    if start and start <= now:
+        raise ValidationError(field, f"must be in the future (it is now {now.isoformat(timespec='seconds')})")
+    if start and (start - now).total_seconds() > max_s:
+        raise ValidationError(field, f"must be at most {max_s:g} seconds from now (SEND_LATER_MAX_S)")
+    options = {"eta": start} if start else {}
+    if expires is not None:
+        ends = now + timedelta(seconds=expires) if isinstance(expires, (int, float)) else _moment("expires", expires)
+        if ends <= (start or now):
+            raise ValidationError("expires", "must be later than the start (now, or the countdown or eta)")
+        options["expires"] = ends
+    if priority is not None:
+        options["priority"] = priority
+    return options
 
 
 def _to_workers(celery, task_name, command, arguments, timeout_s=workers.CONTROL_TIMEOUT_S):

@@ -6,6 +6,7 @@ from sqlalchemy import select, update
 
 from models import WorkerNode, db, utcnow
 from panel.broker import connection, remote
+from panel.cluster import paused
 from panel.database import reader
 from panel.errors import NotFound
 
@@ -111,6 +112,8 @@ def cache_values(live):
 def refresh_cache(row, live, now):
     """Keep the replies in the row; written only when they changed or the cache is old (reads stay cheap)."""
     values = cache_values(live)
+    if "queues" in values:  # a paused queue is still this worker's: resume gives it back
+        values["queues"] = sorted(set(values["queues"]) | (set(row.queues or []) & paused.names()))
     changed = any(getattr(row, key) != value for key, value in values.items())
     fresh = row.info_at is not None and (now - row.info_at).total_seconds() < INFO_REFRESH_S
     if not values or (fresh and not changed):
@@ -159,6 +162,13 @@ def outcome(name, command, reply, timeout_s=CONTROL_TIMEOUT_S):
     text = reply.get("ok", reply) if isinstance(reply, dict) else reply
     return {"status": "success", "worker": name, "command": command, "reply": reply,
             "message": f"{name}: {text}"}, 200
+
+
+def add_queue(name, queue):
+    """A worker now consumes one more queue (it said so to a resume)."""
+    row = get_row(name)
+    with db.engine.begin() as conn:
+        conn.execute(update(nodes_t).where(nodes_t.c.name == name).values(queues=sorted({*(row.queues or []), queue})))
 
 
 def shutdown(celery, name, timeout_s=INSPECT_TIMEOUT_S):

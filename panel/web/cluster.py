@@ -3,7 +3,7 @@ import logging
 import threading
 import time
 
-from flask import current_app, jsonify
+from flask import current_app, g, jsonify, request
 
 from panel.broker import connection
 from panel.cluster import queues, task_types, workers
@@ -13,9 +13,12 @@ from panel.web.schemas.cluster import (
     Autoscale,
     Control,
     Limits,
+    PeekQuery,
     PoolStep,
     Purged,
     PurgeIn,
+    QueueControl,
+    QueueMessages,
     Queues,
     RateLimitIn,
     SendIn,
@@ -31,7 +34,8 @@ log = logging.getLogger("panel.control")
 TO_WORKER = {op: {"name": "$response.body#/workers/0/name"} for op in (
     "worker_detail", "pool_restart", "pool_grow", "pool_shrink", "autoscale", "shutdown")}
 TO_TASK_TYPE = {op: {"task_name": "$response.body#/tasks/0/name"} for op in ("send_task", "rate_limit", "time_limit")}
-TO_QUEUE = {"purge_queue": {"name": "$response.body#/queues/0/name"}}
+TO_QUEUE = {op: {"name": "$response.body#/queues/0/name"} for op in (
+    "purge_queue", "pause_queue", "resume_queue", "queue_messages")}
 TO_RUN = {op: {"celery_task_id": "$response.body#/celery_task_id"} for op in ("get_run", "cancel_run", "stop_retries")}
 # A control answers with the worker's own reply: 409 when it refused (its reply says why), 504 when silent.
 CONTROL_ANSWERS = (400, 404, 409, 503, (504, Control))
@@ -147,10 +151,14 @@ def registered_tasks():
 
 @api(Sent, 400, 404, optional_body=True, links=TO_RUN)
 def send_task(task_name, json: SendIn):
-    """Send one run now (recorded like every run)."""
-    celery_id = task_types.send(celery(), task_name, json.args, json.kwargs, json.queue)
-    log.info("ad-hoc run of %s sent as %s", task_name, celery_id)
-    return jsonify({"status": "success", "message": f"Sent {task_name}", "celery_task_id": celery_id})
+    """Send one run, now or later (countdown or eta; expires, priority); recorded like every run, with its ETA."""
+    for name in request.args:  # `?countdown=60` would otherwise be dropped and the run start at once
+        raise ValidationError(name, "is not read from the URL: send it in the JSON body")
+    later = json.model_dump(include={"countdown", "eta", "expires", "priority"})
+    celery_id = task_types.send(celery(), task_name, json.args, json.kwargs, json.queue, **later)
+    when = f" (countdown {json.countdown:g} s)" if json.countdown else f" (eta {json.eta})" if json.eta else ""
+    log.info("ad-hoc run of %s sent as %s%s", task_name, celery_id, when)
+    return jsonify({"status": "success", "message": f"Sent {task_name}{when}", "celery_task_id": celery_id})
 
 
 def _limits(payload):
@@ -185,3 +193,30 @@ def purge_queue(name, json: PurgeIn):
     log.warning("queue %s purged: %d message(s) removed", name, removed)
     return jsonify({"status": "success", "queue": name, "removed": removed,
                     "message": f"Purged {name}: {removed} message(s) removed"})
+
+
+def _queue_control(payload, code):
+    log.info("%s", payload["message"])
+    return jsonify(payload), code
+
+
+@api(QueueControl, 404, (409, QueueControl), (504, QueueControl))
+def pause_queue(name):
+    """Stop every worker that consumes the queue from taking its messages (they wait); kept across restarts.
+
+    A worker that comes online later is told at once; 409 or 504 when a consumer refused or was silent (the
+    pause is kept all the same)."""
+    by = g.identity.username if g.get("identity") else ""
+    return _queue_control(*queues.pause(celery(), broker_url(), name, current_app.config["WORKER_QUEUES"], by))
+
+
+@api(QueueControl, 404, (409, QueueControl), (504, QueueControl))
+def resume_queue(name):
+    """Let the queue's consumers take its messages again (a queue that was not paused: the same, harmlessly)."""
+    return _queue_control(*queues.resume(celery(), broker_url(), name, current_app.config["WORKER_QUEUES"]))
+
+
+@api(QueueMessages, 404)
+def queue_messages(name, query: PeekQuery):
+    """The first waiting messages, in the order a worker takes them, without taking or moving them."""
+    return jsonify(queues.peek(celery(), broker_url(), name, current_app.config["WORKER_QUEUES"], query.limit))

@@ -68,6 +68,9 @@ API = [  # JSON, blueprint "api"
     ("POST",     "/api/registered-tasks/<task_name>/time-limit", cluster.time_limit,            OPERATOR),
     ("GET",      "/api/queues",                                cluster.list_queues,             VIEWER),
     ("POST",     "/api/queues/<name>/purge",                   cluster.purge_queue,             OPERATOR),
+    ("POST",     "/api/queues/<name>/pause",                   cluster.pause_queue,             OPERATOR),
+    ("POST",     "/api/queues/<name>/resume",                  cluster.resume_queue,            OPERATOR),
+    ("GET",      "/api/queues/<name>/messages",                cluster.queue_messages,          VIEWER),
     # Messages a worker died on again and again, out of their queue.
     ("GET",      "/api/quarantine",                            quarantine.list_quarantine,      VIEWER),
     ("GET",      "/api/quarantine/<celery_task_id>",           quarantine.quarantined_message,  VIEWER),

@@ -6,13 +6,16 @@ from pydantic import Field, model_validator
 from panel.cluster import task_types
 from panel.errors import ValidationError
 from panel.web import limits
-from panel.web.schemas.base import Answer, Args, Body, Kwargs, whole, worded
-from panel.web.schemas.common import Timestamp
+from panel.web.schemas.base import Answer, Args, Body, Kwargs, Query, whole, worded
+from panel.web.schemas.common import Timestamp, page_size
 
 NoReply = Literal["no reply"]
 QUEUE = r"^[A-Za-z0-9_.:@-]{0,200}$"
 AUTOSCALE_MAX = 1024  # the document's bound; WORKER_POOL_MAX (32) is the cap a call meets
 Seconds = Annotated[float, Field(gt=0, le=task_types.TIME_LIMIT_MAX_S)]
+Later = Annotated[float, Field(gt=0, le=task_types.LATER_LIMIT_S)]
+Moment = worded(task_types.MOMENT.pattern, "must be a time in ISO 8601 with its zone, like 2030-01-31T12:00:00Z or "
+                "2030-01-31T13:00:00+01:00")
 
 
 class Pool(Answer):
@@ -109,10 +112,25 @@ class TaskTypes(Answer):
 
 
 class SendIn(Body):
+    """A run now, or later: `countdown` seconds from now or at `eta` (not both); the later bound is
+    SEND_LATER_MAX_S (1500 s by default), an eta must be in the future, and an expiry after the start."""
+
     args: Args = []
     kwargs: Kwargs = {}
     queue: worded(QUEUE, "must be a queue name (letters, digits and _ . : @ -)") | None = Field(
         None, description="empty or null: the task's own queue")
+    countdown: Later | None = Field(None, description="start no sooner than this many seconds from now")
+    eta: Moment | None = Field(None, description="start no sooner than this time (ISO 8601 with its zone)")
+    expires: Later | Moment | None = Field(
+        None, description="seconds from now, or a time (ISO 8601 with its zone): not started by then, it is revoked")
+    priority: whole(ge=0, le=9) | None = Field(
+        None, description="0-9: on Redis 0 is taken first; on RabbitMQ 9 is, for a queue declared with x-max-priority")
+
+    @model_validator(mode="after")
+    def _one_start(self):
+        if self.countdown is not None and self.eta is not None:
+            raise ValidationError("eta", "give a countdown or an eta, not both")
+        return self
 
 
 class RateLimitIn(Body):
@@ -144,6 +162,7 @@ class Queue(Answer):
     name: str
     messages: int
     consumers: list[str]
+    paused: bool
 
 
 class Queues(Answer):
@@ -167,3 +186,40 @@ class Purged(Answer):
     removed: int
     message: str
 
+
+
+class QueueControl(Answer):
+    """A pause or resume: kept at once; `replies` are the online consumers' own answers."""
+
+    status: Literal["success", "error"]
+    queue: str
+    paused: bool
+    applied_by: list[str]
+    replies: dict[str, dict[str, Any] | NoReply]
+    message: str
+
+
+class PeekQuery(Query):
+    limit: page_size(20, 100) = 20
+
+
+class WaitingMessage(Answer):
+    position: int
+    task: str | None
+    id: str | None
+    args: str
+    kwargs: str
+    eta: str | None
+    expires: str | None
+    retries: int
+    priority: int | None
+
+
+class QueueMessages(Answer):
+    """The first `limit` waiting messages in the order a worker takes them (nothing taken or moved)."""
+
+    queue: str
+    paused: bool
+    waiting: int
+    shown: int
+    messages: list[WaitingMessage]
