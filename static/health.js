@@ -1,9 +1,8 @@
-// The dashboard's health card, watchdog switches and restart history. Polls every 30 s like the rest of
-// the page (never two at once, paused while hidden). Every state is words and an icon, not colour alone.
+// The dashboard's health card, watchdog switches and restart history. Polls at the page's pace (panelPoll: 30 s
+// unless the user chose another; never two at once, paused while hidden). Every state is words and an icon, not colour alone.
 "use strict";
 
 (function () {
-  const POLL_MS = 30000;
   const DOG_LOOK = {  // Supervisor-like states of the watchdog
     RUNNING: ["ok-text", "✓ RUNNING"], STARTING: ["hint", "… STARTING"], BACKOFF: ["bad-text", "↻ BACKOFF"],
     FATAL: ["bad-text", "✕ FATAL"], EXITED: ["bad-text", "✕ EXITED"], STOPPED: ["hint", "■ STOPPED"],
@@ -62,7 +61,8 @@
 
   function cell(text) {
     const td = document.createElement("td");
-    td.textContent = text;
+    if (text instanceof Node) td.appendChild(text);
+    else td.textContent = text;
     return td;
   }
 
@@ -83,7 +83,7 @@
     body.replaceChildren(...events.map((e) => {
       const row = document.createElement("tr");
       const outcome = e.outcome === "ok" ? "✓ ok" : "✕ " + e.outcome;
-      row.append(cell(e.at.slice(0, 19).replace("T", " ")), cell(e.program), cell(e.action), cell(outcome),
+      row.append(cell(panelTime.element(e.at)), cell(e.program), cell(e.action), cell(outcome),
                  cell(e.pids.join(", ") || "—"), cell(exitWords(e.exit_status)), cell(e.cause || "—"),
                  cell(e.actor || "—"), cell(e.message));
       return row;
@@ -120,7 +120,7 @@
     if (!$("health-card")) return;
     document.querySelectorAll(".watchdog-switch input").forEach((box) => box.addEventListener("change", toggle));
     refresh();
-    setInterval(refresh, POLL_MS);
+    panelPoll.add(refresh);
     document.addEventListener("visibilitychange", () => { if (!document.hidden) refresh(); });
     document.addEventListener("panel:processes-changed", refresh);  // a toolbar action: show its effect now
   });

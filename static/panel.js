@@ -2,7 +2,8 @@
 // action refreshes what it changed at once. Status is always text and icon as well as colour.
 "use strict";
 
-const POLL_MS = 30000;
+const BUSY_POLL_MS = 500;        // while a start or stop runs, and while a run sent now has not started
+const FOLLOW_LIMIT_MS = 120000;   // a run followed that long without starting is left to the ordinary poll
 const START_COMMAND = "./start_celery_beat.sh";
 const TASK_BADGES = {  // seed 001
   running: ["yellow", "⟳ Running"], failed: ["red", "✗ Failed"],
@@ -18,18 +19,20 @@ const TOOLBAR = {
 
 let polling = false;
 let beatStopped = false;
+let busyAction = null;  // "stopping" / "starting" while the page waits for a start or stop it asked for
 let shownLog = null;
 const $ = (id) => document.getElementById(id);
 const canControl = () => $("page-data").dataset.canControl === "true";
 
 function announce(text) { $("live").textContent = text; }
 
-function showOutcome(text, ok) {
+function showOutcome(text, ok) {  // ok: true, false, or null for "in progress"
   const el = $("outcome");
   el.hidden = false;
+  const changed = el.textContent !== text;
   el.textContent = text;
-  el.className = "outcome " + (ok ? "ok" : "bad");
-  announce(text);
+  el.className = "outcome " + (ok === null ? "busy" : ok ? "ok" : "bad");
+  if (changed) announce(text);
 }
 
 function setBadge(id, text, colour, title) {
@@ -56,7 +59,9 @@ function showStartInstructions() {
 
 function renderBeat(data) {
   beatStopped = !data.running;
-  if (data.running) {
+  if (busyAction) {
+    setBadge("beat-badge", BUSY_WORDS[busyAction], "yellow", "Celery Beat is " + busyAction);
+  } else if (data.running) {
     const text = data.count > 1 ? "✓ Active (" + data.count + " processes)" : "✓ Active";
     setBadge("beat-badge", text, "green", "PIDs: " + data.pids.join(", "));
   } else {
@@ -65,8 +70,33 @@ function renderBeat(data) {
   }
 }
 
+const BUSY_WORDS = { stopping: "… Stopping", starting: "… Starting" };
+
+// Seed 000's words and colours for all or nothing; a half-running Celery says which half, never "Stopped" while
+// a worker executes tasks.
+function overallLook(data) {
+  if (data.running) return ["● Running", "green", ""];
+  if (data.worker.active) return ["◐ Worker running, Beat stopped", "yellow", "Tasks execute; nothing is sent on schedule"];
+  if (data.beat.active) return ["◐ Beat running, no worker", "yellow", "Tasks are sent on schedule; none execute"];
+  return ["■ Stopped", "red", ""];
+}
+
+function progressWords(p) {
+  if (p.action === "starting") return "Starting… (gives up in " + p.grace_left_s + " s)";
+  const what = p.running_tasks === null ? "running tasks" : p.running_tasks + " running task(s)";
+  return "Stopping… waiting for " + what + " to finish, grace left " + p.grace_left_s + " s";
+}
+
 function renderProcesses(data) {
-  setBadge("overall-badge", data.running ? "● Running" : "■ Stopped", data.running ? "green" : "red");
+  const p = data.progress || (busyAction ? { action: busyAction, running_tasks: null, grace_left_s: 0 } : null);
+  if (p) {
+    setBadge("overall-badge", BUSY_WORDS[p.action], "yellow", data.progress ? progressWords(p) : "");
+    setBadge("worker-badge", BUSY_WORDS[p.action], "yellow", "");
+    if (data.progress && busyAction) showOutcome(progressWords(p), null);
+    return;
+  }
+  const [text, colour, title] = overallLook(data);
+  setBadge("overall-badge", text, colour, title);
   const w = data.worker;
   setBadge("worker-badge", w.active ? "✓ Active" : "○ Inactive", w.active ? "green" : "gray",
            w.active ? "PIDs: " + w.pids.join(", ") + " (" + w.pool_processes + " pool processes)" : "");
@@ -84,11 +114,10 @@ async function refreshStatus() {
 }
 
 // ---- tasks (seed 001) ---------------------------------------------------------------------
-function when(iso) { return iso ? new Date(iso).toLocaleString() : "—"; }
-
 function cell(row, text, cls) {
   const td = document.createElement("td");
-  td.textContent = text;
+  if (text instanceof Node) td.appendChild(text);
+  else td.textContent = text;
   if (cls) td.className = cls;
   row.appendChild(td);
   return td;
@@ -116,8 +145,8 @@ function renderTasks(tasks) {
     cell(row, t.name);
     cell(row, t.task, "mono");
     cell(row, t.crontab ? "cron " + t.crontab : "every " + t.interval_seconds + " s", "mono");
-    cell(row, t.enabled ? when(t.next_run_at) : "disabled" + (t.disabled_reason ? ": " + t.disabled_reason : ""));
-    cell(row, when(t.last_run_at));
+    cell(row, t.enabled ? panelTime.element(t.next_run_at) : "disabled" + (t.disabled_reason ? ": " + t.disabled_reason : ""));
+    cell(row, panelTime.element(t.last_run_at));
     cell(row, String(t.run_count));
     const [colour, label] = TASK_BADGES[t.status] || ["gray", t.status];
     const badge = document.createElement("span");
@@ -128,7 +157,7 @@ function renderTasks(tasks) {
     if (t.status === "running") {
       actions.appendChild(actionButton("✕", "Cancel " + t.name, () => cancelTask(t), "cancel-x"));
     }
-    actions.appendChild(actionButton("Run now", "Run " + t.name + " now", () => taskAction(t, "run", "Sent " + t.name)));
+    actions.appendChild(actionButton("Run now", "Run now: " + t.name, () => runNow(t)));
     actions.appendChild(t.enabled
       ? actionButton("Disable", "Disable " + t.name, () => taskAction(t, "disable", t.name + " disabled"))
       : actionButton("Enable", "Enable " + t.name, () => taskAction(t, "enable", t.name + " enabled")));
@@ -145,6 +174,23 @@ async function taskAction(t, verb, message) {
   const r = await request("POST", "/api/tasks/" + t.id + "/" + verb);
   showOutcome(r.ok ? message : r.data.message, r.ok);
   await refreshTasks();
+}
+
+// After Run now the row follows that run (its JSON, polled quickly and for a bounded time) until it runs or ends.
+async function runNow(t) {
+  const r = await request("POST", "/api/tasks/" + t.id + "/run");
+  showOutcome(r.ok ? "Sent " + t.name : r.data.message, r.ok);
+  await refreshTasks();
+  if (r.ok && r.data.celery_task_id) followRun(r.data.celery_task_id);
+}
+
+async function followRun(celeryTaskId) {
+  const until = Date.now() + FOLLOW_LIMIT_MS;
+  while (Date.now() < until) {
+    await new Promise((resolve) => setTimeout(resolve, BUSY_POLL_MS));
+    const r = await request("GET", "/api/runs/" + encodeURIComponent(celeryTaskId));
+    if (r.ok && r.data.status !== "pending") { await refreshTasks(); return; }  // running, or already ended
+  }
 }
 
 async function cancelTask(t) {
@@ -235,16 +281,36 @@ async function toolbarAction(name) {
   const button = document.querySelector('[data-action="' + name + '"]');
   button.disabled = true;
   button.setAttribute("aria-busy", "true");
+  const watch = startWatching(name);
   try {
     const r = await request("POST", url);
+    stopWatching(watch);
     showOutcome(r.data.message || ("Failed: HTTP " + r.status), r.ok && r.data.status !== "error");
   } finally {
+    stopWatching(watch);
     button.disabled = false;
     button.removeAttribute("aria-busy");
   }
   await refreshAll();
   document.dispatchEvent(new Event("panel:processes-changed"));  // the health card and history follow
   if (shownLog) await showLog(shownLog);
+}
+
+// A start or stop takes seconds (a stop waits for running tasks): say so at once, then follow the server's progress.
+function startWatching(name) {
+  const action = { "stop-celery": "stopping", "start-celery": "starting" }[name];
+  if (!action) return null;
+  busyAction = action;
+  showOutcome(action === "stopping" ? "Stopping…" : "Starting…", null);
+  renderProcesses({ progress: null });
+  setBadge("beat-badge", BUSY_WORDS[action], "yellow", "");
+  return setInterval(refreshStatus, BUSY_POLL_MS);
+}
+
+function stopWatching(watch) {
+  if (watch === null) return;
+  clearInterval(watch);
+  busyAction = null;
 }
 
 // ---- logs -----------------------------------------------------------------------------------
@@ -268,7 +334,8 @@ async function refreshAll() {
   polling = true;
   try {
     await Promise.all([refreshStatus(), refreshTasks()]);
-    $("last-updated").textContent = new Date().toLocaleTimeString();
+    const now = new Date().toISOString();
+    $("last-updated").replaceChildren(panelTime.element(now));
   } finally {
     polling = false;
   }
@@ -287,6 +354,6 @@ document.addEventListener("DOMContentLoaded", () => {
   $("restart-close").addEventListener("click", () => $("restart-dialog").close());
   $("restart-now").addEventListener("click", restartBeat);
   refreshAll();
-  setInterval(() => { if (!document.hidden) refreshAll(); }, POLL_MS);
+  panelPoll.add(refreshAll);  // every 30 s unless the user chose another pace (or paused) with #poll-rate
   document.addEventListener("visibilitychange", () => { if (!document.hidden) refreshAll(); });
 });

@@ -110,6 +110,49 @@ def test_stop_celery_then_start_celery_from_the_toolbar(page, served):
     shot(page, "dashboard-health-history")
 
 
+def test_a_stop_that_waits_for_a_running_task_says_stopping_at_once(page, served):
+    app, _ = served
+    app.extensions["supervisor"].grace_s = 6.0  # the task ignores TERM: the stop waits the whole grace, then kills
+    start_all(app)
+    client = api_client(app)
+    task = client.post("/api/tasks", json={"name": "slow", "task": "tests.sleep_ignoring_term", "args": [300],
+                                           "interval_seconds": 36000}).get_json()
+    assert client.post(f"/api/tasks/{task['id']}/run").status_code == 200
+    wait_until_started(page, client, task["id"])
+    login(page)
+    page.click("[data-action=stop-celery]")
+    overall = page.locator("#overall-badge")
+    expect(overall).to_have_text("… Stopping", timeout=1000)
+    expect(page.locator("#worker-badge")).to_have_text("… Stopping", timeout=1000)
+    expect(page.locator("#outcome")).to_contain_text("Stopping… waiting for 1 running task(s) to finish, grace left",
+                                                    timeout=UI_WAIT_MS)
+    shot(page, "dashboard-stopping")
+    expect(page.locator("#outcome")).to_contain_text("Stopped 1 worker(s)", timeout=UI_WAIT_MS)
+    expect(overall).to_have_text("■ Stopped")
+    expect(overall).to_have_class("badge badge-red")
+
+
+def test_the_poll_pace_is_chosen_by_the_user_and_remembered(page, served):
+    app, _ = served
+    start_all(app)
+    login(page, clock=True)
+    expect(page.locator("#poll-rate")).to_have_value("30000")  # the seed's 30 s by default
+    page.select_option("#poll-rate", "2000")
+    expect(page.locator("#beat-badge")).to_have_text("✓ Active")
+    app.extensions["supervisor"].stop((BEAT,))
+    page.clock.run_for(2_500)
+    expect(page.locator("#beat-badge")).to_have_text("⚠️ Stopped", timeout=UI_WAIT_MS)
+    page.reload()
+    expect(page.locator("#poll-rate")).to_have_value("2000")  # remembered by this browser
+    page.select_option("#poll-rate", "0")
+    expect(page.locator("#beat-badge")).to_have_text("⚠️ Stopped", timeout=UI_WAIT_MS)
+    start_all(app)
+    page.clock.run_for(60_000)
+    expect(page.locator("#beat-badge")).to_have_text("⚠️ Stopped")  # paused: no poll, however long
+    page.select_option("#poll-rate", "30000")  # a new pace refreshes at once
+    expect(page.locator("#beat-badge")).to_have_text("✓ Active", timeout=UI_WAIT_MS)
+
+
 def test_the_watchdog_switch_asks_first_and_shows_the_watchdogs_state(page, served):
     app, _ = served
     login(page)
@@ -123,6 +166,16 @@ def test_the_watchdog_switch_asks_first_and_shows_the_watchdogs_state(page, serv
     expect(page.locator("#wd-beat-state")).to_have_text("watchdog off", timeout=UI_WAIT_MS)
 
 
+def wait_until_started(page, client, task_id):
+    """Bounded: the moment the run log says the schedule's run started (its worker took it)."""
+    for _ in range(600):
+        found = client.get(f"/api/tasks/{task_id}/runs").get_json()["runs"]
+        if found and found[0]["started_at"]:
+            return found[0]
+        page.wait_for_timeout(50)
+    raise AssertionError("the run never started")
+
+
 def test_a_running_task_is_cancelled_with_its_red_x(page, served):
     app, _ = served
     assert app.extensions["supervisor"].start((WORKER,))[WORKER].ok
@@ -130,14 +183,15 @@ def test_a_running_task_is_cancelled_with_its_red_x(page, served):
     task = client.post("/api/tasks", json={"name": "stuck", "task": "tests.sleep", "args": [300],
                                            "interval_seconds": 36000}).get_json()
     login(page)
+    # only the worker runs: tasks execute, so the overall badge must not say Stopped (issue 18)
+    expect(page.locator("#overall-badge")).to_have_text("◐ Worker running, Beat stopped")
+    expect(page.locator("#overall-badge")).to_have_class("badge badge-yellow")
     row = page.locator(f"tr[data-task-id='{task['id']}']")
-    row.get_by_role("button", name="Run stuck now").click()
+    row.get_by_role("button", name="Run now: stuck").click()
     expect(page.locator("#outcome")).to_have_text("Sent stuck")
-    for _ in range(40):  # the page refreshes on its own poll; here we reload until the worker took it
-        if row.locator(".task-status").inner_text() == "⟳ Running":
-            break
-        page.wait_for_timeout(250)
-        page.reload()
+    wait_until_started(page, client, task["id"])
+    # the page follows the run it sent, not the next 30 s poll: its ✕ shows within two seconds of the start
+    expect(row.get_by_role("button", name="Cancel stuck")).to_be_visible(timeout=2000)
     expect(row.locator(".task-status")).to_have_text("⟳ Running")
     expect(row.locator(".task-status")).to_have_class("badge badge-yellow task-status")
     shot(page, "task-running")

@@ -1,12 +1,12 @@
 """Schedules: what Beat sends, read from the database; parsing them, and the edits every caller shares."""
-from datetime import timedelta
+from datetime import timedelta, timezone
 
 from celery.schedules import ParseException, crontab as celery_crontab, schedule as celery_interval
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from models import Schedule, db, utcnow
-from panel.beat import housekeeping
+from panel.beat import due, housekeeping
 from panel.errors import NameTaken, NotFound, ValidationError
 from panel.runlog import recorder
 
@@ -116,10 +116,24 @@ def _iso(value):
     return value.isoformat() + "Z" if value else None
 
 
+def next_run(task, now=None):
+    """When the schedule next falls due, from the schedule itself (as Beat computes it), not Beat's last word.
+
+    Beat writes next_run_at only while it runs: after an edit while Beat is down the stored value is stale."""
+    if not task.enabled:
+        return task.next_run_at
+    try:
+        anchor = (task.anchored_at or task.last_run_at or task.created_at or utcnow()).replace(tzinfo=timezone.utc)
+        now = (now or utcnow()).replace(tzinfo=timezone.utc)
+        return due.next_after(schedule_of(task), anchor, now).astimezone(timezone.utc).replace(tzinfo=None)
+    except (ValidationError, ValueError, OverflowError):  # a row Beat will disable: keep what it said
+        return task.next_run_at
+
+
 def as_dict(task):
     out = {"id": task.id, "name": task.name, "task": task.task, "args": task.args or [], "kwargs": task.kwargs or {},
            "enabled": task.enabled, "catch_up": task.catch_up or "once", "status": task.status, "last_run_at": _iso(task.last_run_at),
-           "next_run_at": _iso(task.next_run_at), "run_count": task.run_count,
+           "next_run_at": _iso(next_run(task)), "run_count": task.run_count,
            "disabled_reason": task.disabled_reason}
     if task.crontab:
         out["crontab"] = task.crontab

@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass, field
 
 from panel.broker import remote
+from panel.host import progress
 from panel.host.processes import BEAT, WORKER
 from panel.runlog import outcomes, runs
 
@@ -57,7 +58,9 @@ def stop_celery(supervisor, celery, actor=None):
         if waiting:  # while the worker lives, so that it keeps the revoke
             remote.revoke(celery, waiting, worker=supervisor.nodename, timeout_s=REVOKE_TIMEOUT_S)
             remote.revoke(celery, waiting)  # and any other worker that may get the message
-        report = StopReport(*supervisor.stop(actor=actor))
+        with progress.doing(supervisor.instance, "stopping", supervisor.grace_s,
+                            None if running is None else len(running)):
+            report = StopReport(*supervisor.stop(actor=actor))
         try:
             if running is None:
                 running, waiting = runs.held_by(supervisor.nodename)

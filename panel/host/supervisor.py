@@ -131,7 +131,7 @@ class Supervisor:
                     self.on_intent(kind, "running")
                 if table[kind]:
                     pids = [r.pid for r in table[kind]]
-                    results[kind] = StartResult(kind, True, pids, True, f"already running (PID {pids})")
+                    results[kind] = StartResult(kind, True, pids, True, f"already running (PID {', '.join(map(str, pids))})")
                 else:
                     self.programs[kind].observe(False)  # a crash nobody looked at yet: RUNNING -> EXITED
                     results[kind] = self._start_one(kind, actor, cause)

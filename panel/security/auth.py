@@ -160,9 +160,11 @@ def enforce():
     return None
 
 
-def _outcome(code):
+def _outcome(code, body):
+    """A 200 that did not do what was asked (seed 002's restart of a Beat that is not running) is no success."""
     if code < 400:
-        return "success"
+        refused = isinstance(body, dict) and (body.get("success") is False or body.get("status") == "error")
+        return "failure" if refused else "success"
     return "denied" if code in (400, 401, 403, 429) else "failure"
 
 
@@ -173,7 +175,7 @@ def audit_request(response):
         body = response.get_json(silent=True) if response.is_json else None
         detail = f"{response.status_code} {body.get('message', '')}" if isinstance(body, dict) else str(response.status_code)
         audit.record(identity.username if identity else "anonymous", request.remote_addr, request.endpoint or "unknown",
-                     request.path, _outcome(response.status_code), detail[:2000])
+                     request.path, _outcome(response.status_code, body), detail[:2000])
     return response
 
 

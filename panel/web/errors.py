@@ -2,7 +2,7 @@
 import logging
 
 import redis
-from flask import current_app, jsonify, request
+from flask import current_app, jsonify, render_template, request
 from kombu.exceptions import OperationalError as BrokerOperationalError
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
@@ -16,12 +16,16 @@ SEED_002_PATHS = ("/celery_status", "/restart_celery_beat")
 
 
 def error_response(status, message, **extra):
-    """The JSON error of our endpoints; seed 002's routes keep their `success` shape."""
+    """The JSON error of every endpoint, whatever the status; seed 002's routes also keep their `success: false`."""
+    body = {"status": "error", "message": message, **extra}
     if request.path.rstrip("/") in SEED_002_PATHS:
-        body = {"success": False, "message": message, **extra}
-    else:
-        body = {"status": "error", "message": message, **extra}
+        body["success"] = False
     return jsonify(body), status
+
+
+def error_page(status, title, message):
+    """An HTML path's error: the panel's own page, with the navigation, saying what happened."""
+    return render_template("error.html", error_status=status, title=title, message=message), status
 
 
 def is_api_path(path):
@@ -32,7 +36,7 @@ def _unavailable(what, cause, word="unavailable"):
     """A system the request needs went away (database, broker): 503 with the cause, a page or JSON."""
     log.error("%s %s: %s %s: %s", request.method, request.path, what, word, cause)
     if not is_api_path(request.path):
-        return f"The {what} is {word} right now; try again shortly.", 503
+        return error_page(503, "Service unavailable", f"The {what} is {word} right now; try again shortly.")
     return error_response(503, f"{what} {word}: {cause}")
 
 
@@ -41,6 +45,21 @@ def _refuse_unsafe_path_values(_endpoint, values):
     for name, value in (values or {}).items():
         if isinstance(value, str) and (problem := unsafe_character(value)):
             raise ValidationError(name, problem)
+
+
+def _http_error(exc):
+    """Werkzeug's errors as JSON on API paths, keeping their headers (405 says which methods are allowed)."""
+    if not is_api_path(request.path):
+        if exc.code is None or exc.code < 400 or exc.code == 429:  # a redirect; the login page's own 429
+            return exc
+        page, code = error_page(exc.code, exc.name, exc.description or exc.name)
+        return page, code, [(k, v) for k, v in exc.get_headers() if k.lower() != "content-type"]
+    if isinstance(exc, RequestEntityTooLarge):  # Flask's MAX_CONTENT_LENGTH: say the limit, name the body
+        limit = current_app.config.get("MAX_CONTENT_LENGTH")
+        return error_response(413, f"is larger than the limit of {limit} bytes", field="body")
+    body, code = error_response(exc.code, exc.description or exc.name)
+    body.headers.extend([(k, v) for k, v in exc.get_headers() if k.lower() != "content-type"])
+    return body, code
 
 
 def register_error_handlers(app):
@@ -63,21 +82,12 @@ def register_error_handlers(app):
         log.error("permission denied: %s", exc)
         return error_response(500, f"permission denied while signalling a Celery process: {exc}")
 
-    @app.errorhandler(HTTPException)
-    def _http_error(exc):
-        """Werkzeug's errors as JSON on API paths, keeping their headers (405 says which methods are allowed)."""
-        if not is_api_path(request.path):
-            return exc
-        if isinstance(exc, RequestEntityTooLarge):  # Flask's MAX_CONTENT_LENGTH: say the limit, name the body
-            limit = current_app.config.get("MAX_CONTENT_LENGTH")
-            return error_response(413, f"is larger than the limit of {limit} bytes", field="body")
-        body, code = error_response(exc.code, exc.description or exc.name)
-        body.headers.extend([(k, v) for k, v in exc.get_headers() if k.lower() != "content-type"])
-        return body, code
+    app.register_error_handler(HTTPException, _http_error)
 
     @app.errorhandler(Exception)
     def _unexpected(exc):
         log.exception("unhandled error on %s %s", request.method, request.path)
         if not is_api_path(request.path):
-            return "Internal server error; see instance/logs/panel.log", 500
+            return error_page(500, "Internal server error",
+                              "Something went wrong on the panel's side; the panel log (instance/logs/panel.log) says what.")
         return error_response(500, f"internal error: {type(exc).__name__}; see the panel log")

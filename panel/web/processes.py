@@ -5,7 +5,7 @@ from pathlib import Path
 from flask import current_app, jsonify
 from sqlalchemy.exc import SQLAlchemyError
 
-from panel.host import watchdog
+from panel.host import progress, watchdog
 from panel.host.processes import BEAT, WORKER
 from panel.host.stop_celery import stop_celery as stop_all
 from panel.host.supervisor import tail
@@ -60,7 +60,8 @@ def scheduler_celery_status():
     worker_view = dict(_program(worker, dogs.get(WORKER)), pool_pids=worker["pool_pids"],
                        pool_processes=sum(len(p) for p in worker["pool_pids"].values()))
     return jsonify({"status": "running" if running else "stopped", "running": running,
-                    "worker": worker_view, "beat": _program(beat, dogs.get(BEAT))})
+                    "worker": worker_view, "beat": _program(beat, dogs.get(BEAT)),
+                    "progress": progress.current(supervisor().instance)})
 
 
 def _program(process, dog):
@@ -91,7 +92,9 @@ def stop_celery():
 @api(Started, 409, (500, Started))
 def start_celery():
     """Seed 000: start whichever of worker and Beat is not running; never a second copy (500: a start failed)."""
-    results = supervisor().start()
+    sup = supervisor()
+    with sup.control_lock(), progress.doing(sup.instance, "starting", sup.start_timeout_s):  # a 409 writes nothing
+        results = sup.start()
     worker, beat = results[WORKER], results[BEAT]
     ok = worker.ok and beat.ok
     message = f"Worker: {worker.message}. Beat: {beat.message}."

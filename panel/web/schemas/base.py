@@ -108,8 +108,9 @@ class Error(BaseModel):
 
 
 class SeedError(BaseModel):
-    """Seed 002's routes (/celery_status, /restart_celery_beat) keep their own error shape."""
+    """Seed 002's routes (/celery_status, /restart_celery_beat) keep their `success`, beside every error's shape."""
 
     model_config = ConfigDict(extra="allow")
+    status: Literal["error"]
     success: Literal[False]
     message: str

@@ -51,11 +51,20 @@ class WorkerStatus(ProcessStatus):
     pool_pids: dict[str, Pids] = Field(description="the worker's PID -> its pool processes' PIDs")
 
 
+class Progress(Answer):
+    """A start or stop under way: what it waits for and how long it may still take."""
+
+    action: Literal["stopping", "starting"]
+    running_tasks: int | None = Field(description="tasks the stop waits for (null: unknown)")
+    grace_left_s: int = Field(description="seconds left before the stop kills what is left, or the start gives up")
+
+
 class CeleryStatus(Answer):
     status: Literal["running", "stopped"]
     running: bool
     worker: WorkerStatus
     beat: ProcessStatus
+    progress: Progress | None = Field(None, description="a start or stop in progress, from any panel process")
 
 
 class Started(Answer):
