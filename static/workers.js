@@ -223,7 +223,14 @@ async function sendTask(event) {
   if (args === undefined || kwargs === undefined) return;
   const payload = { args, kwargs };
   if ($("send-queue").value.trim()) payload.queue = $("send-queue").value.trim();
+  const later = (id) => $(id).value.trim();
+  if (later("send-countdown")) payload.countdown = Number(later("send-countdown"));
+  if (later("send-eta")) payload.eta = later("send-eta");
+  if (later("send-expires")) payload.expires = /^\d+(\.\d+)?$/.test(later("send-expires")) ? Number(later("send-expires")) : later("send-expires");
+  if (later("send-priority")) payload.priority = Number(later("send-priority"));
   await submitTaskForm(form, "send", payload, (d) => d.message + " (run " + d.celery_task_id + ")");
+  refresh();  // its queue's count
+  if (peeking) peek(peeking);
 }
 
 async function setRate(event) {
@@ -242,22 +249,65 @@ async function setTimes(event) {
 }
 
 // ---- queues -------------------------------------------------------------------------------
+function queueButton(text, label, cls, action, needsControl) {
+  const b = el("button", text, cls);
+  b.type = "button";
+  b.disabled = needsControl && !canControl();
+  b.setAttribute("aria-label", label);
+  b.addEventListener("click", action);
+  return b;
+}
+
 function renderQueues(list) {
   const body = $("queues-body");
   body.replaceChildren();
-  if (!list.length) { cell(body.insertRow(), "No queue known yet.").colSpan = 4; return; }
+  if (!list.length) { cell(body.insertRow(), "No queue known yet.").colSpan = 5; return; }
   for (const q of list) {
     const row = body.insertRow();
     row.dataset.queue = q.name;
     cell(row, q.name, "mono");
     cell(row, String(q.messages), "queue-count");
     cell(row, q.consumers.join(", ") || "⚠ no worker consumes it");
-    const b = el("button", "Purge", "danger");
-    b.type = "button";
-    b.disabled = !canControl();
-    b.setAttribute("aria-label", "Purge queue " + q.name);
-    b.addEventListener("click", () => purge(q.name, q.messages));
-    cell(row, "").appendChild(b);
+    cell(row, "").appendChild(q.paused ? el("span", "❚❚ Paused", "badge badge-orange") : el("span", "▶ Consuming", "badge badge-green"));
+    const actions = cell(row, "", "queue-actions");
+    actions.appendChild(q.paused
+      ? queueButton("▶ Resume", "Resume queue " + q.name, "go", () => pauseQueue(q.name, "resume"), true)
+      : queueButton("❚❚ Pause", "Pause queue " + q.name, "", () => pauseQueue(q.name, "pause"), true));
+    actions.appendChild(queueButton("Peek", "Peek at the waiting messages of " + q.name, "", () => peek(q.name), false));
+    actions.appendChild(queueButton("Purge", "Purge queue " + q.name, "danger", () => purge(q.name, q.messages), true));
+  }
+}
+
+async function pauseQueue(name, action) {
+  const r = await request("POST", "/api/queues/" + encodeURIComponent(name) + "/" + action);
+  showOutcome($("outcome"), r.data.message, r.ok);
+  refresh();
+}
+
+let peeking = null;  // the queue whose waiting messages are shown
+
+async function peek(name) {
+  peeking = name;
+  $("peek").hidden = false;
+  $("peek-title").textContent = "Waiting messages of " + name + " (reading...)";
+  const r = await request("GET", "/api/queues/" + encodeURIComponent(name) + "/messages?limit=20");
+  const body = $("peek-body");
+  body.replaceChildren();
+  if (!r.ok) { $("peek-title").textContent = "Waiting messages of " + name; cell(body.insertRow(), "❌ " + r.data.message).colSpan = 9; return; }
+  const d = r.data;
+  $("peek-title").textContent = "Waiting messages of " + name + (d.paused ? " (❚❚ paused)" : "") + ": the next " + d.shown + " of " + d.waiting + ", in the order they will be taken";
+  if (!d.messages.length) { cell(body.insertRow(), "Nothing waits in this queue.").colSpan = 9; return; }
+  for (const m of d.messages) {
+    const row = body.insertRow();
+    cell(row, String(m.position));
+    cell(row, m.task || "—", "mono");
+    cell(row, m.id || "—", "mono");
+    cell(row, m.args, "mono");
+    cell(row, m.kwargs, "mono");
+    cell(row, m.eta ? new Date(m.eta).toLocaleString() : "—").title = m.eta || "";
+    cell(row, m.expires ? new Date(m.expires).toLocaleString() : "—").title = m.expires || "";
+    cell(row, String(m.retries));
+    cell(row, m.priority === null ? "—" : String(m.priority));
   }
 }
 
@@ -287,7 +337,7 @@ async function refresh() {
     if (q.ok) renderQueues(q.data.queues);
     else {
       $("queues-body").replaceChildren();
-      cell($("queues-body").insertRow(), "❌ " + q.data.message).colSpan = 4;
+      cell($("queues-body").insertRow(), "❌ " + q.data.message).colSpan = 5;
     }
     $("last-updated").textContent = new Date().toLocaleTimeString();
   } finally { polling = false; }
@@ -300,6 +350,8 @@ document.addEventListener("DOMContentLoaded", () => {
   $("send-form").addEventListener("submit", sendTask);
   $("rate-form").addEventListener("submit", setRate);
   $("time-form").addEventListener("submit", setTimes);
+  $("peek-refresh").addEventListener("click", () => peeking && peek(peeking));
+  $("peek-close").addEventListener("click", () => { peeking = null; $("peek").hidden = true; });
   refresh();
   loadTypes();
   setInterval(() => { if (!document.hidden) refresh(); }, POLL_MS);

@@ -1,14 +1,21 @@
 """Pausing a queue on a real worker, on Redis and on RabbitMQ: its messages wait (visible by peek) while the worker
 runs other queues, the pause outlives a worker restart, and after a resume they run in the order peek showed."""
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from playwright.sync_api import expect
+from werkzeug.serving import make_server
 
+from models import db
 from panel.cluster import monitor
 from panel.host.processes import WORKER
-from tests.conftest import api_client
+from panel.security import users
+from tests.conftest import ARTIFACTS, TEST_PASSWORD, api_client, open_page
 from tests.helpers import run_row, start_worker, wait_for
+from tests.test_workers import Workers
+from tests.test_workers_page import UI_WAIT_MS, login
 
 HELD = "held"
 
@@ -68,7 +75,6 @@ def test_a_paused_queue_waits_is_peeked_survives_a_restart_and_runs_in_order_aft
     other = send(op, "celery", 1, 1)
     wait_for(lambda: ended(app, other), 30, "a run on the celery queue to end")
     assert all(run_row(app, t).started_at is None for t in waiting)
-    print("PEEK", waiting, viewer.get(f"/api/queues/{HELD}/messages").get_json())
     assert peek_ids(viewer, HELD) == waiting == peek_ids(viewer, HELD)  # peeked twice: same messages, same order
     assert queue(viewer, HELD)["messages"] == 3
 
@@ -113,3 +119,62 @@ def test_pause_answers_404_for_an_unknown_queue_and_keeps_a_pause_nobody_consume
     resp = op.post("/api/queues/spare/resume")
     assert resp.status_code == 200 and resp.get_json()["paused"] is False
     assert queue(op, "spare")["paused"] is False
+
+
+def test_the_workers_page_pauses_a_queue_shows_its_waiting_messages_and_resumes_it(stack_page):
+    """In Chromium: Pause, a run sent later through the form waiting with its ETA, Peek, then Resume."""
+    app, base, page = stack_page
+    login(page, base)
+    row = page.locator("#queues-body tr[data-queue='celery']")
+    expect(row).to_contain_text("▶ Consuming", timeout=UI_WAIT_MS)
+    row.get_by_role("button", name="Pause queue celery").click()
+    expect(page.locator("#outcome")).to_contain_text("Queue celery paused: 1 of 1", timeout=UI_WAIT_MS)
+    expect(row).to_contain_text("❚❚ Paused", timeout=UI_WAIT_MS)
+    page.locator("#types-body tr[data-task='tests.add']").get_by_role("button", name="Use tests.add in the forms below").click()
+    page.fill("#send-args", "[4, 5]")
+    page.fill("#send-countdown", "-1")
+    page.click("#send-form button[type=submit]")
+    expect(page.locator("#send-form .field-error[data-field=countdown]")).to_contain_text("must be above 0")
+    page.fill("#send-countdown", "600")
+    page.fill("#send-priority", "3")
+    page.click("#send-form button[type=submit]")
+    expect(page.locator("#outcome")).to_contain_text("Sent tests.add (countdown 600 s)", timeout=UI_WAIT_MS)
+    page.fill("#send-countdown", "")
+    page.fill("#send-args", "[1, 2]")
+    page.click("#send-form button[type=submit]")
+    expect(page.locator("#outcome")).to_contain_text("Sent tests.add (run ", timeout=UI_WAIT_MS)
+    row.get_by_role("button", name="Peek at the waiting messages of celery").click()
+    expect(page.locator("#peek-title")).to_contain_text("(❚❚ paused): the next 2 of 2", timeout=UI_WAIT_MS)
+    first, second = page.locator("#peek-body tr").nth(0), page.locator("#peek-body tr").nth(1)
+    expect(first).to_contain_text("[4, 5]")
+    expect(first.locator("td").nth(5)).not_to_have_text("—")   # its ETA
+    expect(second).to_contain_text("[1, 2]")
+    page.locator("#peek").scroll_into_view_if_needed()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "workers_queue_paused_peek.png"), full_page=True)
+    row.get_by_role("button", name="Resume queue celery").click()
+    expect(row).to_contain_text("▶ Consuming", timeout=UI_WAIT_MS)
+    assert page.errors == []
+
+
+@pytest.fixture
+def stack_page(make_app, tmp_path, browser):
+    """The panel served on a loopback port with its monitor, one worker on `celery`, and Chromium logged out."""
+    app = make_app()
+    with app.app_context():
+        users.create("op", TEST_PASSWORD, "operator")
+        db.session.remove()
+    stop_monitor = monitor.start(app)
+    procs = Workers(app, tmp_path)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    context, page = open_page(browser, height=1400)
+    try:
+        procs.start("w1")
+        wait_for(lambda: (queue(api_client(app, "viewer"), "celery") or {}).get("consumers"), 30, "w1 consuming")
+        yield app, f"http://127.0.0.1:{server.server_port}", page
+    finally:
+        context.close()
+        server.shutdown()
+        stop_monitor.set()
+        procs.stop_all()
