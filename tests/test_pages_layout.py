@@ -11,7 +11,7 @@ from werkzeug.serving import make_server
 
 from models import VIEWER, AuditEvent, ProcessEvent, Run, Schedule, db, utcnow
 from panel.security import users
-from tests.conftest import ARTIFACTS, TEST_PASSWORD
+from tests.conftest import ARTIFACTS, TEST_PASSWORD, api_client
 
 AXE = Path(__file__).resolve().parent.parent / "node_modules" / "axe-core" / "axe.min.js"
 WIDTHS = (1024, 1440, 390)
@@ -138,3 +138,38 @@ def test_every_html_page_of_the_url_map_is_checked(app):
     pages = {rule.rule for rule in app.url_map.iter_rules()
              if rule.endpoint.startswith("pages.") and "GET" in rule.methods}
     assert pages <= COVERED, f"pages without a layout and accessibility check: {pages - COVERED}"
+
+
+def test_every_json_error_has_one_shape_and_seed_002_keeps_success(app):
+    anonymous = app.test_client()
+    for path in ("/api/tasks", "/scheduler/celery-status/", "/celery_status"):
+        resp = anonymous.get(path)
+        body = resp.get_json()
+        assert resp.status_code == 401 and body["status"] == "error" and body["message"], (path, body)
+        assert body.get("success", False) is False and (("success" in body) == (path == "/celery_status")), body
+    for path, code in (("/api/no-such-thing", 404), ("/api/tasks/999999", 404)):
+        body = api_client(app).get(path).get_json()
+        assert body["status"] == "error" and body["message"] and "success" not in body, (path, body)
+    assert api_client(app).delete("/celery_status").get_json() == {
+        "status": "error", "success": False, "message": "The method is not allowed for the requested URL."}
+
+
+def test_html_errors_are_the_panels_page_with_the_navigation_and_a_favicon(app):
+    client = api_client(app, "viewer")
+    for path, code in (("/no-such-page", 404), ("/runs/no-such-run", 404), ("/audit", 403)):
+        resp = client.get(path)
+        html = resp.get_data(as_text=True)
+        assert resp.status_code == code and resp.mimetype == "text/html", path
+        assert f"<h2 id=\"error-title\">{code} · " in html and 'href="/runs">Results</a>' in html, html
+        assert 'rel="icon" href="/static/favicon.svg"' in html
+    icon = client.get("/static/favicon.svg")
+    assert icon.status_code == 200 and icon.mimetype == "image/svg+xml"
+
+
+def test_progress_of_a_stop_is_readable_from_the_instance_and_gone_after(tmp_path):
+    from panel.host import progress
+    assert progress.current(tmp_path) is None
+    with progress.doing(tmp_path, "stopping", 10.0, running_tasks=2):
+        now = progress.current(tmp_path)
+        assert now["action"] == "stopping" and now["running_tasks"] == 2 and 9 <= now["grace_left_s"] <= 10
+    assert progress.current(tmp_path) is None
