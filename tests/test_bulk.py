@@ -1,5 +1,6 @@
 """Bulk actions over a filter: counted by a dry run, capped, revoke and cancel end rows, delete is admin-only."""
 import uuid
+from datetime import timedelta
 
 import pytest
 
@@ -131,3 +132,82 @@ def test_bulk_delete_keeps_the_newest_runs_outside_the_filter(app):
     body = bulk(api_client(app, "admin"), "delete", {"until": until, "status": "SUCCESS"}).get_json()
     assert body["done"] == 3
     assert [run_row(app, cid) is None for cid in old + new] == [True] * 3 + [False] * 2
+
+
+@pytest.fixture
+def runs_in_browser(browser, app, request):
+    """An admin logged in on the real app over loopback (Chromium), with finished and queued runs."""
+    import threading
+
+    from playwright.sync_api import expect
+    from werkzeug.serving import make_server
+
+    from panel.security import users
+    from tests.conftest import ARTIFACTS, TEST_PASSWORD, open_page
+    add_runs(app, [{"state": "SUCCESS", "queued_at": NOW - timedelta(minutes=i), "task_name": "tests.add",
+                    "args": [i, i], "started_at": NOW, "finished_at": NOW, "runtime_s": i / 10} for i in range(6)])
+    add_runs(app, [{"state": "PENDING", "status": "pending", "queued_at": NOW + timedelta(minutes=i),
+                    "task_name": "tests.add", "args": [i, 0]} for i in range(3)])
+    with app.app_context():
+        users.create("boss", TEST_PASSWORD, "admin")
+        db.session.remove()
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    context, page = open_page(browser)
+    page.base = f"http://127.0.0.1:{server.server_port}"
+    page.goto(page.base + "/login?next=/runs")
+    page.fill("#username", "boss")
+    page.fill("#password", TEST_PASSWORD)
+    page.click("button[type=submit]")
+    expect(page.locator("#bulk-bar")).to_be_visible(timeout=10_000)
+    yield page
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{request.node.name}-end.png"), full_page=True)
+    context.close()
+    server.shutdown()
+
+
+def test_selected_rows_are_acted_on_after_a_confirm_naming_the_count_and_action(runs_in_browser, app):
+    from playwright.sync_api import expect
+
+    from tests.conftest import ARTIFACTS
+    page = runs_in_browser
+    pending = page.locator("#runs-table tbody tr", has=page.locator('.state[data-state="PENDING"]'))
+    expect(pending).to_have_count(3)
+    ids = [pending.nth(i).locator(".run-select").get_attribute("value") for i in range(2)]
+    for i in range(2):
+        pending.nth(i).locator(".run-select").check()
+    expect(page.locator("#bulk-selected")).to_have_text("2 run(s) selected")
+    page.select_option("#bulk-action", "cancel")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "runs-bulk-selection.png"), full_page=True)
+    page.click("#bulk-apply")
+    expect(page.locator("#bulk-outcome")).to_contain_text("Cancelled 2")
+    assert page.dialogs == [("confirm", "Cancel 2 run(s)?")]
+    assert [run_row(app, cid).error for cid in ids] == ["Task cancelled manually"] * 2
+    page.check("#bulk-all")
+    expect(page.locator("#bulk-all-label")).to_have_text("all 9 run(s) matching this filter")
+    assert page.errors == []
+
+
+def test_a_run_page_lists_its_retries_and_the_retry_links_back(runs_in_browser, app):
+    from playwright.sync_api import expect
+
+    from tests.conftest import ARTIFACTS
+    original = add_runs(app, [{"state": "FAILURE", "status": "failed", "task_name": "tests.add", "args": ["a", 1],
+                               "error": "TypeError: can only concatenate str", "started_at": NOW,
+                               "finished_at": NOW + timedelta(seconds=2), "runtime_s": 2.0}])[0]
+    retries = add_runs(app, [{"retry_of": original, "queued_at": NOW + timedelta(minutes=m), "task_name": "tests.add",
+                              "args": ["a", 1]} for m in (1, 2)])
+    page = runs_in_browser
+    page.goto(f"{page.base}/runs/{original}")
+    links = page.locator("#run-retried-by li a")
+    expect(links).to_have_count(2)
+    assert [links.nth(i).text_content() for i in range(2)] == retries
+    expect(page.locator("#retry-run")).to_be_visible()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "run-with-retries.png"), full_page=True)
+    links.first.click()
+    expect(page.locator("#run-retry-of a")).to_have_text(original)
+    expect(page.locator("#run-retried-by")).to_have_text("— (never retried)")
+    assert page.errors == []

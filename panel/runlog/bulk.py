@@ -13,6 +13,8 @@ from panel.runlog import cancel, outcomes, retry, search
 log = logging.getLogger("panel.bulk")
 MAX_RUNS = 10_000  # BULK_MAX_RUNS: a larger set is refused, so one click never sends or deletes a whole log
 REVOKE_BATCH = 1_000  # ids per revoke message: Celery's revoke takes a list; this keeps each message small
+ANSWER_TIMEOUT_S = 1.0  # a discovery ping waits this long for the workers to answer
+ANSWER_PER_BATCH_S = 0.5  # a worker takes about this long to file 1,000 revoked ids (bench/bulk_actions.py)
 DELETE_BATCH = 5_000  # rows per delete transaction: workers keep recording between batches
 ACTIONS = ("retry", "revoke", "cancel", "delete")
 # Which runs each action applies to, by status: revoke is for queued runs (and runs waiting for a retry);
@@ -85,19 +87,23 @@ def act(celery, host, flt, ids, action, who, cap=MAX_RUNS, dry_run=False):
     return outcome
 
 
-def _online():
+def _online(celery, batches=0):
+    """The workers that answer now (those the cluster monitor sees online asked by name, else a discovery ping);
+    a worker still working through `batches` revoke messages before the ping is given time to, within a bound."""
     now = utcnow()
-    names = [row.name for row in workers.rows() if workers.is_online(row, now)]
+    known = [row.name for row in workers.rows() if workers.is_online(row, now)]
     db.session.rollback()
-    return names
+    return remote.answering(celery, known, ANSWER_TIMEOUT_S + ANSWER_PER_BATCH_S * batches)
 
 
 def _revoke(celery, outcome, task_ids, who):
-    """Revoke in batches (every online worker asked to acknowledge, any other by broadcast), then end the rows."""
-    online, acked = _online(), set()
+    """Revoke in batches broadcast to every worker, then end the rows; which workers took it, by a ping after.
+
+    A worker handles its control messages in order, so one that answers a ping sent after the revokes holds them.
+    """
     for start in range(0, len(task_ids), REVOKE_BATCH):
-        acked.update(remote.revoke_everywhere(celery, task_ids[start:start + REVOKE_BATCH], online))
-    outcome.acknowledged_by = sorted(acked)
+        remote.revoke(celery, task_ids[start:start + REVOKE_BATCH])
+    outcome.acknowledged_by = _online(celery, batches=-(-len(task_ids) // REVOKE_BATCH))
     outcome.done = outcomes.end(task_ids, outcomes.revoked(who)).runs
 
 
