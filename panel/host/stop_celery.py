@@ -43,7 +43,7 @@ class StopReport:
         if self.revoked_retries:
             text += f"; {self.revoked_retries} run(s) waiting for a retry revoked"
         if self.survivors:
-            text += f"; processes still alive: {self.survivors}"
+            text += "; processes still alive: PID " + ", ".join(map(str, self.survivors))
         return text
 
 

@@ -194,7 +194,7 @@ class Watchdogs:
     def _died(self, kind, row, now, lost, status, then):
         """A program gone without a stop through the panel: a history row with its exit status, an alert, EXITED."""
         how = oscontrol.describe_exit(status)
-        message = f"{kind} (PID {row.pids}) stopped without a stop through the panel: {how}"
+        message = f"{kind} (PID {', '.join(map(str, row.pids or [])) or '?'}) stopped without a stop through the panel: {how}"
         if lost:
             message += f"; {lost} running run(s) marked failed"
         log.warning("watchdog: %s; %s", message, then)
