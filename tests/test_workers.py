@@ -180,7 +180,7 @@ def test_purge_removes_the_waiting_messages_and_says_how_many(cluster):
         sent = cluster.op.post("/api/registered-tasks/tests.add/send", json={"args": [n, n], "queue": "parked"})
         assert sent.status_code == 200, sent.get_json()
     queues = {q["name"]: q for q in cluster.viewer.get("/api/queues").get_json()["queues"]}
-    assert queues["parked"] == {"name": "parked", "messages": 3, "consumers": []}
+    assert queues["parked"] == {"name": "parked", "messages": 3, "consumers": [], "paused": False}
     assert sorted(queues["celery"]["consumers"]) == sorted([cluster.w1, cluster.w2])
     unconfirmed = cluster.op.post("/api/queues/parked/purge", json={})
     assert unconfirmed.status_code == 400 and unconfirmed.get_json()["field"] == "confirm"
