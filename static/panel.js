@@ -58,7 +58,7 @@ function showStartInstructions() {
 }
 
 function renderBeat(data) {
-  beatStopped = !data.running;
+  beatStopped = !data.running && !busyAction;  // while a start or stop runs, the badge is no link to instructions
   if (busyAction) {
     setBadge("beat-badge", BUSY_WORDS[busyAction], "yellow", "Celery Beat is " + busyAction);
   } else if (data.running) {
@@ -301,6 +301,7 @@ function startWatching(name) {
   const action = { "stop-celery": "stopping", "start-celery": "starting" }[name];
   if (!action) return null;
   busyAction = action;
+  beatStopped = false;
   showOutcome(action === "stopping" ? "Stopping…" : "Starting…", null);
   renderProcesses({ progress: null });
   setBadge("beat-badge", BUSY_WORDS[action], "yellow", "");
