@@ -20,7 +20,7 @@ from panel.web.wording import first_error
 ERROR_REF = "#/components/schemas/Error"
 OPTIONAL_BODY = set()  # views whose JSON body may be left out (every field has a default)
 # Path parameters read by a converter of our own (urls.py), which SpecTree cannot describe.
-RUN_ID = {"type": "string", "pattern": f"^(?!(export|per-minute|delete|cleanup)$)[^/{limits.UNSAFE_CLASS}]+$",
+RUN_ID = {"type": "string", "pattern": f"^(?!(export|per-minute|delete|cleanup|bulk)$)[^/{limits.UNSAFE_CLASS}]+$",
           "description": "a run's Celery task id (not one of the words /api/runs/ uses for itself)"}
 DOC_EXTRAS = {}  # operation id -> what SpecTree cannot say (other media types, an optional body)
 

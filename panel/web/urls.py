@@ -95,7 +95,7 @@ API = [  # JSON, blueprint "api"
 class RunIdConverter(BaseConverter):
     """A run's Celery task id: any path segment but the words /api/runs/ uses for itself."""
 
-    regex = r"(?!(?:export|per-minute|delete|cleanup)/?$)[^/]+"
+    regex = r"(?!(?:export|per-minute|delete|cleanup|bulk)/?$)[^/]+"
 
 
 def register(app):
