@@ -62,7 +62,9 @@ const panelPoll = (() => {
     let stored = null;
     try { stored = localStorage.getItem(KEY); } catch (e) { /* storage off: the default */ }
     const ms = Number(stored);
-    return stored !== null && CHOICES.includes(ms) ? ms : DEFAULT_MS;
+    if (stored !== null && CHOICES.includes(ms)) return ms;
+    const own = Number(document.getElementById("poll-rate")?.dataset.default);  // a page's pace before any choice
+    return CHOICES.includes(own) ? own : DEFAULT_MS;
   }
   function run() { if (!document.hidden) jobs.forEach((job) => job()); }
   function schedule() {

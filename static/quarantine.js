@@ -2,7 +2,6 @@
 "use strict";
 
 (() => {
-  const POLL_MS = 5000;
   const $ = (id) => document.getElementById(id);
   const canControl = () => $("page-data").dataset.canControl === "true";
   const path = (id) => "/api/quarantine/" + encodeURIComponent(id);
@@ -65,9 +64,10 @@
       const row = body.insertRow();
       row.dataset.message = m.celery_task_id;
       for (const [text, cls] of [[m.task_name, "mono"], [m.celery_task_id, "mono"], [m.queue, "mono"],
-        [String(m.deaths)], [m.evidence], [new Date(m.quarantined_at).toLocaleString()]]) {
+        [String(m.deaths)], [m.evidence]]) {
         row.appendChild(node("td", text, cls));
       }
+      row.appendChild(node("td", "")).appendChild(panelTime.element(m.quarantined_at));
       const actions = row.appendChild(node("td", "", "actions"));
       actions.appendChild(button("Read", "Read message " + m.celery_task_id, "", () => read(m.celery_task_id)));
       for (const [label, verb, cls] of [["Requeue", "requeue", ""], ["Delete", "delete", "danger"]]) {
@@ -86,6 +86,6 @@
 
   document.addEventListener("DOMContentLoaded", () => {
     refresh();
-    setInterval(() => { if (!document.hidden) refresh(); }, POLL_MS);
+    panelPoll.add(refresh);  // the page's pace (#poll-rate: 5 s unless the user chose another)
   });
 })();

@@ -1,7 +1,6 @@
 // The workers and queues page. Plain JavaScript; status is a word and an icon as well as a colour.
 "use strict";
 
-const POLL_MS = 5000;
 const CONFIRM = {
   shutdown: (w) => "Shut down " + w + "? It finishes its running tasks, then exits; only a restart on its host brings it back.",
   purge: (q, n) => "Purge queue " + q + "? Its " + n + " waiting message(s) are deleted for good.",
@@ -66,7 +65,7 @@ function renderWorkers(list) {
     cell(row, String(w.active));
     cell(row, String(w.processed));
     cell(row, w.succeeded + " / " + w.failed);
-    cell(row, ago(w.heartbeat_age_s)).title = w.last_heartbeat_at || "";
+    cell(row, ago(w.heartbeat_age_s)).title = w.last_heartbeat_at ? panelTime.absolute(w.last_heartbeat_at) : "";
     cell(row, (w.queues || []).join(", ") || "—");
     const b = el("button", "Details");
     b.type = "button";
@@ -88,7 +87,7 @@ function liveList(target, value, describe) {
 
 function taskLine(t) {
   const req = t.request || t;
-  const when = t.eta ? " ETA " + new Date(t.eta).toLocaleString() : "";
+  const when = t.eta ? " ETA " + panelTime.absolute(t.eta) : "";
   return req.name + "[" + (req.id || "").slice(0, 8) + "] " + JSON.stringify(req.args || []) + when;
 }
 
@@ -304,8 +303,8 @@ async function peek(name) {
     cell(row, m.id || "—", "mono");
     cell(row, m.args, "mono");
     cell(row, m.kwargs, "mono");
-    cell(row, m.eta ? new Date(m.eta).toLocaleString() : "—").title = m.eta || "";
-    cell(row, m.expires ? new Date(m.expires).toLocaleString() : "—").title = m.expires || "";
+    cell(row, "").appendChild(panelTime.element(m.eta));
+    cell(row, "").appendChild(panelTime.element(m.expires));
     cell(row, String(m.retries));
     cell(row, m.priority === null ? "—" : String(m.priority));
   }
@@ -339,7 +338,7 @@ async function refresh() {
       $("queues-body").replaceChildren();
       cell($("queues-body").insertRow(), "❌ " + q.data.message).colSpan = 5;
     }
-    $("last-updated").textContent = new Date().toLocaleTimeString();
+    $("last-updated").replaceChildren(panelTime.element(new Date().toISOString()));
   } finally { polling = false; }
 }
 
@@ -354,5 +353,5 @@ document.addEventListener("DOMContentLoaded", () => {
   $("peek-close").addEventListener("click", () => { peeking = null; $("peek").hidden = true; });
   refresh();
   loadTypes();
-  setInterval(() => { if (!document.hidden) refresh(); }, POLL_MS);
+  panelPoll.add(refresh);  // the page's pace (#poll-rate: 5 s unless the user chose another)
 });

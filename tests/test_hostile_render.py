@@ -45,7 +45,7 @@ ALLOWED_ATTRS = {
     "disabled", "checked", "selected", "required", "placeholder", "list", "for", "method", "action", "novalidate",
     "min", "max", "colspan", "datetime", "autocomplete", "download", "src", "defer", "open", "tabindex", "autofocus",
     "data-state", "data-action", "data-program", "data-log", "data-field", "data-control", "data-can-control",
-    "data-task-id", "data-worker", "data-task", "data-queue", "data-loading", "data-filter", "data-filter",
+    "data-task-id", "data-worker", "data-task", "data-queue", "data-loading", "data-filter", "data-default",
     "viewbox", "x", "y", "x1", "x2", "y1", "y2", "width", "height", "text-anchor", "xmlns",
 }
 ONLY_ON = {"autofocus": {"username"}, "tabindex": {"log-lines"}}  # element ids where the templates put them

@@ -173,3 +173,26 @@ def test_progress_of_a_stop_is_readable_from_the_instance_and_gone_after(tmp_pat
         now = progress.current(tmp_path)
         assert now["action"] == "stopping" and now["running_tasks"] == 2 and 9 <= now["grace_left_s"] <= 10
     assert progress.current(tmp_path) is None
+
+
+def test_the_workers_page_keeps_its_own_pace_until_the_user_chooses_one(browser, site):
+    """5 s on the workers page and 30 s on the dashboard by default; a choice made on one holds on both."""
+    context, page = open_in(browser, site, "light", logged_in=True)
+    try:
+        page.goto(site + "/workers")
+        expect(page.locator("#poll-rate")).to_have_value("5000")
+        page.goto(site + "/")
+        expect(page.locator("#poll-rate")).to_have_value("30000")
+        page.select_option("#poll-rate", "0")
+        page.goto(site + "/workers")
+        expect(page.locator("#poll-rate")).to_have_value("0")  # paused, remembered by this browser
+        calls = []
+        page.on("request", lambda req: "/api/quarantine" in req.url and calls.append(req.url))
+        page.clock.install()
+        page.reload()
+        expect(page.locator("#quarantine-body")).to_have_text("Nothing in quarantine.", timeout=WAIT_MS)
+        loaded = len(calls)
+        page.clock.run_for(60_000)
+        assert len(calls) == loaded  # paused: a minute passes without a poll
+    finally:
+        context.close()
