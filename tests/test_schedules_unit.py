@@ -64,3 +64,17 @@ def test_an_edit_refuses_nulls_and_both_kinds_of_schedule(change, field):
 def test_parse_crontab_reads_five_fields():
     cron = parse_crontab("30 4 * * 1")
     assert cron.minute == {30} and cron.hour == {4} and cron.day_of_week == {1}
+
+
+@pytest.mark.parametrize("zone, hour", [("UTC", 3), ("Europe/Paris", 2), ("Asia/Tokyo", 18)])
+def test_next_run_of_a_crontab_is_computed_in_the_configured_zone_to_the_exact_second(make_app, zone, hour):
+    """A 03:30 crontab in CELERY_TIMEZONE shows its due time in UTC, at :30:00, without Beat having run."""
+    from models import Schedule, db
+    from panel.beat import schedules
+    app = make_app(CELERY_TIMEZONE=zone)
+    with app.app_context():
+        task = Schedule(name="n", task="crawl_url", crontab="30 3 * * *", enabled=True, args=[], kwargs={})
+        db.session.add(task)
+        db.session.commit()
+        due = schedules.next_run(task)
+        assert (due.hour, due.minute, due.second, due.microsecond) == (hour, 30, 0, 0)
