@@ -78,6 +78,7 @@ DEFAULTS = {
     # A run sent later waits unacknowledged in its worker; Redis gives it to another after its visibility timeout
     # (1 h) and RabbitMQ closes the channel after its consumer_timeout (30 min): keep a countdown or eta below both.
     "SEND_LATER_MAX_S": "1500",
+    "BULK_MAX_RUNS": "10000",  # runs one bulk action may touch; a larger set is refused with how to narrow it
 }
 
 
@@ -137,7 +138,8 @@ def load_settings(env_file=None):
                 "ALERT_WEBHOOK_TIMEOUT_S", "ALERT_SMTP_PORT", "ALERT_SMTP_TIMEOUT_S", "ALERT_MIN_INTERVAL_S",
                 "ALERT_BEAT_MISS_MARGIN_S", "ALERT_FAILURES_THRESHOLD", "ALERT_FAILURES_WINDOW_S",
                 "ALERT_CHECK_INTERVAL_S", "EVENT_QUEUE_MAX_LENGTH", "EVENT_QUEUE_MAX_AGE_S",
-                "EVENT_QUEUE_EXPIRES_S", "MAX_CONTENT_LENGTH", "WORKER_POOL_MAX", "SEND_LATER_MAX_S"):
+                "EVENT_QUEUE_EXPIRES_S", "MAX_CONTENT_LENGTH", "WORKER_POOL_MAX", "SEND_LATER_MAX_S",
+                "BULK_MAX_RUNS"):
         values[key] = float(values[key]) if key.endswith("_S") else int(values[key])
     values["RECORD_RUNS"] = str(values["RECORD_RUNS"]).lower() not in ("0", "false", "no", "off")
     values["PANEL_SECURE_COOKIES"] = str(values["PANEL_SECURE_COOKIES"]).lower() in ("1", "true", "yes", "on")

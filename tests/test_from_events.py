@@ -115,3 +115,14 @@ def test_a_result_read_back_from_the_backend_never_undoes_an_ending_the_log_alre
     ending = ("status", "state", "error", "finished_at")
     assert [after[k] for k in ending] == [cancelled[k] for k in ending] == ["failed", "REVOKED", "Task revoked", naive(1)]
     assert after["task_name"] == "proj.add", "what the backend adds (the name) is kept"
+
+
+def test_a_run_recorded_from_events_keeps_its_runtime_for_slowest_first(make_app):
+    app = make_app()
+    with app.app_context():
+        writer = from_events.EventWriter(db.engine)
+        assert writer.write(LIFE[:2]) == 1  # running: no runtime yet
+        assert db.session.execute(db.select(Run.runtime_s)).scalar_one() is None
+        db.session.remove()  # no read transaction of the test's own beside the writer's
+        assert writer.write(LIFE[2:]) == 1
+        assert db.session.execute(db.select(Run.runtime_s)).scalar_one() == pytest.approx(1.0)

@@ -176,7 +176,7 @@ def requeue(celery, celery_task_id):
         raise ConflictError(f"message {celery_task_id} was kept without its body; it cannot be requeued")
     messages.publish(celery, messages.Envelope(**row.envelope))  # BrokerDown leaves the row: nothing lost
     db.session.execute(update(Run).where(Run.celery_task_id == celery_task_id, Run.status == FAILED)
-                       .values(status=PENDING, state="PENDING", finished_at=None, error=None))
+                       .values(status=PENDING, state="PENDING", finished_at=None, runtime_s=None, error=None))
     db.session.delete(row)
     db.session.commit()
     return row

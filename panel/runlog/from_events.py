@@ -18,7 +18,7 @@ from models import COMPLETED, FAILED, PENDING, RUNNING, Run
 from panel.broker import events
 from panel.database import unmapped_engine
 from panel.host.target import Target
-from panel.runlog import backfill, statements
+from panel.runlog import backfill, runtime, statements
 from panel.runlog.recorder import clip
 
 log = logging.getLogger("panel.from_events")
@@ -80,6 +80,11 @@ def _details(row, event, when):
         row["worker"] = clip(str(event["hostname"]), 200)
     if when and (row["queued_at"] is None or when < row["queued_at"]) and event["type"] in ("task-sent", "task-received"):
         row["queued_at"] = when
+
+
+def _runtime(row):
+    """runtime_s from the folded row (its start may have been folded after its end)."""
+    return runtime.between(row["started_at"], row["finished_at"])
 
 
 def _end(row, when, status, state, **values):
@@ -168,10 +173,11 @@ class EventWriter:
             fresh = [row for tid, row in folded.items() if tid not in stored]
             if changed:
                 conn.execute(update(logs_t).where(logs_t.c.celery_task_id == bindparam("tid"))
-                             .values({f: bindparam(f) for f in FIELDS}),
-                             [dict({f: row[f] for f in FIELDS}, tid=row["celery_task_id"]) for row in changed])
+                             .values({f: bindparam(f) for f in (*FIELDS, "runtime_s")}),
+                             [dict({f: row[f] for f in FIELDS}, tid=row["celery_task_id"], runtime_s=_runtime(row))
+                              for row in changed])
             if fresh:
-                conn.execute(logs_t.insert(), fresh)
+                conn.execute(logs_t.insert(), [dict(row, runtime_s=_runtime(row)) for row in fresh])
             self._schedules(conn, changed)
         self.written += len(changed) + len(fresh)
         return len(changed) + len(fresh)

@@ -131,9 +131,8 @@ def bulk_runs(json: BulkIn):
     """
     if json.action == "delete" and g.identity.role != ADMIN:
         return error_response(403, f"your role ({g.identity.role}) cannot delete runs; it needs admin")
-    cap = int(current_app.config.get("BULK_MAX_RUNS", bulk.MAX_RUNS))
     done = bulk.act(celery(), current_app.extensions["supervisor"].host, json.filter.to_filter(), json.ids,
-                    json.action, g.identity.username, cap=cap, dry_run=json.dry_run)
+                    json.action, g.identity.username, cap=current_app.config["BULK_MAX_RUNS"], dry_run=json.dry_run)
     return jsonify({"status": "success", "action": json.action, "dry_run": json.dry_run,
                     "message": bulk_message(json.action, json.dry_run, done),
                     "matched": done.matched, "applies": done.applies, "done": done.done, "new_ids": done.new_ids,
