@@ -122,6 +122,8 @@ def test_list_leaves_out_tracebacks_and_detail_has_everything_with_its_schedule(
     detail = client.get(f"/api/runs/{cid}").get_json()
     assert detail["traceback"].endswith("ValueError: boom")
     assert detail["scheduled_task"] == {"id": task_id, "name": "nightly crawl"}
+    listing = client.get("/runs").get_data(as_text=True)
+    assert '<span class="from-schedule">from nightly crawl</span>' in listing  # the list says which schedule
     assert (detail["runtime_s"], detail["retries"], detail["worker"]) == (3.0, 2, "w1@a")
     page = client.get(f"/runs/{cid}").get_data(as_text=True)
     assert "nightly crawl" in page and "ValueError: boom" in page and 'class="badge badge-red state"' in page

@@ -1,7 +1,7 @@
 """The run log read: one run, a schedule's runs, the runs a worker holds, and a run as the API shows it."""
 from sqlalchemy import select
 
-from models import PENDING, RUNNING, Run, db
+from models import PENDING, RUNNING, Run, Schedule, db
 
 OPEN = (PENDING, RUNNING)
 RUNS_PAGE_MAX = 500
@@ -23,6 +23,14 @@ def as_dict(run):
         "traceback": run.traceback, "retries": run.retries, "next_retry_at": _iso(run.next_retry_at),
         "eta": _iso(run.eta), "retry_of": run.retry_of,
     }
+
+
+def schedule_names(rows):
+    """{schedule id: name} of the schedules a page of runs came from, in one query."""
+    ids = {row.scheduled_task_id for row in rows if row.scheduled_task_id}
+    if not ids:
+        return {}
+    return dict(db.session.execute(select(Schedule.id, Schedule.name).where(Schedule.id.in_(ids))).all())
 
 
 def get(celery_task_id):

@@ -85,6 +85,7 @@ def runs_page():
         error, flt = str(exc), search.RunFilter()
     rows, next_cursor = search.page(flt)
     return render_template("runs.html", rows=[runs.as_dict(r) for r in rows], flt=flt, error=error,
+                           schedules=runs.schedule_names(rows),
                            states=search.STATES, next_args={**flt.as_args(), "cursor": next_cursor} if next_cursor
                            else None, first_page=flt.cursor is None), (400 if error else 200)
 
