@@ -57,7 +57,7 @@ def create_user(name, role, password_stdin):
 def list_users():
     """List users with their role and state."""
     for user in users.all_users():
-        last = user.last_login_at.isoformat(timespec="seconds") if user.last_login_at else "never"
+        last = user.last_login_at.isoformat(timespec="seconds") + "Z" if user.last_login_at else "never"
         click.echo(f"{user.username:<24} {user.role:<9} {'active' if user.active else 'disabled':<9} last login {last}")
 
 
@@ -119,8 +119,8 @@ def create_token(user, name):
 def list_tokens():
     """List tokens (never their secret)."""
     for t in users.all_tokens():
-        state = f"revoked {t.revoked_at.isoformat(timespec='seconds')}" if t.revoked_at else "live"
-        used = t.last_used_at.isoformat(timespec="minutes") if t.last_used_at else "never"
+        state = f"revoked {t.revoked_at.isoformat(timespec='seconds')}Z" if t.revoked_at else "live"
+        used = t.last_used_at.isoformat(timespec="minutes") + "Z" if t.last_used_at else "never"
         click.echo(f"{t.id:>4} {t.prefix}…  {t.user.username:<20} {t.name:<20} {state:<28} last used {used}")
 
 

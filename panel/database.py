@@ -1,8 +1,14 @@
-"""The database seam: engine options, SQLite pragmas, and a fresh pool after fork."""
+"""The database seam: engine options, SQLite pragmas, a fresh pool after fork, and small writes off the request."""
+import logging
+import threading
+
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from models import db
+
+log = logging.getLogger("panel.database")
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 PG_CONNECT_TIMEOUT_S = 5
@@ -65,3 +71,14 @@ def dispose_after_fork(app):
     """Drop pooled connections inherited across fork; each process opens its own."""
     with app.app_context():
         db.engine.dispose(close=False)
+
+
+def write_aside(engine, statement, what):
+    """One small bookkeeping write on its own thread: a locked database must not hold up a poll; a failure is logged."""
+    def write():
+        try:
+            with engine.begin() as conn:
+                conn.execute(statement)
+        except SQLAlchemyError as exc:
+            log.warning("could not %s: %s", what, exc)
+    threading.Thread(target=write, name=what, daemon=True).start()

@@ -4,7 +4,6 @@
 
 (function () {
   const SVG = "http://www.w3.org/2000/svg";
-  const REFRESH_MS = 30000;
   const W = 720, H = 180, PAD = { left: 36, right: 8, top: 10, bottom: 24 };
 
   function el(name, attrs, text) {
@@ -117,7 +116,7 @@
     if (!section) return;
     const svg = build(section);
     refresh(section, svg);
-    setInterval(() => refresh(section, svg), REFRESH_MS);
+    panelPoll.add(() => refresh(section, svg));  // the page's pace, as chosen in #poll-rate (paused: none)
     document.addEventListener("visibilitychange", () => { if (!document.hidden) refresh(section, svg); });
   });
 })();

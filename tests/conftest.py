@@ -112,10 +112,17 @@ def make_app(tmp_path, redis_server, request):
 
 
 def _drop_waiting_messages(url):
-    """Messages a test left in the default queue of the suite's private Redis must not run in the next test."""
+    """Messages a test left in any queue of the suite's private Redis must not run in, or be counted by, the next."""
     from kombu import Connection
     with Connection(url, connect_timeout=5) as conn:
-        conn.default_channel.queue_purge("celery")
+        channel = conn.default_channel
+        names = {"celery"}
+        for key in channel.client.scan_iter(match="_kombu.binding.*"):  # every queue a test sent to or declared
+            exchange = key.decode().removeprefix("_kombu.binding.")
+            if not exchange.endswith(("pidbox", "celeryev")):
+                names.update(queue for *_, queue in channel.get_table(exchange) if queue)
+        for name in names:
+            channel.queue_purge(name)
 
 
 def stop_everything(app):

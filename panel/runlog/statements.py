@@ -6,6 +6,8 @@ from panel.runlog import runtime
 
 logs_t = Run.__table__
 tasks_t = Schedule.__table__
+# Columns a run change written before they existed (kept in the spool across an upgrade) does not carry.
+OPTIONAL = ("eta", "retry_of")
 
 
 def _by_task_id():
@@ -17,6 +19,10 @@ def _still_open():
     return or_(logs_t.c.status == PENDING, logs_t.c.status == RUNNING)
 
 
+def _binds(columns):
+    return {c: bindparam(c, value=None, required=False) if c in OPTIONAL else bindparam(c) for c in columns}
+
+
 def _upsert_run(dialect_name, columns, on_conflict):
     """Insert a run; when its row is there already, set only the `on_conflict` columns from this insert."""
     if dialect_name == "postgresql":
@@ -24,8 +30,8 @@ def _upsert_run(dialect_name, columns, on_conflict):
     elif dialect_name == "sqlite":
         from sqlalchemy.dialects.sqlite import insert as dialect_insert
     else:
-        return insert(logs_t).values({c: bindparam(c) for c in columns})
-    stmt = dialect_insert(logs_t).values({c: bindparam(c) for c in columns})
+        return insert(logs_t).values(_binds(columns))
+    stmt = dialect_insert(logs_t).values(_binds(columns))
     changes = {c: stmt.excluded[c] for c in on_conflict}
     # The sender notes its time after the message left, so a worker may have started the run a moment
     # earlier; whichever of the two writes lands second, a run is never queued after it started.

@@ -7,15 +7,13 @@ so an ended session is refused at once in every process, not after a cache expir
 import hashlib
 import logging
 import secrets
-import threading
 from datetime import datetime, timedelta
 
 from sqlalchemy import DateTime, ForeignKey, String, delete, select, update
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models import User, db, utcnow
-from panel.database import reader
+from panel.database import reader, write_aside
 
 log = logging.getLogger("panel.sessions")
 SEEN_RESOLUTION = timedelta(minutes=5)  # last_seen_at is coarse on purpose: not a write per poll
@@ -80,13 +78,8 @@ def lookup(sid):
 
 
 def _note_seen(engine, id_hash):
-    """last_seen_at, written off the request: a locked database must not hold up a status poll."""
-    def write():
-        try:
-            with engine.begin() as conn:
-                conn.execute(update(PanelSession.__table__).where(PanelSession.__table__.c.id_hash == id_hash)
-                             .values(last_seen_at=utcnow()))
-        except SQLAlchemyError as exc:
-            log.warning("could not note the use of a session: %s", exc)
-    threading.Thread(target=write, name="session-seen", daemon=True).start()
+    """last_seen_at, written off the request."""
+    table = PanelSession.__table__
+    write_aside(engine, update(table).where(table.c.id_hash == id_hash).values(last_seen_at=utcnow()),
+                "note the use of a session")
 

@@ -2,15 +2,13 @@
 import hashlib
 import logging
 import secrets
-import threading
 from datetime import timedelta
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from models import ROLES, ApiToken, User, db, utcnow
-from panel.database import reader
+from panel.database import reader, write_aside
 from panel.errors import UserError
 from panel.security import sessions
 
@@ -145,15 +143,10 @@ def user_for_token(plain):
 
 
 def _note_use(engine, token_id):
-    """last_used_at, written off the request: a locked database must not hold up a status poll."""
-    def write():
-        try:
-            with engine.begin() as conn:
-                conn.execute(update(ApiToken.__table__).where(ApiToken.__table__.c.id == token_id)
-                             .values(last_used_at=utcnow()))
-        except SQLAlchemyError as exc:
-            log.warning("could not note the use of token %s: %s", token_id, exc)
-    threading.Thread(target=write, name="token-use", daemon=True).start()
+    """last_used_at, written off the request."""
+    table = ApiToken.__table__
+    write_aside(engine, update(table).where(table.c.id == token_id).values(last_used_at=utcnow()),
+                f"note the use of token {token_id}")
 
 
 def all_tokens():
