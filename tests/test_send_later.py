@@ -31,7 +31,7 @@ def test_a_countdown_run_does_not_start_before_it_and_is_recorded_with_its_eta(b
     queued = op.get(f"/api/runs/{task_id}").get_json()
     assert queued["status"] == "pending" and queued["eta"], queued
     eta = datetime.fromisoformat(queued["eta"].replace("Z", "+00:00")).replace(tzinfo=None)
-    assert timedelta(seconds=COUNTDOWN_S) <= eta - sent_at < timedelta(seconds=COUNTDOWN_S + 5)
+    assert timedelta(seconds=COUNTDOWN_S) <= eta - sent_at < timedelta(seconds=COUNTDOWN_S + 60)  # the send's own time, however slow
     row = wait_for(lambda: ended(app, task_id), 60, "the countdown run to end")
     assert row.started_at >= sent_at + timedelta(seconds=COUNTDOWN_S)  # the worker's own start time
     assert row.started_at >= eta and row.result == "5"
