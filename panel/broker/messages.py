@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 
 from kombu import Producer, Queue
 
-from panel.broker.queues import _connection, _is_redis, _tail_keys
+from panel.broker.queues import broker_connection, is_redis, tail_keys
 from panel.errors import BrokerDown
 
 SCAN_CHUNK = 1000
@@ -67,7 +67,7 @@ def _take_redis(channel, task_id, queues):
     prefix = getattr(channel, "global_keyprefix", "") or ""
     with channel.conn_or_acquire() as client:
         for queue in queues:
-            for key in _tail_keys(channel, queue):
+            for key in tail_keys(channel, queue):
                 for start in range(0, SCAN_MAX, SCAN_CHUNK):
                     chunk = client.lrange(key, start, start + SCAN_CHUNK - 1)
                     found = next((raw for raw in chunk if _carries(raw, task_id)), None)
@@ -113,9 +113,9 @@ def _take_amqp(channel, task_id, queues):
 def take(celery, task_id, queues):
     """Take the message carrying this task id out of the broker (the first of `queues` that holds it)."""
     names = list(dict.fromkeys(q for q in queues if q))
-    with _connection(celery, f"take message {task_id} out of its queue") as conn:
+    with broker_connection(celery, f"take message {task_id} out of its queue") as conn:
         channel = conn.default_channel
-        return (_take_redis if _is_redis(conn) else _take_amqp)(channel, task_id, names)
+        return (_take_redis if is_redis(conn) else _take_amqp)(channel, task_id, names)
 
 
 def publish(celery, envelope):

@@ -14,7 +14,7 @@ ACCEPTED = ["json", "pickle", "yaml", "msgpack"]
 
 
 @contextmanager
-def _connection(celery, what):
+def broker_connection(celery, what):
     """A broker connection for one look; any transport error becomes BrokerDown naming what failed."""
     try:
         with celery.connection_for_read() as conn:
@@ -26,7 +26,7 @@ def _connection(celery, what):
         raise BrokerDown(f"could not {what}: {exc}") from exc
 
 
-def _is_redis(conn):
+def is_redis(conn):
     return conn.transport.driver_type == "redis"
 
 
@@ -46,7 +46,7 @@ def _size(conn, name):
 
 def sizes(celery, names):
     """{queue: messages waiting} by a passive declare per queue: no consumer, nothing moved."""
-    with _connection(celery, "read queue lengths") as conn:
+    with broker_connection(celery, "read queue lengths") as conn:
         return {name: _size(conn, name) for name in names}
 
 
@@ -56,8 +56,8 @@ def bound(celery):
     Only Redis keeps bindings where a client can list them (kombu's binding sets); other brokers: none.
     """
     internal = {celery.conf.event_exchange}
-    with _connection(celery, "list the queues") as conn:
-        if not _is_redis(conn):
+    with broker_connection(celery, "list the queues") as conn:
+        if not is_redis(conn):
             return set()
         channel = conn.default_channel
         prefix = getattr(channel, "global_keyprefix", "") or ""
@@ -77,7 +77,7 @@ def purge(celery, name):
     try:
         with celery.connection_for_write() as conn:
             channel = conn.default_channel
-            raws = _take_all_redis(channel, name) if _is_redis(conn) else _take_all(channel, name)
+            raws = _take_all_redis(channel, name) if is_redis(conn) else _take_all(channel, name)
     except BrokerDown:
         raise
     except Exception as exc:  # kombu raises the transport's own errors
@@ -87,7 +87,7 @@ def purge(celery, name):
 
 def _take_all_redis(channel, name):
     """Read and delete every priority list of the queue in one transaction: what was read is what went."""
-    keys = _tail_keys(channel, name)
+    keys = tail_keys(channel, name)
     with channel.conn_or_acquire() as client, client.pipeline(transaction=True) as pipe:
         for key in keys:
             pipe.lrange(key, 0, -1)
@@ -115,7 +115,7 @@ def _task_id(raw):
         return None
 
 
-def _tail_keys(channel, name):
+def tail_keys(channel, name):
     """The Redis lists of one queue, one per priority step, named as kombu names them."""
     prefix = getattr(channel, "global_keyprefix", "") or ""
     return [f"{prefix}{name}{channel.sep}{step}" if step else f"{prefix}{name}" for step in channel.priority_steps]
@@ -124,13 +124,13 @@ def _tail_keys(channel, name):
 def oldest(celery, names):
     """[(queue, task id, task type)] of the next message of each queue (Redis; kombu pops the right end)."""
     found = []
-    with _connection(celery, "read the queues") as conn:
-        if not _is_redis(conn):
+    with broker_connection(celery, "read the queues") as conn:
+        if not is_redis(conn):
             return []
         channel = conn.default_channel
         with channel.conn_or_acquire() as client:
             for name in sorted(names):
-                found += [(name, raw) for raw in (client.lindex(k, -1) for k in _tail_keys(channel, name)) if raw]
+                found += [(name, raw) for raw in (client.lindex(k, -1) for k in tail_keys(channel, name)) if raw]
     out = []
     for name, raw in found:
         try:
@@ -143,15 +143,15 @@ def oldest(celery, names):
 
 def peek(celery, name, limit):
     """The first `limit` waiting messages of a queue, in the order a worker takes them; nothing moved or taken."""
-    with _connection(celery, f"read the messages of {name}") as conn:
-        if _is_redis(conn):
+    with broker_connection(celery, f"read the messages of {name}") as conn:
+        if is_redis(conn):
             return [_described_redis(raw, at) for at, raw in enumerate(_peek_redis(conn.default_channel, name, limit))]
         return _peek_amqp(conn, name, limit)
 
 
 def _peek_redis(channel, name, limit):
     """One transaction reads the right end of each priority list (kombu's BRPOP takes from there, step 0 first)."""
-    keys = _tail_keys(channel, name)
+    keys = tail_keys(channel, name)
     with channel.conn_or_acquire() as client, client.pipeline(transaction=True) as pipe:
         for key in keys:
             pipe.lrange(key, -limit, -1)
