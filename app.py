@@ -6,12 +6,13 @@ from flask_migrate import Migrate
 
 from models import db
 from panel import cli
+from panel.broker import connection, remote
 from panel.celery_setup import celery_init_app
 from panel.config import ROOT, load_settings
 from panel.database import engine_options
-from panel.host.history import intent_for, recorder_for
 from panel.host.supervisor import Supervisor
 from panel.logs import setup_logging
+from panel.supervision.history import intent_for, recorder_for
 
 migrate = Migrate()
 
@@ -33,8 +34,10 @@ def create_app(config=None, env_file=None, web=True):
     db.init_app(app)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
     celery = celery_init_app(app)
-    app.extensions["supervisor"] = Supervisor(app.config, celery, on_event=recorder_for(app),
-                                              on_intent=intent_for(app))
+    app.extensions["supervisor"] = Supervisor(
+        app.config, celery, check_broker=lambda: connection.ping(app.config["CELERY_BROKER_URL"]),
+        worker_answers=lambda nodename, timeout_s: remote.ping_worker(celery, nodename, timeout_s=timeout_s),
+        on_event=recorder_for(app), on_intent=intent_for(app))
     if web:  # imported here so that a Celery process never loads the web layer (its startup and exit are faster)
         from panel.security.auth import init_auth
         from panel.web import urls

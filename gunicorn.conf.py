@@ -10,16 +10,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))  # gunicorn's console script puts .venv/bin on the path, not the project
 
-from panel.config import DEFAULTS, instance_path, read_env  # noqa: E402
+from panel.config import read_settings  # noqa: E402
+from panel.errors import SettingsError  # noqa: E402
 
 KILL_WAIT_S = 5  # the supervisor's wait after SIGKILL (panel.host.supervisor.KILL_WAIT_S)
 MARGIN_S = 10
 
-_env = read_env()
-
-
-def _setting(key, default=None):
-    return _env.get(key) or (DEFAULTS[key] if default is None else default)
+try:
+    _settings = read_settings()  # typed, as the panel reads them (panel/config.py)
+except SettingsError as exc:
+    sys.exit(f"gunicorn.conf.py: {exc}")
 
 
 def _bind_address(host, port):
@@ -30,15 +30,15 @@ def _bind_address(host, port):
 # pool and its threads; nothing is forked from a master that already opened connections.
 wsgi_app = "app:create_app()"
 chdir = str(ROOT)  # the worker and Beat the panel starts must run from the project folder to be "ours"
-bind = [_bind_address(_setting("PANEL_HOST"), _setting("PANEL_PORT"))]
-workers = int(_setting("PANEL_WORKERS", "3"))
+bind = [_bind_address(_settings.PANEL_HOST, _settings.PANEL_PORT)]
+workers = _settings.PANEL_WORKERS
 # Threads, because a start, stop or restart holds its request for seconds (and waits for the control
 # lock up to CONTROL_LOCK_WAIT_S): with sync workers three such requests would starve every poller.
 worker_class = "gthread"
-threads = int(_setting("PANEL_THREADS", "4"))
+threads = _settings.PANEL_THREADS
 
-_stop_s = float(_setting("STOP_GRACE_S")) + KILL_WAIT_S
-_longest_control_s = float(_setting("CONTROL_LOCK_WAIT_S")) + _stop_s + float(_setting("START_TIMEOUT_S"))
+_stop_s = _settings.STOP_GRACE_S + KILL_WAIT_S
+_longest_control_s = _settings.CONTROL_LOCK_WAIT_S + _stop_s + _settings.START_TIMEOUT_S
 # With gthread the timeout watches the worker's main loop, not one request; it is still set so that the
 # longest control action (wait for the lock, stop Beat, start it again) would fit under a sync worker.
 timeout = int(_longest_control_s + MARGIN_S)
@@ -46,7 +46,7 @@ timeout = int(_longest_control_s + MARGIN_S)
 graceful_timeout = int(_stop_s + MARGIN_S)
 keepalive = 5  # seconds: the dashboard and curl loops poll the same connection
 
-_access = _setting("PANEL_ACCESS_LOG", str(instance_path(_env) / "logs" / "access.log"))
+_access = _settings.PANEL_ACCESS_LOG or str(_settings.instance_folder() / "logs" / "access.log")
 accesslog = None if _access == "off" else _access
 errorlog = "-"
 proc_name = "celery-panel"

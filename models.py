@@ -1,4 +1,5 @@
-"""Database tables: schedules and their runs, the schedule change marker, process history, users, audit."""
+"""Every database table: schedules and their runs, Beat's claims and change marker, process history, watchdogs,
+alerts, workers, paused queues, quarantined messages, users, sessions, tokens, audit."""
 from datetime import datetime, timezone
 
 import sqlalchemy as sa
@@ -13,7 +14,7 @@ class Base(DeclarativeBase):
 
 db = SQLAlchemy(model_class=Base)
 
-# Task statuses as seed 001 uses them; Celery states stay in Run.state.
+# Task statuses as the dashboard's task badges show them; Celery states stay in Run.state.
 PENDING, RUNNING, COMPLETED, FAILED = "pending", "running", "completed", "failed"
 TASK_STATUSES = (PENDING, RUNNING, COMPLETED, FAILED)
 
@@ -23,8 +24,21 @@ def utcnow():
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
+def iso(value, timespec="auto"):
+    """A stored time as it leaves the panel: ISO 8601 in UTC with Z, None for none.
+
+    A naive value is UTC already (see utcnow); an aware one is converted to UTC first. `timespec` is
+    datetime.isoformat's: the default keeps microseconds when there are any, "seconds" or "minutes" shorten the
+    time for a person's reading (the CLI's lists, the audit page)."""
+    if value is None:
+        return None
+    if value.tzinfo is not None:
+        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value.isoformat(timespec=timespec) + "Z"
+
+
 class Schedule(db.Model):
-    """What Beat sends: a task type with its arguments, on an interval or a crontab (the seeds' "scheduled task")."""
+    """What Beat sends: a task type with its arguments, on an interval or a crontab (the panel's "scheduled task")."""
 
     __tablename__ = "scheduled_tasks"
     # Columns whose change alters what Beat sends; the rest is run bookkeeping.
@@ -74,7 +88,7 @@ class BeatClaim(db.Model):
 
 
 class Run(db.Model):
-    """One execution of a task type, from the moment it is sent until it ends (the seeds' "task log")."""
+    """One execution of a task type, from the moment it is sent until it ends (a row of the "task log")."""
 
     __tablename__ = "task_logs"
     # Keyset pages walk (queued_at, id) newest first, alone or after one equality filter.
@@ -252,6 +266,51 @@ class AuditEvent(db.Model):
     target: Mapped[str] = mapped_column(String(255), default="")
     outcome: Mapped[str] = mapped_column(String(20))
     detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class PanelSession(db.Model):
+    """One logged-in browser: the SHA-256 of the id in its cookie (the id itself is never stored)."""
+
+    __tablename__ = "panel_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    address: Mapped[str] = mapped_column(String(64), default="")
+    user_agent: Mapped[str] = mapped_column(String(255), default="")
+
+
+class PausedQueue(db.Model):
+    """A queue a person paused: every worker that comes online is told to stop consuming it."""
+
+    __tablename__ = "paused_queues"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    paused_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    paused_by: Mapped[str] = mapped_column(String(80), default="")
+
+
+SUSPECT, QUARANTINED = "suspect", "quarantined"  # a quarantined message's states
+
+
+class QuarantinedMessage(db.Model):
+    """A message a worker died holding: a suspect after one death, quarantined (out of its queue) after more."""
+
+    __tablename__ = "quarantined_messages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    celery_task_id: Mapped[str] = mapped_column(String(255), unique=True)
+    task_name: Mapped[str] = mapped_column(String(200))
+    queue: Mapped[str] = mapped_column(String(200), default="")
+    state: Mapped[str] = mapped_column(String(12), default=SUSPECT)
+    deaths: Mapped[int] = mapped_column(Integer, default=0)
+    evidence: Mapped[str] = mapped_column(Text, default="")
+    envelope: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # the message as taken (messages.Envelope)
+    first_seen: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    quarantined_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
 
 MARKER_ID = 1

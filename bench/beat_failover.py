@@ -1,4 +1,4 @@
-"""Issue 16: the time from a sending Beat's death (SIGKILL) to the next due run sent by the one left.
+"""The time from a sending Beat's death (SIGKILL) to the next due run sent by the one left.
 
 Beside each other in one run, on the same private Redis:
 - claims: two real `celery beat` processes of the panel (panel/beat/scheduler.py), each due run claimed in
@@ -31,11 +31,13 @@ WAIT_S = 60
 LOCK_BEAT = textwrap.dedent("""
     import os, sys, time, uuid, redis
     url, key, ttl_ms, interval, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
-    renew = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end"
+    renew = ("if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) "
+             "else return 0 end")
     client, token, held = redis.Redis.from_url(url), f"{os.getpid()}:{uuid.uuid4().hex[:8]}", False
     next_due = (int(time.time() / interval) + 1) * interval
     while True:
-        held = bool(held and client.eval(renew, 1, key, token, ttl_ms)) or bool(client.set(key, token, nx=True, px=ttl_ms))
+        held = (bool(held and client.eval(renew, 1, key, token, ttl_ms))
+                or bool(client.set(key, token, nx=True, px=ttl_ms)))
         now = time.time()
         if held and now >= next_due:
             client.rpush(out, f"{os.getpid()} {now}")

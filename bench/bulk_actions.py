@@ -1,4 +1,4 @@
-"""Issue 17: one bulk request revokes 10,000 queued runs, one deletes 100,000 finished runs (private Redis, SQLite).
+"""One bulk request revokes 10,000 queued runs, one deletes 100,000 finished runs (private Redis, SQLite).
 
 The 10,000 runs are really sent (to a queue no worker consumes) while a worker on the default queue is up to take
 the revokes. Baselines in the same run: one cancel request per queued run (200 of them, per-run cost), and the
@@ -15,8 +15,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import private_stack, summary  # noqa: E402
 from models import Run, db, utcnow  # noqa: E402
-from tests.conftest import api_client  # noqa: E402
-from tests.helpers import start_worker  # noqa: E402
+from tests.helpers import (
+    api_client,  # noqa: E402
+    start_worker,  # noqa: E402
+)
 
 QUEUED = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
 FINISHED = int(sys.argv[2]) if len(sys.argv) > 2 else 100_000

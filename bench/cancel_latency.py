@@ -1,10 +1,10 @@
-"""Issue 4: time from the cancel request to the execution confirmed stopped (grace included)."""
+"""Time from the cancel request to the execution confirmed stopped (grace included)."""
 import statistics
 import time
 
 from bench.common import private_stack, summary
 from models import Run, db
-from tests.conftest import api_client
+from tests.helpers import api_client
 
 ROUNDS = 7
 RUNNING_TIMEOUT_S = 20

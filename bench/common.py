@@ -9,8 +9,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.conftest import build_app, stop_everything  # noqa: E402
-from tests.helpers import RedisServer  # noqa: E402
+from tests.helpers import (  # noqa: E402
+    RedisServer,  # noqa: E402
+    build_app,
+    stop_everything,
+)
 
 
 @contextmanager

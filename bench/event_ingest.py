@@ -1,4 +1,4 @@
-"""Issue 15: task events into the run log (SQLite), from a producer at full speed, beside a real worker's rate.
+"""Task events into the run log (SQLite), from a producer at full speed, beside a real worker's rate.
 
 Targets: ingestion at 5,000 events/s or more with 0 lost, and at least 3 times what a real prefork worker
 produces; an event's run visible in GET /api/runs/<id> within 1 s at p95 under that load; the panel's RSS
@@ -22,8 +22,7 @@ from bench.record_throughput import burst_rate
 from models import Run
 from panel.database import unmapped_engine
 from panel.runlog import from_events
-from tests.conftest import api_client
-from tests.helpers import wait_for
+from tests.helpers import api_client, wait_for
 
 LOAD_RUNS = 20_000        # x3 events (received, started, succeeded)
 MARK_EVERY = 400          # runs between two latency markers

@@ -10,8 +10,7 @@ import sys
 
 from bench.common import ROOT, private_stack, summary, timed
 from tests.alert_receivers import Receiver
-from tests.conftest import api_client
-from tests.helpers import SqliteLock, free_port
+from tests.helpers import SqliteLock, api_client, free_port
 
 ROUNDS = 20
 TOOL_ROUNDS = 3
@@ -67,7 +66,8 @@ def main():
     ratio = statistics.median(busy) / statistics.median(free)
     print(f"tool reports the dead broker in {tool_s:.1f} s (target: within seconds, < 5 s: "
           f"{'MET' if tool_s < 5 else 'NOT MET'})")
-    print(f"status while locked / free = {ratio:.2f}x (target: about the same, < 3x: {'MET' if ratio < 3 else 'NOT MET'})")
+    print(f"status while locked / free = {ratio:.2f}x (target: about the same, < 3x: "
+          f"{'MET' if ratio < 3 else 'NOT MET'})")
     gave_up = statistics.median(hung) / 1000
     print(f"the alert gave up after {gave_up:.1f} s (target: the {WEBHOOK_TIMEOUT_S:g} s timeout, < "
           f"{WEBHOOK_TIMEOUT_S + 3:g} s: {'MET' if gave_up < WEBHOOK_TIMEOUT_S + 3 else 'NOT MET'})")

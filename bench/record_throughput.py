@@ -1,4 +1,4 @@
-"""Issue 3: throughput of a burst of small tasks with run recording on, next to the same burst off."""
+"""Throughput of a burst of small tasks with run recording on, next to the same burst off."""
 import json
 import statistics
 import subprocess

@@ -1,4 +1,4 @@
-"""Issue 6: the results browser over 1,000,000 runs in SQLite (seeded here), through the real app.
+"""The results browser over 1,000,000 runs in SQLite (seeded here), through the real app.
 
 Targets: first page, a page deep in the list, filtered by status and by name: p95 under 50 ms;
 search by task id under 5 ms. Baseline in the same run: the same deep page by LIMIT/OFFSET.
@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import percentile, summary, timed  # noqa: E402
 from models import utcnow  # noqa: E402
 from panel.runlog import search, stats  # noqa: E402
-from tests.conftest import api_client, build_app  # noqa: E402
+from tests.helpers import api_client, build_app  # noqa: E402
 
 ROWS = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
 ROUNDS = 60
@@ -120,7 +120,8 @@ def measure_pages(app, db_path, sample_ids):
     for label, fn in page_cases(get, db_path, sample_ids):
         results[label] = timed(fn, ROUNDS)
         print(summary(label, results[label]))
-    print(summary("text in args, rare (full scan, info only)", timed(lambda: get("/api/runs?q=site4999.example/page/1"), 5)))
+    print(summary("text in args, rare (full scan, info only)",
+                  timed(lambda: get("/api/runs?q=site4999.example/page/1"), 5)))
     conn = sqlite3.connect(db_path)
     offset = timed(lambda: conn.execute("SELECT * FROM task_logs ORDER BY queued_at DESC, id DESC LIMIT 51 OFFSET ?",
                                         (int(ROWS * DEPTH),)).fetchall(), 10)

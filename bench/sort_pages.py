@@ -1,4 +1,4 @@
-"""Issue 17: the results sorted slowest first and oldest first over 1,000,000 runs in SQLite, through the real app.
+"""The results sorted slowest first and oldest first over 1,000,000 runs in SQLite, through the real app.
 
 Target: a deep page (after 500 pages) slowest first, p95 under 50 ms. Beside it in the same run: page 1 and the
 same depth newest first (the default order), and the LIMIT/OFFSET baseline for the slowest deep page.
@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import percentile, summary, timed  # noqa: E402
 from models import utcnow  # noqa: E402
 from panel.runlog import search  # noqa: E402
-from tests.conftest import api_client, build_app  # noqa: E402
+from tests.helpers import api_client, build_app  # noqa: E402
 
 ROWS = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
 ROUNDS = 60
@@ -116,7 +116,8 @@ def main():
         app = build_app(folder / "instance", f"sqlite:///{db_path}", "redis://127.0.0.1:1/0", API_CHECK_RESPONSES=False)
         started = time.perf_counter()
         seed(db_path, ROWS)
-        print(f"seeded {ROWS:,} runs in {time.perf_counter() - started:.1f} s ({db_path.stat().st_size / 2**20:.0f} MiB)")
+        print(f"seeded {ROWS:,} runs in {time.perf_counter() - started:.1f} s "
+              f"({db_path.stat().st_size / 2**20:.0f} MiB)")
         results, offset = measure(app, db_path)
     verdict(results, offset)
 

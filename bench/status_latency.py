@@ -1,4 +1,4 @@
-"""Issue 2: median GET /celery_status through the real app next to `pgrep -f` as a subprocess."""
+"""Median GET /celery_status through the real app next to `pgrep -f` as a subprocess."""
 import logging
 import statistics
 import subprocess
@@ -8,7 +8,7 @@ import requests
 from werkzeug.serving import make_server
 
 from bench.common import private_stack, summary, timed
-from tests.conftest import api_client
+from tests.helpers import api_client
 
 ROUNDS = 400
 WARMUP = 20

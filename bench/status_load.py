@@ -1,4 +1,4 @@
-"""Issue 9: GET /celery_status under gunicorn, 50 pollers while control requests interleave; 1 poller as baseline."""
+"""GET /celery_status under gunicorn, 50 pollers while control requests interleave; 1 poller as baseline."""
 import statistics
 import sys
 import tempfile

@@ -1,4 +1,4 @@
-"""Issue 6: worker detail through the panel next to `celery inspect active` with Celery's default timeout."""
+"""Worker detail through the panel next to `celery inspect active` with Celery's default timeout."""
 import logging
 import statistics
 import subprocess
@@ -11,7 +11,7 @@ from werkzeug.serving import make_server
 from bench.common import private_stack, summary, timed
 from panel.cluster import monitor
 from panel.config import ROOT
-from tests.conftest import api_client
+from tests.helpers import api_client
 
 ROUNDS = 50
 WARMUP = 5

@@ -101,10 +101,11 @@ def actor_pid(instance_path):
 
 
 def watch_loop(app, stop):
-    """Each WATCHDOG_INTERVAL_S: kept run-log writes, then the watchdog; the alert checks every ALERT_CHECK_INTERVAL_S."""
+    """Each WATCHDOG_INTERVAL_S: kept run-log writes, then the watchdog; the alert checks every
+    ALERT_CHECK_INTERVAL_S."""
     from panel.health import alerts
-    from panel.host import watchdog
     from panel.runlog import recorder
+    from panel.supervision import watchdog
     with app.app_context():
         dogs = watchdog.Watchdogs(app)
         watchdog.apply_configured(app.config)

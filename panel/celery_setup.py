@@ -3,7 +3,7 @@ import logging
 
 from celery import Celery, Task
 
-from panel.broker import worker_commands  # noqa: F401 - registers the panel's own inspect command
+from panel import worker_commands  # noqa: F401 - registers the panel's own inspect command
 from panel.runlog import recorder
 
 BUILTIN_TASK_MODULES = ("panel.embedded",)

@@ -8,7 +8,7 @@ import click
 from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 
-from models import ROLES
+from models import ROLES, iso
 from panel.errors import UserError
 from panel.runlog import retention
 from panel.security import audit, users
@@ -57,7 +57,7 @@ def create_user(name, role, password_stdin):
 def list_users():
     """List users with their role and state."""
     for user in users.all_users():
-        last = user.last_login_at.isoformat(timespec="seconds") + "Z" if user.last_login_at else "never"
+        last = iso(user.last_login_at, "seconds") or "never"
         click.echo(f"{user.username:<24} {user.role:<9} {'active' if user.active else 'disabled':<9} last login {last}")
 
 
@@ -119,8 +119,8 @@ def create_token(user, name):
 def list_tokens():
     """List tokens (never their secret)."""
     for t in users.all_tokens():
-        state = f"revoked {t.revoked_at.isoformat(timespec='seconds')}Z" if t.revoked_at else "live"
-        used = t.last_used_at.isoformat(timespec="minutes") + "Z" if t.last_used_at else "never"
+        state = f"revoked {iso(t.revoked_at, 'seconds')}" if t.revoked_at else "live"
+        used = iso(t.last_used_at, "minutes") or "never"
         click.echo(f"{t.id:>4} {t.prefix}…  {t.user.username:<20} {t.name:<20} {state:<28} last used {used}")
 
 
@@ -145,7 +145,8 @@ def cleanup_runs(days, include_failures, dry_run):
                    f"queued before {outcome['before']}")
         return
     audit.record(_actor(), "cli", "runs.cleanup", f"{days} days", "success", f"deleted {outcome['deleted']}")
-    click.echo(f"deleted {outcome['deleted']} run(s) in {', '.join(outcome['states'])} queued before {outcome['before']}")
+    click.echo(f"deleted {outcome['deleted']} run(s) in {', '.join(outcome['states'])} "
+               f"queued before {outcome['before']}")
 
 
 def _check_lines(facts):
@@ -169,7 +170,8 @@ def _check_lines(facts):
 @click.option("--json", "as_json", is_flag=True, help="Print the facts as JSON.")
 @with_appcontext
 def celery_check(as_json):
-    """What the panel found of its Celery app: app, Celery version, broker, backend, task types (exit 1: a part failed)."""
+    """What the panel found of its Celery app: app, Celery version, broker, backend, task types
+    (exit 1: a part failed)."""
     import json
 
     from panel.health import app_check

@@ -1,89 +1,184 @@
-"""Settings: code defaults, then a `.env` file, then the environment (which wins)."""
+"""Settings: code defaults, then a `.env` file, then the environment (which wins).
+
+Each setting is declared once below (`Settings`), with its type and default; pydantic-settings reads it from the
+environment and `.env`. A value that does not fit its type stops the start with a SettingsError naming the key.
+"""
 import os
 import secrets
 from pathlib import Path
+from typing import Annotated
 
 from dotenv import dotenv_values
+from pydantic import BeforeValidator, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError, PydanticUseDefault
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from panel.broker.connection import is_redis
+from panel.errors import SettingsError
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_INSTANCE = ROOT / "instance"
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+TRUE_WORDS, FALSE_WORDS = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
-DEFAULTS = {
-    "PANEL_HOST": "127.0.0.1",
-    "PANEL_PORT": "5000",
-    "CELERY_BROKER_URL": "redis://127.0.0.1:6379/0",
-    "CELERY_RESULT_BACKEND": "",
-    "CELERY_TIMEZONE": "UTC",
-    "CELERY_IMPORTS": "",
-    # Your own Celery project (panel/host/target.py): all unset means the embedded demo app.
-    "CELERY_APP": "",
-    "CELERY_WORKDIR": "",
-    "CELERY_BIN": "",
-    "CELERY_WORKER_ARGS": "",
-    "CELERY_BEAT_ARGS": "",
+
+def _refuse(wanted, value):
+    return PydanticCustomError("setting", "expected {wanted}, got {got}", {"wanted": wanted, "got": repr(value)})
+
+
+def _to_int(value):
+    """As int() always read these: " 5 ", "+5" and "1_000" are numbers; "", "5.0" and "five" are not."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            pass
+    raise _refuse("an integer", value)
+
+
+def _to_seconds(value):
+    """A number of seconds, fractions allowed (as float() always read these)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    raise _refuse("a number of seconds", value)
+
+
+def _to_flag(value):
+    """1/0, true/false, yes/no, on/off (any case); empty means the default."""
+    if isinstance(value, bool):
+        return value
+    word = str(value).strip().lower()
+    if not word:
+        raise PydanticUseDefault()
+    if word in TRUE_WORDS or word in FALSE_WORDS:
+        return word in TRUE_WORDS
+    raise _refuse("one of 1/0, true/false, yes/no, on/off", value)
+
+
+def _or_default(value):
+    """Empty means the default."""
+    if value == "":
+        raise PydanticUseDefault()
+    return value
+
+
+Int = Annotated[int, BeforeValidator(_to_int)]
+Seconds = Annotated[float, BeforeValidator(_to_seconds)]
+Flag = Annotated[bool, BeforeValidator(_to_flag)]
+NonEmpty = Annotated[str, BeforeValidator(_or_default)]
+# Read to derive other values (or by gunicorn.conf.py), not Flask config keys themselves.
+INPUT_ONLY = dict(exclude=True)
+
+
+class Settings(BaseSettings):
+    """Every setting of the panel; `load_settings()` turns them into Flask config keys."""
+
+    model_config = SettingsConfigDict(env_file=ROOT / ".env", env_file_encoding="utf-8", case_sensitive=True,
+                                      extra="ignore")
+
+    # Where the panel listens, and its own files.
+    PANEL_HOST: NonEmpty = "127.0.0.1"  # address the panel listens on (make run and gunicorn)
+    PANEL_PORT: Int = 5000  # port the panel listens on
+    PANEL_INSTANCE_PATH: str = Field("", **INPUT_ONLY)  # database, logs, pid files, locks; empty: ./instance
+    DATABASE_URL: str = Field("", **INPUT_ONLY)  # SQLAlchemy URL; empty: SQLite in the instance folder
+    SECRET_KEY: str = ""  # Flask's secret; empty: one generated once into the instance folder
+    # gunicorn (`make serve`, read by gunicorn.conf.py).
+    PANEL_WORKERS: Int = Field(3, **INPUT_ONLY)  # gunicorn worker processes
+    PANEL_THREADS: Int = Field(4, **INPUT_ONLY)  # threads per gunicorn worker
+    PANEL_ACCESS_LOG: str = Field("", **INPUT_ONLY)  # access log path, "-" stdout, "off"; empty: logs/access.log
+    # The broker and results.
+    CELERY_BROKER_URL: str = "redis://127.0.0.1:6379/0"  # the broker (redis:// or amqp://)
+    BROKER_URL: str = Field("", **INPUT_ONLY)  # older name, used when CELERY_BROKER_URL is not set at all
+    CELERY_RESULT_BACKEND: str = ""  # empty: the broker on Redis, else the panel's database (db+...)
+    CELERY_TIMEZONE: str = "UTC"  # timezone of crontab schedules
+    CELERY_IMPORTS: str = ""  # comma-separated modules with your own tasks, for the embedded app
+    # Your own Celery project (panel/target.py): all unset means the embedded demo app.
+    CELERY_APP: str = ""  # the -A value of your app
+    CELERY_WORKDIR: str = ""  # your project's folder
+    CELERY_BIN: str = ""  # your project's own `celery`
+    CELERY_WORKER_ARGS: str = ""  # extra worker arguments, split like a shell
+    CELERY_BEAT_ARGS: str = ""  # extra Beat arguments, split like a shell
     # The run log from task events (panel/runlog/from_events.py): auto = on for your own project.
-    "RUN_EVENTS": "auto",
-    "EVENT_QUEUE_MAX_LENGTH": "100000",
-    "EVENT_QUEUE_MAX_AGE_S": "86400",
-    "EVENT_QUEUE_EXPIRES_S": "604800",
-    "WORKER_CONCURRENCY": "2",
-    "WORKER_POOL": "prefork",
-    "WORKER_QUEUES": "celery",
-    "WORKER_LOGLEVEL": "info",
-    "WORKER_NODENAME": "worker@%h",
-    "WORKER_MAX_TASKS_PER_CHILD": "0",  # 0: a pool process lives on; N: it is replaced after N tasks
-    "STOP_GRACE_S": "10",
-    "START_TIMEOUT_S": "30",
-    "BEAT_MAX_INTERVAL_S": "2",
-    "CONTROL_LOCK_WAIT_S": "60",
-    "RECORD_RUNS": "1",
-    "WATCHDOG": "",  # "worker", "beat" or "worker,beat": switched on at start-up (the page can switch too)
-    "WATCHDOG_INTERVAL_S": "1",
-    "WATCHDOG_STABLE_S": "10",
-    "WATCHDOG_MAX_FAILURES": "3",
-    "WATCHDOG_BACKOFF_S": "2",
-    "WATCHDOG_BACKOFF_MAX_S": "60",
-    "WATCHDOG_LOCK_WAIT_S": "5",
-    "POISON_AFTER_DEATHS": "2",  # worker deaths holding the same message before it is quarantined
-    "PANEL_AUTH": "on",
-    "PANEL_ALLOWED_HOSTS": "",  # with PANEL_AUTH=off: host names served besides localhost, 127.0.0.1 and [::1]
-    "PANEL_SECURE_COOKIES": "",
+    RUN_EVENTS: str = "auto"  # auto, on or off
+    EVENT_QUEUE_MAX_LENGTH: Int = 100000  # events the panel's RabbitMQ event queue holds at most
+    EVENT_QUEUE_MAX_AGE_S: Seconds = 86400.0  # how long an event is kept in that queue
+    EVENT_QUEUE_EXPIRES_S: Seconds = 604800.0  # that queue is deleted after this long without a consumer
+    # How the worker and Beat are started.
+    WORKER_CONCURRENCY: Int = 2  # pool size
+    WORKER_POOL: str = "prefork"  # pool type
+    WORKER_QUEUES: str = "celery"  # comma-separated queues the worker consumes
+    WORKER_LOGLEVEL: str = "info"  # the worker's log level
+    WORKER_NODENAME: str = "worker@%h"  # the worker's node name
+    WORKER_MAX_TASKS_PER_CHILD: Int = 0  # 0: a pool process lives on; N: it is replaced after N tasks
+    STOP_GRACE_S: Seconds = 10.0  # a stop waits this long after SIGTERM, then SIGKILLs
+    START_TIMEOUT_S: Seconds = 30.0  # a start that takes longer is a failure
+    BEAT_MAX_INTERVAL_S: Seconds = 2.0  # Beat wakes at least this often (schedule edits seen within it)
+    CONTROL_LOCK_WAIT_S: Seconds = 60.0  # a control action waits this long for the one before it
+    RECORD_RUNS: Flag = True  # record runs in the database
+    # Watchdog and quarantine.
+    WATCHDOG: str = ""  # "worker", "beat" or "worker,beat": switched on at start-up (the page can switch too)
+    WATCHDOG_INTERVAL_S: Seconds = 1.0  # how often the watchdog looks
+    WATCHDOG_STABLE_S: Seconds = 10.0  # a start that lives this long forgives earlier failures
+    WATCHDOG_MAX_FAILURES: Int = 3  # quick failures before FATAL
+    WATCHDOG_BACKOFF_S: Seconds = 2.0  # first delay before a restart, doubling
+    WATCHDOG_BACKOFF_MAX_S: Seconds = 60.0  # longest delay before a restart
+    WATCHDOG_LOCK_WAIT_S: Seconds = 5.0  # how long the watchdog waits for the control lock
+    POISON_AFTER_DEATHS: Int = 2  # worker deaths holding the same message before it is quarantined
+    # Security.
+    PANEL_AUTH: str = "on"  # "off" drops the login (loopback only)
+    PANEL_ALLOWED_HOSTS: str = ""  # with PANEL_AUTH=off: host names served besides localhost, 127.0.0.1, [::1]
+    PANEL_SECURE_COOKIES: Flag = False  # the session cookie is marked Secure (behind HTTPS)
     # Login throttling (panel/security/lockout.py): a lock per account and address, one per address, and an
     # account-wide slowdown (a doubling delay up to LOGIN_SLOW_MAX_DELAY_S) that never locks the account.
-    "LOGIN_MAX_FAILURES_PER_ACCOUNT_ADDRESS": "5",
-    "LOGIN_MAX_FAILURES_PER_ADDRESS": "20",
-    "LOGIN_SLOW_AFTER_FAILURES_PER_ACCOUNT": "10",
-    "LOGIN_SLOW_MAX_DELAY_S": "60",
-    "LOGIN_WINDOW_S": "900",
-    "ALERT_WEBHOOK_URL": "",
-    "ALERT_WEBHOOK_TIMEOUT_S": "5",
-    "ALERT_SMTP_HOST": "",
-    "ALERT_SMTP_PORT": "25",
-    "ALERT_SMTP_USER": "",
-    "ALERT_SMTP_PASSWORD": "",
-    "ALERT_SMTP_TLS": "",
-    "ALERT_SMTP_TIMEOUT_S": "10",
-    "ALERT_EMAIL_FROM": "",
-    "ALERT_EMAIL_TO": "",
-    "ALERT_MIN_INTERVAL_S": "300",
-    "ALERT_BEAT_MISS_MARGIN_S": "120",
-    "ALERT_FAILURES_THRESHOLD": "10",
-    "ALERT_FAILURES_WINDOW_S": "600",
-    "ALERT_CHECK_INTERVAL_S": "10",
-    # Limits on what the panel accepts (issue 19): a request body (413 past it), a worker's pool size.
-    "MAX_CONTENT_LENGTH": str(1024 * 1024),
-    "WORKER_POOL_MAX": "32",
+    LOGIN_MAX_FAILURES_PER_ACCOUNT_ADDRESS: Int = 5  # failures of one account from one address before a lock
+    LOGIN_MAX_FAILURES_PER_ADDRESS: Int = 20  # failures from one address before a lock
+    LOGIN_SLOW_AFTER_FAILURES_PER_ACCOUNT: Int = 10  # failures of one account before each attempt waits
+    LOGIN_SLOW_MAX_DELAY_S: Seconds = 60.0  # the longest of those waits
+    LOGIN_WINDOW_S: Seconds = 900.0  # the window failures are counted in
+    # Alerts.
+    ALERT_WEBHOOK_URL: str = ""  # POSTed a JSON alert; empty: no webhook
+    ALERT_WEBHOOK_TIMEOUT_S: Seconds = 5.0  # the webhook's timeout
+    ALERT_SMTP_HOST: str = ""  # mail server for e-mail alerts; empty: no e-mail
+    ALERT_SMTP_PORT: Int = 25  # its port
+    ALERT_SMTP_USER: str = ""  # login, when the server wants one
+    ALERT_SMTP_PASSWORD: str = ""  # password of that login
+    ALERT_SMTP_TLS: str = ""  # "starttls" or "ssl"; empty: neither
+    ALERT_SMTP_TIMEOUT_S: Seconds = 10.0  # the mail server's timeout
+    ALERT_EMAIL_FROM: str = ""  # sender; empty: celery-panel@<host>
+    ALERT_EMAIL_TO: str = ""  # comma-separated recipients
+    ALERT_MIN_INTERVAL_S: Seconds = 300.0  # the same alert is sent at most this often
+    ALERT_BEAT_MISS_MARGIN_S: Seconds = 120.0  # a scheduled run this far overdue counts as missed by Beat
+    ALERT_FAILURES_THRESHOLD: Int = 10  # failed runs within the window that raise an alert (0: never)
+    ALERT_FAILURES_WINDOW_S: Seconds = 600.0  # that window
+    ALERT_CHECK_INTERVAL_S: Seconds = 10.0  # how often the alert checks run
+    # Limits on what the panel accepts: a request body (413 past it), a worker's pool size.
+    MAX_CONTENT_LENGTH: Int = 1024 * 1024  # bytes of a request body
+    WORKER_POOL_MAX: Int = 32  # the total pool size pool-grow and autoscale may reach
     # A run sent later waits unacknowledged in its worker; Redis gives it to another after its visibility timeout
     # (1 h) and RabbitMQ closes the channel after its consumer_timeout (30 min): keep a countdown or eta below both.
-    "SEND_LATER_MAX_S": "1500",
-    "BULK_MAX_RUNS": "10000",  # runs one bulk action may touch; a larger set is refused with how to narrow it
-}
+    SEND_LATER_MAX_S: Seconds = 1500.0  # how far ahead a countdown or eta may start a run
+    BULK_MAX_RUNS: Int = 10000  # runs one bulk action may touch; a larger set is refused with how to narrow it
+
+    @model_validator(mode="before")
+    @classmethod
+    def _broker_url_fallback(cls, data):
+        """The older BROKER_URL stands in for CELERY_BROKER_URL when that is not set at all."""
+        if isinstance(data, dict) and "CELERY_BROKER_URL" not in data and data.get("BROKER_URL"):
+            data = {**data, "CELERY_BROKER_URL": data["BROKER_URL"]}
+        return data
+
+    def instance_folder(self):
+        return _instance_folder(self.PANEL_INSTANCE_PATH)
 
 
 def read_env(env_file=None):
-    """Merge `.env` under the process environment; the environment wins."""
+    """The raw merged mapping (every key, typed or not): `.env` under the process environment, which wins."""
     path = Path(env_file) if env_file else ROOT / ".env"
     merged = {k: v for k, v in dotenv_values(path).items() if v is not None} if path.is_file() else {}
     merged.update(os.environ)
@@ -92,9 +187,29 @@ def read_env(env_file=None):
     return merged
 
 
+def _problem(error):
+    key = ".".join(str(part) for part in error["loc"]) or "settings"
+    if error["type"] == "setting":
+        return key, error["msg"]
+    return key, f"{error['msg']}, got {error['input']!r}"
+
+
+def read_settings(env_file=None):
+    """The typed settings, without side effects; a value that does not fit raises SettingsError naming its key."""
+    path = Path(env_file) if env_file else ROOT / ".env"
+    try:
+        return Settings(_env_file=path)
+    except ValidationError as exc:
+        raise SettingsError([_problem(error) for error in exc.errors()]) from None
+
+
+def _instance_folder(value):
+    return Path(value or DEFAULT_INSTANCE).resolve()
+
+
 def instance_path(env):
     """The folder for this panel's database, logs, pid files and locks."""
-    return Path(env.get("PANEL_INSTANCE_PATH") or DEFAULT_INSTANCE).resolve()
+    return _instance_folder(env.get("PANEL_INSTANCE_PATH"))
 
 
 def _secret_key(folder):
@@ -108,6 +223,11 @@ def _secret_key(folder):
     return key
 
 
+def is_redis(url):
+    """A Redis broker URL (redis://, rediss:// or a unix socket)."""
+    return url.startswith(REDIS_SCHEMES)
+
+
 def default_result_backend(broker, database):
     """Results go to the broker when it is Redis; on any other broker (RabbitMQ keeps no results) to the panel's
     own database, through Celery's SQLAlchemy backend, so the pages and the command-line tools can read them."""
@@ -115,32 +235,18 @@ def default_result_backend(broker, database):
 
 
 def load_settings(env_file=None):
-    """All settings as a flat dict of Flask config keys."""
-    env = read_env(env_file)
-    folder = instance_path(env)
+    """All settings as a flat dict of Flask config keys (ints, floats for the *_S keys, bools, strings)."""
+    settings = read_settings(env_file)
+    folder = settings.instance_folder()
     (folder / "logs").mkdir(parents=True, exist_ok=True)
     (folder / "run").mkdir(parents=True, exist_ok=True)
-    values = {key: env.get(key, default) for key, default in DEFAULTS.items()}
-    database = env.get("DATABASE_URL") or f"sqlite:///{folder / 'panel.db'}"
+    values = settings.model_dump()
+    database = settings.DATABASE_URL or f"sqlite:///{folder / 'panel.db'}"
     values.update(
         INSTANCE_PATH=str(folder),
-        SECRET_KEY=env.get("SECRET_KEY") or _secret_key(folder),
+        SECRET_KEY=settings.SECRET_KEY or _secret_key(folder),
         SQLALCHEMY_DATABASE_URI=database,
-        CELERY_RESULT_BACKEND=values["CELERY_RESULT_BACKEND"] or default_result_backend(values["CELERY_BROKER_URL"],
-                                                                                        database),
+        CELERY_RESULT_BACKEND=settings.CELERY_RESULT_BACKEND or default_result_backend(settings.CELERY_BROKER_URL,
+                                                                                          database),
     )
-    for key in ("PANEL_PORT", "WORKER_CONCURRENCY", "WORKER_MAX_TASKS_PER_CHILD", "STOP_GRACE_S", "START_TIMEOUT_S",
-                "BEAT_MAX_INTERVAL_S", "CONTROL_LOCK_WAIT_S", "LOGIN_WINDOW_S",
-                "LOGIN_MAX_FAILURES_PER_ACCOUNT_ADDRESS", "LOGIN_MAX_FAILURES_PER_ADDRESS",
-                "LOGIN_SLOW_AFTER_FAILURES_PER_ACCOUNT", "LOGIN_SLOW_MAX_DELAY_S", "WATCHDOG_INTERVAL_S",
-                "WATCHDOG_STABLE_S", "WATCHDOG_MAX_FAILURES", "WATCHDOG_BACKOFF_S", "WATCHDOG_BACKOFF_MAX_S",
-                "WATCHDOG_LOCK_WAIT_S", "POISON_AFTER_DEATHS",
-                "ALERT_WEBHOOK_TIMEOUT_S", "ALERT_SMTP_PORT", "ALERT_SMTP_TIMEOUT_S", "ALERT_MIN_INTERVAL_S",
-                "ALERT_BEAT_MISS_MARGIN_S", "ALERT_FAILURES_THRESHOLD", "ALERT_FAILURES_WINDOW_S",
-                "ALERT_CHECK_INTERVAL_S", "EVENT_QUEUE_MAX_LENGTH", "EVENT_QUEUE_MAX_AGE_S",
-                "EVENT_QUEUE_EXPIRES_S", "MAX_CONTENT_LENGTH", "WORKER_POOL_MAX", "SEND_LATER_MAX_S",
-                "BULK_MAX_RUNS"):
-        values[key] = float(values[key]) if key.endswith("_S") else int(values[key])
-    values["RECORD_RUNS"] = str(values["RECORD_RUNS"]).lower() not in ("0", "false", "no", "off")
-    values["PANEL_SECURE_COOKIES"] = str(values["PANEL_SECURE_COOKIES"]).lower() in ("1", "true", "yes", "on")
     return values

@@ -71,5 +71,32 @@ class UserError(PanelError, ValueError):
     status = 400
 
 
+class LoginRequired(PanelError):
+    """A request that needs a session or an API token came without one."""
+
+    status = 401
+
+
+class Forbidden(PanelError):
+    """The caller's role may not do this."""
+
+    status = 403
+
+
+class HostRefused(PanelError):
+    """With login off, a request named a host this panel does not answer to (DNS rebinding)."""
+
+    status = 400
+
+
+class SettingsError(PanelError, ValueError):
+    """A setting (environment or `.env`) that does not fit its type: the start stops, naming each key and what it
+    wants, e.g. "PANEL_PORT: expected an integer, got 'abc'"."""
+
+    def __init__(self, problems):
+        self.problems = list(problems)  # (key, what is wrong) pairs
+        super().__init__("\n".join(f"{key}: {message}" for key, message in self.problems))
+
+
 class IllegalTransition(RuntimeError):
     """A process state change the state model does not allow: a bug, never the user's input (so no status)."""

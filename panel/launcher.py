@@ -9,7 +9,7 @@ from urllib.parse import urlparse
 
 from panel.broker import connection
 from panel.config import ROOT
-from panel.errors import BrokerDown
+from panel.errors import BrokerDown, SettingsError
 
 REDIS_START_WAIT_S = 10
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -100,4 +100,7 @@ if __name__ == "__main__":
     command = sys.argv[1] if len(sys.argv) > 1 else "run"
     if command not in COMMANDS:
         sys.exit(f"usage: python -m panel.launcher [{'|'.join(COMMANDS)}]")
-    COMMANDS[command]()
+    try:
+        COMMANDS[command]()
+    except SettingsError as exc:  # a bad value in the environment or .env: say which, no traceback
+        sys.exit(f"{exc}\nFix it in the environment or in {ROOT / '.env'}, then start again.")

@@ -9,7 +9,7 @@ if [[ -f .env ]]; then
 fi
 PYTHON="${PYTHON:-$( [[ -x .venv/bin/python ]] && echo .venv/bin/python || command -v python3 )}"
 PANEL_ROOT="$(pwd -P)"
-# The app to run (panel/host/target.py): unset, the embedded demo in this folder with this folder's celery.
+# The app to run (panel/target.py): unset, the embedded demo in this folder with this folder's celery.
 APP="${CELERY_APP:-celery_app}"
 WORKDIR="$(cd "${CELERY_WORKDIR:-$PANEL_ROOT}" && pwd -P)"
 CELERY="${CELERY_BIN:-${CELERY:-$( [[ -x .venv/bin/celery ]] && echo "$PWD/.venv/bin/celery" || command -v celery )}}"

@@ -23,13 +23,16 @@ def open_app(args):
 
     from app import create_app
     from panel.broker import connection
-    from panel.errors import BrokerDown
+    from panel.errors import BrokerDown, SettingsError
 
     if args.env_file and not Path(args.env_file).is_file():
         print(f"no such settings file: {args.env_file}", file=sys.stderr)
         sys.exit(EXIT_USAGE)
     try:
         app = create_app(env_file=args.env_file)
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        sys.exit(EXIT_USAGE)
     except SQLAlchemyError as exc:
         print(f"database unreachable: {exc}", file=sys.stderr)
         sys.exit(EXIT_UNREACHABLE)

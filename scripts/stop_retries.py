@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Find and stop Celery tasks caught in retry loops (seed 004)."""
+"""Find and stop Celery tasks caught in retry loops."""
 import argparse
 import sys
 

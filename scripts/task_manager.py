@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Check, locate, revoke and clean up one Celery task by id (seed 004)."""
+"""Check, locate, revoke and clean up one Celery task by id."""
 import argparse
 import sys
 
@@ -40,12 +40,14 @@ def main(argv=None):
 
     report = run(app, lambda: operations.info(celery, args.task_id))
     if not operations.known(report):
-        emit(args, dict(report, found=False), [f"task {args.task_id}: not found (no record, no result, no worker has it)"])
+        emit(args, dict(report, found=False),
+             [f"task {args.task_id}: not found (no record, no result, no worker has it)"])
         return EXIT_NOT_FOUND
     if args.command in ("status", "info"):
         if args.command == "status":
             report.pop("where", None)
-        lines = [f"task {args.task_id}", f"  result backend: {report['backend']['state']}"] + record_text(report["record"])
+        lines = ([f"task {args.task_id}", f"  result backend: {report['backend']['state']}"]
+                 + record_text(report["record"]))
         if args.command == "info":
             lines += where_text(report["where"])
         emit(args, report, lines)

@@ -53,7 +53,7 @@ const panelTime = {
   refresh(root) { (root || document).querySelectorAll("time[datetime]").forEach(panelTime.show); },
 };
 
-// ---- live polling under the user's control (the seeds' 30 s by default), remembered per browser ------------
+// ---- live polling under the user's control (every 30 s by default), remembered per browser ------------
 const panelPoll = (() => {
   const KEY = "panel.poll-ms", DEFAULT_MS = 30000, CHOICES = [30000, 10000, 5000, 2000, 0];  // 0: paused
   const jobs = [];

@@ -5,7 +5,7 @@
 const BUSY_POLL_MS = 500;        // while a start or stop runs, and while a run sent now has not started
 const FOLLOW_LIMIT_MS = 120000;   // a run followed that long without starting is left to the ordinary poll
 const START_COMMAND = "./start_celery_beat.sh";
-const TASK_BADGES = {  // seed 001
+const TASK_BADGES = {  // a schedule's status as its badge shows it
   running: ["yellow", "⟳ Running"], failed: ["red", "✗ Failed"],
   completed: ["green", "✓ Completed"], pending: ["gray", "… Pending"],
 };
@@ -50,7 +50,7 @@ async function getJSON(url) {
   return r.data;
 }
 
-// ---- status (seed 000 and 002) ------------------------------------------------------------
+// ---- status (overall and Beat's) ------------------------------------------------------------
 function showStartInstructions() {
   if (!beatStopped) return;
   alert("To start Celery Beat, run this command:\n\n" + START_COMMAND +
@@ -72,7 +72,7 @@ function renderBeat(data) {
 
 const BUSY_WORDS = { stopping: "… Stopping", starting: "… Starting" };
 
-// Seed 000's words and colours for all or nothing; a half-running Celery says which half, never "Stopped" while
+// The status badge's words and colours for all or nothing; a half-running Celery says which half, never "Stopped" while
 // a worker executes tasks.
 function overallLook(data) {
   if (data.running) return ["● Running", "green", ""];
@@ -113,7 +113,7 @@ async function refreshStatus() {
   }
 }
 
-// ---- tasks (seed 001) ---------------------------------------------------------------------
+// ---- tasks (schedules) ----------------------------------------------------------------------
 function cell(row, text, cls) {
   const td = document.createElement("td");
   if (text instanceof Node) td.appendChild(text);
@@ -201,7 +201,7 @@ async function cancelTask(t) {
   await refreshTasks();
 }
 
-// ---- the task form and the RESTART NOW flow (seed 002) -----------------------------------
+// ---- the task form and the RESTART NOW flow -------------------------------------------------
 function openTaskForm(t) {
   const form = $("task-form");
   form.reset();
@@ -274,7 +274,7 @@ async function restartBeat() {
   document.dispatchEvent(new Event("panel:processes-changed"));
 }
 
-// ---- toolbar (seed 000) -------------------------------------------------------------------
+// ---- toolbar --------------------------------------------------------------------------------
 async function toolbarAction(name) {
   const [question, url] = TOOLBAR[name];
   if (!confirm(question)) return;

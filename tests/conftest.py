@@ -1,6 +1,9 @@
 """Fixtures: a private Redis per session, a RabbitMQ vhost of our own, SQLite and PostgreSQL databases, apps and
-Celery stacks."""
+Celery stacks, apps served on loopback and Chromium pages logged in to them. Only fixtures: what test modules import
+(clients, page helpers, seed data) is in tests/helpers.py."""
 import subprocess
+import sys
+import threading
 import uuid
 from pathlib import Path
 
@@ -8,11 +11,21 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from app import create_app
-from models import db
-from panel.config import default_result_backend
-from panel.host.processes import KINDS
-from tests.helpers import LocalSite, RedisServer
+from tests.helpers import (
+    ARTIFACTS,
+    CELERY,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    PROJECT,
+    LocalSite,
+    RedisServer,
+    api_client,
+    build_app,
+    log_in,
+    make_user,
+    open_page,
+    stop_everything,
+)
 
 PG_DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres connect_timeout=5"
 BACKENDS = ("sqlite", "postgresql")
@@ -72,27 +85,6 @@ def _db_url(backend, folder, pg_server_url):
     return f"sqlite:///{folder / 'panel.db'}" if backend == "sqlite" else pg_server_url
 
 
-def build_app(folder, db_url, broker_url, **extra):
-    """An app on its own instance folder with a fresh schema."""
-    config = {
-        "INSTANCE_PATH": str(folder),
-        "SQLALCHEMY_DATABASE_URI": db_url,
-        "CELERY_BROKER_URL": broker_url,
-        "CELERY_RESULT_BACKEND": default_result_backend(broker_url, db_url),
-        "CELERY_IMPORTS": "tests.sample_tasks",
-        "STOP_GRACE_S": 3.0,
-        "START_TIMEOUT_S": 30.0,
-        "TESTING": True,
-        "API_CHECK_RESPONSES": True,  # every JSON answer in the suite is checked against its declared model
-    }
-    config.update(extra)
-    app = create_app(config)
-    with app.app_context():
-        db.drop_all()
-        db.create_all()
-    return app
-
-
 @pytest.fixture
 def make_app(tmp_path, redis_server, request):
     """Factory for apps; every worker and Beat an app started is stopped at teardown."""
@@ -125,39 +117,6 @@ def _drop_waiting_messages(url):
             channel.queue_purge(name)
 
 
-def stop_everything(app):
-    """Finalizer: stop this instance's Celery processes, whatever the test left behind."""
-    sup = app.extensions["supervisor"]
-    sup.grace_s = 5.0
-    sup.lock_wait_s = 120
-    sup.stop(KINDS)
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
-
-
-TEST_PASSWORD = "correct horse battery"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-ARTIFACTS = Path(__file__).parent / "artifacts"  # screenshots of every page test (git-ignored)
-
-
-def open_page(browser, width=1280, height=900):
-    """A fresh browser context and page that accepts every dialog and remembers it (type, message)."""
-    context = browser.new_context(viewport={"width": width, "height": height})
-    page = context.new_page()
-    page.dialogs = []
-
-    def on_dialog(dialog):
-        page.dialogs.append((dialog.type, dialog.message))
-        dialog.accept()
-    page.on("dialog", on_dialog)
-    page.errors = []
-    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
-    return context, page
-
-
 @pytest.fixture(scope="module")
 def browser():
     """Debian's headless Chromium through Playwright, one per test module; fails when it is missing."""
@@ -170,18 +129,60 @@ def browser():
         launched.close()
 
 
-def api_client(app, role="admin"):
-    """A test client that authenticates like curl: a real user of that role and a real Bearer token."""
-    tokens = app.extensions.setdefault("test_tokens", {})
-    if role not in tokens:
-        from panel.security import users
-        with app.app_context():
-            users.create(f"test-{role}", TEST_PASSWORD, role)
-            tokens[role] = users.create_token(f"test-{role}", "tests")[1]
-            db.session.remove()
-    client = app.test_client()
-    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {tokens[role]}"
-    return client
+@pytest.fixture
+def serve():
+    """serve(app): the app on a free loopback port, a threaded server as Chromium and curl reach it; its base URL.
+    Every server started is shut down at teardown."""
+    from werkzeug.serving import make_server
+    servers = []
+
+    def start(app):
+        server = make_server("127.0.0.1", 0, app, threaded=True)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_port}"
+    yield start
+    for server in servers:
+        server.shutdown()
+
+
+@pytest.fixture
+def browser_page(browser, request):
+    """browser_page(width, height): a fresh Chromium page (open_page: dialogs accepted and kept, page errors kept).
+    At teardown the end state of each is a screenshot in tests/artifacts/, and its context is closed."""
+    opened = []
+
+    def open_one(width=1280, height=900):
+        context, page = open_page(browser, width, height)
+        opened.append((context, page))
+        return page
+    yield open_one
+    ARTIFACTS.mkdir(exist_ok=True)
+    for n, (context, page) in enumerate(opened):
+        page.screenshot(path=str(ARTIFACTS / f"{request.node.name}{f'-{n}' if n else ''}-end.png"), full_page=True)
+        context.close()
+
+
+@pytest.fixture
+def logged_in(serve, browser_page):
+    """logged_in(app, user, role, next_path="/", width, height): the app served on loopback, a user of that role made,
+    and a Chromium page logged in as them on the login form (page.base: the served URL)."""
+    def open_as(app, user, role, next_path="/", **size):
+        make_user(app, user, role)
+        page = browser_page(**size)
+        page.base = serve(app)
+        log_in(page, page.base, user, next_path)
+        return page
+    return open_as
+
+
+@pytest.fixture
+def attached(make_app):
+    """A panel attached to the sample project (tests/sample_project); the project's module is never imported here."""
+    app = make_app(CELERY_APP="proj", CELERY_WORKDIR=str(PROJECT), CELERY_BIN=CELERY,
+                   CELERY_WORKER_ARGS="--concurrency 3")
+    yield app
+    assert "proj" not in sys.modules and "proj.celery" not in sys.modules, "the panel imported the project"
 
 
 @pytest.fixture(params=BACKENDS)

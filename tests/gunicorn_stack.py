@@ -20,8 +20,7 @@ from models import db
 from panel.config import ROOT
 from panel.host import processes
 from panel.host.processes import BEAT, WORKER
-from tests.conftest import api_client, stop_everything
-from tests.helpers import free_port, wait_for
+from tests.helpers import api_client, celery_main_pids, free_port, stop_everything, wait_for
 
 BOOT_WAIT_S = 90  # prepare (migrations) and three workers importing the app, on two shared cores
 TERM_WAIT_S = 40  # gunicorn's graceful_timeout with the test's STOP_GRACE_S, plus a margin
@@ -146,6 +145,7 @@ class LoadResult:
     codes: dict = field(default_factory=dict)  # path -> Counter of status codes (0: no answer)
     controls: list = field(default_factory=list)  # (path, status code, seconds)
     most: Counter = field(default_factory=Counter)  # kind -> the most main processes seen at once
+    most_by_psutil: Counter = field(default_factory=Counter)  # the same, counted with psutil alone (not the scanner)
     samples: int = 0
 
     def polls(self):
@@ -193,10 +193,11 @@ def _controller(panel, stop, cycled, result):
 
 def _sampler(instance, stop, result):
     while not stop.wait(SAMPLE_EVERY_S):
-        table = processes.scan(instance)
+        table, counted = processes.scan(instance), celery_main_pids(instance)
         result.samples += 1
         for kind in (WORKER, BEAT):
             result.most[kind] = max(result.most[kind], len(table[kind]))
+            result.most_by_psutil[kind] = max(result.most_by_psutil[kind], len(counted[kind]))
 
 
 def run_load(panel, pollers, seconds, paths=POLL_PATHS, controls=True):

@@ -1,12 +1,24 @@
-"""Test helpers: private services, bounded waits, small local servers."""
+"""Test helpers: private services, bounded waits, small local servers, and what several test modules share (apps,
+clients, pages, seed data, hand-started workers). Fixtures live in tests/conftest.py; a test module imports only
+from here, never from conftest or another test module."""
+import os
+import re
 import select
 import shutil
+import signal
 import socket
 import sqlite3
 import subprocess
 import threading
 import time
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from app import create_app
+from models import Run, Schedule, db, utcnow
+from panel.config import ROOT, default_result_backend
+from panel.host.processes import KINDS
 
 WAIT_POLL_S = 0.1
 FAULTS = []  # (fault injected, what happened), appended by the fault tests, printed by conftest
@@ -36,7 +48,8 @@ class RedisServer:
     def __init__(self, folder, port=None):
         binary = shutil.which("redis-server")
         if not binary:
-            raise RuntimeError("redis-server is not installed; the suite needs a real Redis (apt-get install redis-server)")
+            raise RuntimeError(
+                "redis-server is not installed; the suite needs a real Redis (apt-get install redis-server)")
         self.port = port or free_port()  # a port again: the same server "comes back" (fault tests)
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
@@ -308,3 +321,312 @@ def end_process(proc, timeout_s=15):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=timeout_s)
+
+
+def executing_pid(celery, node, task_id, timeout_s=1.0):
+    """The pool process executing task_id, from the worker's own `active` reply (Celery's inspect, not the panel)."""
+    replies = celery.control.inspect(destination=[node], timeout=timeout_s).active() or {}
+    return next((task.get("worker_pid") for task in replies.get(node) or [] if task.get("id") == task_id), None)
+
+
+def process_gone(pid, create_time):
+    """Whether the process (pid, create_time) has ended: no such pid, another process on it, or a zombie."""
+    import psutil
+    try:
+        proc = psutil.Process(pid)
+        return proc.create_time() != create_time or proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def celery_main_pids(instance):
+    """{"worker": [pid], "beat": [pid]}: this instance's main Celery processes, counted with psutil alone.
+
+    Independent of the panel's scanner (panel/host/processes.py): a process is this instance's when its command
+    line runs `celery ... worker|beat` and its PANEL_INSTANCE_PATH names the instance; a worker whose parent is
+    one too is a pool child, not a worker.
+    """
+    import os
+    from pathlib import Path
+
+    import psutil
+    instance, seen = str(Path(instance).resolve()), {}
+    for proc in psutil.process_iter(["ppid", "cmdline", "status"]):
+        argv = proc.info["cmdline"] or []
+        kind = next((token for token in argv if token in ("worker", "beat")), None)
+        if not kind or proc.info["status"] == psutil.STATUS_ZOMBIE or "celery" not in map(os.path.basename, argv):
+            continue
+        try:
+            tag = proc.environ().get("PANEL_INSTANCE_PATH")
+        except psutil.Error:
+            continue
+        if tag and str(Path(tag).resolve()) == instance:
+            seen[proc.pid] = (kind, proc.info["ppid"])
+    mains = {"worker": [], "beat": []}
+    for pid, (kind, ppid) in sorted(seen.items()):
+        if seen.get(ppid, (None,))[0] != kind:
+            mains[kind].append(pid)
+    return mains
+
+
+def requests_so_far(page, seen, marker_path="/static/favicon.svg"):
+    """`seen` (what a page.on("request") handler appended) once every request the page issued so far is in it.
+
+    The page fetches a marker now and we wait for the marker's request event: Playwright reports a page's requests
+    in the order they were issued, so a poll fired before (by page.clock.run_for) has been reported by then.
+    """
+    marker = f"{marker_path}?flush={time.monotonic_ns()}"
+    with page.expect_request(lambda req: marker in req.url):
+        page.evaluate("(url) => fetch(url).then((resp) => resp.status)", marker)
+    return list(seen)
+
+
+# ---- apps, clients and pages ---------------------------------------------------------------------------------------
+
+TEST_PASSWORD = "correct horse battery"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARTIFACTS = Path(__file__).parent / "artifacts"  # screenshots of every page test (git-ignored)
+UI_WAIT_MS = 30_000  # the longest a page may take to show an answer in Chromium, on two shared cores
+
+
+def build_app(folder, db_url, broker_url, **extra):
+    """An app on its own instance folder with a fresh schema."""
+    config = {
+        "INSTANCE_PATH": str(folder),
+        "SQLALCHEMY_DATABASE_URI": db_url,
+        "CELERY_BROKER_URL": broker_url,
+        "CELERY_RESULT_BACKEND": default_result_backend(broker_url, db_url),
+        "CELERY_IMPORTS": "tests.sample_tasks",
+        "STOP_GRACE_S": 3.0,
+        "START_TIMEOUT_S": 30.0,
+        "TESTING": True,
+        "API_CHECK_RESPONSES": True,  # every JSON answer in the suite is checked against its declared model
+    }
+    config.update(extra)
+    app = create_app(config)
+    with app.app_context():
+        db.drop_all()
+        db.create_all()
+    return app
+
+
+def stop_everything(app):
+    """Finalizer: stop this instance's Celery processes, whatever the test left behind."""
+    sup = app.extensions["supervisor"]
+    sup.grace_s = 5.0
+    sup.lock_wait_s = 120
+    sup.stop(KINDS)
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+def make_user(app, name, role, password=TEST_PASSWORD):
+    from panel.security import users
+    with app.app_context():
+        users.create(name, password, role)
+        db.session.remove()
+
+
+def api_client(app, role="admin"):
+    """A test client that authenticates like curl: a real user of that role and a real Bearer token."""
+    tokens = app.extensions.setdefault("test_tokens", {})
+    if role not in tokens:
+        from panel.security import users
+        with app.app_context():
+            users.create(f"test-{role}", TEST_PASSWORD, role)
+            tokens[role] = users.create_token(f"test-{role}", "tests")[1]
+            db.session.remove()
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {tokens[role]}"
+    return client
+
+
+def form_login(client, username, password=TEST_PASSWORD):
+    """Log a test client in through the form; returns the answer and the CSRF token of the new session."""
+    page = client.get("/login").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    resp = client.post("/login", data={"username": username, "password": password, "csrf_token": token, "next": "/"})
+    if resp.status_code == 302:  # the session is new after login, and so is its token
+        token = re.search(r'name="csrf-token" content="([^"]+)"', client.get("/").get_data(as_text=True)).group(1)
+    return resp, token
+
+
+def open_page(browser, width=1280, height=900):
+    """A fresh browser context and page that accepts every dialog and remembers it (type, message)."""
+    context = browser.new_context(viewport={"width": width, "height": height})
+    page = context.new_page()
+    page.dialogs = []
+
+    def on_dialog(dialog):
+        page.dialogs.append((dialog.type, dialog.message))
+        dialog.accept()
+    page.on("dialog", on_dialog)
+    page.errors = []
+    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
+    return context, page
+
+
+def log_in(page, base, username, next_path="/", password=TEST_PASSWORD):
+    """Log in through the login page as a person would; the panel then shows next_path."""
+    page.goto(f"{base}/login?next={next_path}")
+    page.fill("#username", username)
+    page.fill("#password", password)
+    page.click("button[type=submit]")
+
+
+# ---- seed data and reads several test modules share ----------------------------------------------------------------
+
+NOW = utcnow().replace(microsecond=0)  # the run-log tests' "now": the runs they add are placed around it
+GOOD = {"name": "crawl home", "task": "crawl_url", "args": ["http://127.0.0.1:9/"], "kwargs": {"timeout": 3},
+        "interval_seconds": 300}  # a schedule the API accepts
+
+
+def count_tasks(app):
+    with app.app_context():
+        try:
+            return db.session.query(Schedule).count()
+        finally:
+            db.session.remove()
+
+
+def add_task(app, **data):
+    """A schedule made through the service, as the API would make it; its id."""
+    from panel.beat import schedules
+    with app.app_context():
+        task = schedules.create(data, set(app.extensions["celery"].tasks))
+        task_id = task.id
+        db.session.remove()
+        return task_id
+
+
+def rows(app, **filters):
+    """Run rows read in a fresh transaction, so polling never looks at a stale snapshot."""
+    with app.app_context():
+        try:
+            return db.session.query(Run).filter_by(**filters).order_by(Run.queued_at).all()
+        finally:
+            db.session.remove()
+
+
+def add_runs(app, specs):
+    """Insert runs: each spec is a dict of Run fields; returns their Celery ids in order."""
+    ids = []
+    with app.app_context():
+        for spec in specs:
+            row = {"celery_task_id": str(uuid.uuid4()), "task_name": "crawl_url", "state": "SUCCESS",
+                   "status": "completed", "args": [], "kwargs": {}, "queued_at": NOW, **spec}
+            db.session.add(Run(**row))
+            ids.append(row["celery_task_id"])
+        db.session.commit()
+        db.session.remove()
+    return ids
+
+
+def walk(client, query=""):
+    """Every page of /api/runs for a query, following next_cursor; returns the runs in order."""
+    seen, cursor = [], None
+    for _ in range(1000):
+        url = "/api/runs?" + query + (f"&cursor={cursor}" if cursor else "")
+        body = client.get(url).get_json()
+        seen += body["runs"]
+        cursor = body["next_cursor"]
+        if not cursor:
+            return seen
+    raise AssertionError("the cursor never ended")
+
+
+# ---- Celery processes the tests start ------------------------------------------------------------------------------
+
+CELERY = str(ROOT / ".venv" / "bin" / "celery")  # the suite's celery, for workers started by hand
+PROJECT = Path(__file__).with_name("sample_project").resolve()  # the project tests/test_own_project*.py attach
+WATCHDOG_FAST = {"WATCHDOG_INTERVAL_S": 0.3, "WATCHDOG_STABLE_S": 4.0, "WATCHDOG_BACKOFF_S": 0.5,
+                 "WATCHDOG_BACKOFF_MAX_S": 4.0, "WATCHDOG_MAX_FAILURES": 3}
+WORKER_READY_WAIT_S = 40
+WORKER_EXIT_WAIT_S = 15
+
+
+def start(app, *kinds):
+    """Start the programs (all by default) through the supervisor; fail the test with their logs when one cannot."""
+    results = app.extensions["supervisor"].start(kinds or KINDS)
+    assert all(r.ok for r in results.values()), {k: (r.message, r.log_tail) for k, r in results.items()}
+    return results
+
+
+def dog(app, kind):
+    """The watchdog's view of one program."""
+    from panel.supervision import watchdog
+    with app.app_context():
+        return watchdog.view()[kind]
+
+
+def project_call(app, task, args="[]"):
+    """Send a task the way the attached project does, from its own folder with its own celery; its id."""
+    env = app.extensions["supervisor"].child_env()
+    out = subprocess.run([CELERY, "-A", "proj", "call", task, "--args", args], cwd=str(PROJECT), env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip().splitlines()[-1]
+
+
+def ended(app, task_id, timeout_s=30):
+    return wait_for(lambda: (r := run_row(app, task_id)) and r.status in ("completed", "failed") and r, timeout_s,
+                    f"run {task_id} to end in the run log")
+
+
+class Workers:
+    """Worker processes a test started by hand; every one is stopped by PID, whatever the tests did."""
+
+    def __init__(self, app, folder):
+        self.app, self.folder, self.procs = app, folder, {}
+
+    def start(self, short, *extra, config=()):
+        from celery.utils.nodenames import host_format
+        name = host_format(f"{short}@%h")
+        argv = [CELERY, "-A", "celery_app", "worker", "-n", name, "-c", "2", "-l", "info", "-Q", "celery",
+                "--without-mingle", "--without-gossip", *extra]
+        if config:
+            argv += ["--", *config]  # worker settings from the command line (Celery's cmdline config)
+        log = open(self.folder / f"{short}.log", "ab")
+        proc = subprocess.Popen(argv, cwd=str(ROOT), env=self.app.extensions["supervisor"].child_env(),
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        self.procs[name] = proc
+        wait_for(lambda: proc.poll() is not None or listed_online(self.app, name), WORKER_READY_WAIT_S,
+                 f"{name} online")
+        assert proc.poll() is None, (self.folder / f"{short}.log").read_text()[-3000:]
+        return name, proc
+
+    def stop_all(self):
+        for proc in self.procs.values():
+            stop_tree(proc)
+
+
+def stop_tree(proc):
+    """TERM the worker (and CONT, in case a test left it stopped), KILL what is left of its tree."""
+    import psutil
+    if proc.poll() is not None:
+        return
+    try:
+        members = [proc.pid] + [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        members = [proc.pid]
+    for sig in (signal.SIGCONT, signal.SIGTERM):
+        os.kill(proc.pid, sig)
+    try:
+        proc.wait(timeout=WORKER_EXIT_WAIT_S)
+    except subprocess.TimeoutExpired:
+        pass
+    for pid in members:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait(timeout=WORKER_EXIT_WAIT_S)
+
+
+def listed_online(app, name):
+    body = api_client(app, "viewer").get("/api/workers").get_json()
+    return any(w["name"] == name and w["status"] == "online" for w in body["workers"])

@@ -1,7 +1,6 @@
 """Alerts delivered to a local HTTP receiver and a local SMTP server: content, rate limits, failures, checks, API."""
 import socket
 import threading
-import time
 import uuid
 from datetime import datetime, timedelta
 
@@ -12,8 +11,7 @@ from models import AlertEvent, Run, Schedule, Watchdog, db, utcnow
 from panel.health import alerts
 from panel.host.oscontrol import describe_exit
 from tests.alert_receivers import Receiver, smtp_server
-from tests.conftest import api_client
-from tests.helpers import free_port
+from tests.helpers import api_client, free_port
 
 TIMEOUT_S = 0.5  # the webhook and SMTP timeouts in these tests
 
@@ -138,16 +136,19 @@ def test_each_alert_kind_reaches_the_webhook_and_the_mailbox_with_its_content(ma
 
 
 def test_the_same_key_within_the_interval_is_recorded_rate_limited_and_sent_again_after_it(make_app, backend, hook,
-                                                                                             smtp):
-    app = alert_app(make_app, backend, hook_url=hook.url("/ok"), smtp_port=smtp.port, ALERT_MIN_INTERVAL_S=1.0)
+                                                                                             smtp, monkeypatch):
+    app = alert_app(make_app, backend, hook_url=hook.url("/ok"), smtp_port=smtp.port, ALERT_MIN_INTERVAL_S=600)
+    start, elapsed = utcnow(), [0]  # the alerts' clock, moved by hand: no real ten minutes, no real second
+    monkeypatch.setattr(alerts, "clock", lambda: start + timedelta(seconds=elapsed[0]))
     first = call(app, alerts.process_stopped, "beat", [11], 1, "unexpected exit")
+    elapsed[0] = 599  # the last second of the interval
     second = call(app, alerts.process_stopped, "beat", [12], 1, "unexpected exit")
     other = call(app, alerts.process_stopped, "worker", [13], 1, "unexpected exit")  # another key is not limited
     assert first["delivered"] == {"webhook": "sent", "email": "sent"}
     assert second["delivered"] == {"webhook": "rate-limited", "email": "rate-limited"}
     assert other["delivered"] == {"webhook": "sent", "email": "sent"}
     assert [p["details"]["pids"] for _, p, _ in hook.posts] == [[11], [13]] and len(smtp.envelopes) == 2
-    time.sleep(1.2)
+    elapsed[0] = 601  # past the interval since the first (the rate-limited one is not a send: it does not count)
     third = call(app, alerts.process_stopped, "beat", [14], 1, "unexpected exit")
     assert third["delivered"] == {"webhook": "sent", "email": "sent"}
     assert [p["details"]["pids"] for _, p, _ in hook.posts] == [[11], [13], [14]] and len(smtp.envelopes) == 3

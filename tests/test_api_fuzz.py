@@ -7,16 +7,13 @@ Celery, shut a worker down, purge, delete) are fine here; the finalizers stop wh
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
-from werkzeug.serving import make_server
 
 from panel.cluster import monitor
 from tests.alert_receivers import Receiver
-from tests.conftest import api_client
-from tests.helpers import start_worker, wait_for
+from tests.helpers import api_client, start_worker, wait_for
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 SEED = os.environ.get("FUZZ_SEED", "20261130")  # fixed, so CI is repeatable; set FUZZ_SEED to explore
@@ -24,30 +21,23 @@ MAX_EXAMPLES = os.environ.get("FUZZ_MAX_EXAMPLES", "8")  # about 3 minutes on tw
 RUN_LIMIT_S = 900
 
 
-def _serve(app):
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
 @pytest.mark.timeout(RUN_LIMIT_S + 300)
-def test_every_operation_passes_every_schemathesis_check(make_app, tmp_path):
+def test_every_operation_passes_every_schemathesis_check(make_app, tmp_path, serve):
     receiver = Receiver()  # so the test alert really goes somewhere
     app = make_app(ALERT_WEBHOOK_URL=receiver.url("/ok"), WORKER_LOGLEVEL="warning")
     token = api_client(app, "admin").environ_base["HTTP_AUTHORIZATION"].split(" ", 1)[1]
     stop_monitor = monitor.start(app)
-    server = _serve(app)
+    base = serve(app)
     try:
         start_worker(app)
         viewer = api_client(app, "viewer")
         wait_for(lambda: viewer.get("/api/workers").get_json()["workers"], 30, "the worker in /api/workers (links)")
-        url = f"http://127.0.0.1:{server.server_port}/api/openapi.json"
+        url = f"{base}/api/openapi.json"
         argv = [str(Path(sys.executable).with_name("schemathesis")), "--config-file", str(CONFIG), "run", url,
                 "--checks", "all", "--header", f"Authorization: Bearer {token}", "--max-examples", MAX_EXAMPLES,
                 "--seed", SEED, "--workers", "1", "--request-timeout", "60", "--no-color"]
         done = subprocess.run(argv, capture_output=True, text=True, timeout=RUN_LIMIT_S, cwd=tmp_path)  # its cache too
     finally:
-        server.shutdown()
         stop_monitor.set()
         receiver.stop()
     report = done.stdout

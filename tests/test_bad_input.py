@@ -1,4 +1,4 @@
-"""Issue 19: bad input is a 400 (or 413) naming the field and the limit, never a 500, on SQLite and PostgreSQL."""
+"""Bad input is a 400 (or 413) naming the field and the limit, never a 500, on SQLite and PostgreSQL."""
 import base64
 import json
 
@@ -6,9 +6,7 @@ import pytest
 
 from panel.cluster import monitor
 from panel.web import limits
-from tests.conftest import api_client
-from tests.helpers import start_worker, wait_for
-from tests.test_tasks_api import GOOD, count_tasks
+from tests.helpers import GOOD, api_client, count_tasks, start_worker, wait_for
 
 CRONTABS = ["*/-1 * * * *", "-1 * * * *", "1,2, * * * *", ", * * * *", "*/ * * * *", "*/0 * * * *", "* * * * 8"]
 # Control characters, bidi embeddings, overrides and isolates, line separators: never in a name a person reads.

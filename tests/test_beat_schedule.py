@@ -2,22 +2,13 @@
 import json
 import time
 
-from models import Run, Schedule, ScheduleChange, db
+from models import Schedule, ScheduleChange, db
 from panel.beat import schedules
 from panel.host import processes
 from panel.host.processes import BEAT
-from tests.helpers import free_port, wait_for
+from tests.helpers import add_task, free_port, rows, start, wait_for
 
 EDIT_SEEN_S = 5
-
-
-def rows(app, **filters):
-    """Run rows read in a fresh transaction, so polling never looks at a stale snapshot."""
-    with app.app_context():
-        try:
-            return db.session.query(Run).filter_by(**filters).order_by(Run.queued_at).all()
-        finally:
-            db.session.remove()
 
 
 def task_row(app, name):
@@ -28,24 +19,10 @@ def task_row(app, name):
             db.session.remove()
 
 
-def add_task(app, **data):
-    with app.app_context():
-        task = schedules.create(data, set(app.extensions["celery"].tasks))
-        task_id = task.id
-        db.session.remove()
-        return task_id
-
-
 def edit_task(app, task_id, **data):
     with app.app_context():
         schedules.edit(task_id, data, set(app.extensions["celery"].tasks))
         db.session.remove()
-
-
-def start(app, *kinds):
-    results = app.extensions["supervisor"].start(kinds or processes.KINDS)
-    assert all(r.ok for r in results.values()), {k: (r.message, r.log_tail) for k, r in results.items()}
-    return results
 
 
 def test_interval_task_produces_completed_runs_with_worker_names(make_app, backend, site):

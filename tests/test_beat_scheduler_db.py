@@ -5,8 +5,7 @@ from models import Run, Schedule, db
 from panel.beat.scheduler import DatabaseScheduler
 from panel.broker import queues
 from panel.host.processes import BEAT
-from tests.conftest import build_app, stop_everything
-from tests.helpers import TcpProxy, wait_for
+from tests.helpers import TcpProxy, build_app, stop_everything, wait_for
 
 
 def _scheduler(app):

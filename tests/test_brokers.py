@@ -1,7 +1,8 @@
-"""What faces the broker, on Redis and on RabbitMQ alike (issue 16): the health probe, events, inspect and control,
+"""What faces the broker, on Redis and on RabbitMQ alike: the health probe, events, inspect and control,
 queue lengths, consumers and purge, cancel, and results read back (on RabbitMQ from the panel's database)."""
 import json
 
+import psutil
 import pytest
 
 from panel import background
@@ -9,8 +10,7 @@ from panel.broker import connection
 from panel.errors import BrokerDown
 from panel.host.processes import WORKER
 from panel.runlog import outcomes
-from tests.conftest import api_client
-from tests.helpers import free_port, run_row, tool, wait_for
+from tests.helpers import api_client, executing_pid, free_port, process_gone, run_row, tool, wait_for
 
 WAIT_S = 40
 
@@ -74,6 +74,12 @@ def test_a_run_is_cancelled_for_real_and_a_finished_one_read_back_from_the_resul
     assert (status["backend"]["state"], status["record"]["result"]) == ("SUCCESS", "5"), status
     slow = send("tests.sleep", [120])
     wait_for(lambda: (r := run_row(running, slow)) and r.status == "running", WAIT_S, "the run to start")
+    celery = running.extensions["celery"]
+    pid = wait_for(lambda: executing_pid(celery, node(running), slow), WAIT_S, "the worker to name the run's pool pid")
+    created = psutil.Process(pid).create_time()
     body = operator.post(f"/scheduler/cancel-run/{slow}/").get_json()
     assert body["confirmed_stopped"] is True and body["stopped"] == [slow], body
+    # Our own eyes, not the panel's verdict: the pool process that executed it is gone, and it did not finish.
+    wait_for(lambda: process_gone(pid, created), 10, f"pool process {pid} that ran the cancelled task to end")
+    assert celery.AsyncResult(slow).state != "SUCCESS"
     assert run_row(running, slow).error == outcomes.CANCELLED.reason

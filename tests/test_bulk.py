@@ -6,9 +6,7 @@ import pytest
 
 from models import Run, db
 from panel.host.processes import WORKER
-from tests.conftest import api_client
-from tests.helpers import run_row, start_worker, wait_for
-from tests.test_results import NOW, add_runs
+from tests.helpers import NOW, add_runs, api_client, run_row, start_worker, wait_for
 
 PARKED = "parked"  # a queue no worker consumes until the test says so
 
@@ -135,42 +133,22 @@ def test_bulk_delete_keeps_the_newest_runs_outside_the_filter(app):
 
 
 @pytest.fixture
-def runs_in_browser(browser, app, request):
+def runs_in_browser(logged_in, app):
     """An admin logged in on the real app over loopback (Chromium), with finished and queued runs."""
-    import threading
-
     from playwright.sync_api import expect
-    from werkzeug.serving import make_server
-
-    from panel.security import users
-    from tests.conftest import ARTIFACTS, TEST_PASSWORD, open_page
     add_runs(app, [{"state": "SUCCESS", "queued_at": NOW - timedelta(minutes=i), "task_name": "tests.add",
                     "args": [i, i], "started_at": NOW, "finished_at": NOW, "runtime_s": i / 10} for i in range(6)])
     add_runs(app, [{"state": "PENDING", "status": "pending", "queued_at": NOW + timedelta(minutes=i),
                     "task_name": "tests.add", "args": [i, 0]} for i in range(3)])
-    with app.app_context():
-        users.create("boss", TEST_PASSWORD, "admin")
-        db.session.remove()
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    context, page = open_page(browser)
-    page.base = f"http://127.0.0.1:{server.server_port}"
-    page.goto(page.base + "/login?next=/runs")
-    page.fill("#username", "boss")
-    page.fill("#password", TEST_PASSWORD)
-    page.click("button[type=submit]")
+    page = logged_in(app, "boss", "admin", "/runs")
     expect(page.locator("#bulk-bar")).to_be_visible(timeout=10_000)
-    yield page
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{request.node.name}-end.png"), full_page=True)
-    context.close()
-    server.shutdown()
+    return page
 
 
 def test_selected_rows_are_acted_on_after_a_confirm_naming_the_count_and_action(runs_in_browser, app):
     from playwright.sync_api import expect
 
-    from tests.conftest import ARTIFACTS
+    from tests.helpers import ARTIFACTS
     page = runs_in_browser
     pending = page.locator("#runs-table tbody tr", has=page.locator('.state[data-state="PENDING"]'))
     expect(pending).to_have_count(3)
@@ -193,7 +171,7 @@ def test_selected_rows_are_acted_on_after_a_confirm_naming_the_count_and_action(
 def test_a_run_page_lists_its_retries_and_the_retry_links_back(runs_in_browser, app):
     from playwright.sync_api import expect
 
-    from tests.conftest import ARTIFACTS
+    from tests.helpers import ARTIFACTS
     original = add_runs(app, [{"state": "FAILURE", "status": "failed", "task_name": "tests.add", "args": ["a", 1],
                                "error": "TypeError: can only concatenate str", "started_at": NOW,
                                "finished_at": NOW + timedelta(seconds=2), "runtime_s": 2.0}])[0]

@@ -9,8 +9,7 @@ import psutil
 from models import Run, Schedule, db, utcnow
 from panel.broker import remote
 from panel.runlog import reconciler
-from tests.conftest import api_client
-from tests.helpers import run_row, start_worker, wait_for
+from tests.helpers import api_client, run_row, start_worker, wait_for
 
 
 def schedule(client, name, task, args, kwargs=None):

@@ -1,11 +1,20 @@
 """scripts/task_manager.py and scripts/stop_retries.py against a real worker, broker and database."""
 import json
 
+import psutil
 import pytest
 
 from panel.host import processes
-from tests.conftest import api_client
-from tests.helpers import free_port, run_row as row, start_worker, tool, wait_for
+from tests.helpers import (
+    api_client,
+    executing_pid,
+    free_port,
+    process_gone,
+    run_row as row,
+    start_worker,
+    tool,
+    wait_for,
+)
 
 
 @pytest.mark.parametrize("args", [
@@ -91,12 +100,19 @@ def test_info_finds_an_active_task_on_its_worker_and_revoke_terminate_stops_it(a
     assert info.returncode == 0 and report["where"]["active"] == [app.extensions["supervisor"].nodename]
     assert "ACTIVE on" in tool(app, "task_manager.py", "info", busy.id).stdout
 
+    node = app.extensions["supervisor"].nodename
+    pid = wait_for(lambda: executing_pid(app.extensions["celery"], node, busy.id), 10, "the run's pool pid")
+    created = psutil.Process(pid).create_time()
     plain = tool(app, "task_manager.py", "revoke", busy.id)
     assert plain.returncode == 1 and "use --terminate" in plain.stdout
+    assert not process_gone(pid, created), "a plain revoke must leave the executing process alone"
     terminated = tool(app, "task_manager.py", "--json", "revoke", "--terminate", busy.id)
     assert terminated.returncode == 0, terminated.stdout
-    wait_for(lambda: row(app, busy.id).status == "failed", 10, "the record to close")
-    assert json.loads(tool(app, "task_manager.py", "--json", "info", busy.id).stdout)["where"]["active"] == []
+    # Not `active == []`: Celery drops a terminated request from `active` at once, dead or not (runlog/cancel.py).
+    wait_for(lambda: process_gone(pid, created), 10, f"pool process {pid} that executed it to end")
+    closed = row(app, busy.id)
+    assert (closed.status, closed.state) == ("failed", "REVOKED") and closed.error.startswith("Revoked by"), \
+        (closed.status, closed.state, closed.error)
 
 
 def test_cleanup_forgets_and_closes_a_run_stuck_pending(app):

@@ -1,52 +1,33 @@
 """The dashboard in headless Chromium against the real panel, worker and Beat (screenshots in tests/artifacts/)."""
-import threading
 
 import pytest
 from playwright.sync_api import expect
-from werkzeug.serving import make_server
 
-from models import db
 from panel.host import processes
 from panel.host.processes import BEAT, WORKER
-from panel.security import users
-from tests.conftest import ARTIFACTS, TEST_PASSWORD, api_client, open_page
-
-UI_WAIT_MS = 30_000
+from tests.helpers import ARTIFACTS, UI_WAIT_MS, api_client, log_in, make_user, requests_so_far
 
 
 @pytest.fixture
-def served(app):
+def served(app, serve):
     """The app on a real loopback port, with an operator to log in as."""
-    with app.app_context():
-        users.create("op", TEST_PASSWORD, "operator")
-        db.session.remove()
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield app, f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
+    make_user(app, "op", "operator")
+    return app, serve(app)
 
 
 @pytest.fixture
-def page(browser, served, request):
-    app, base = served
-    context, page = open_page(browser, 1200, 800)
+def page(browser_page, served):
+    page = browser_page(1200, 800)
     page.console_warnings = []
     page.on("console", lambda msg: msg.type == "warning" and page.console_warnings.append(msg.text))
-    page.base = base
-    yield page
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{request.node.name}-end.png"), full_page=True)
-    context.close()
+    page.base = served[1]
+    return page
 
 
 def login(page, clock=False):
     if clock:
         page.clock.install()
-    page.goto(page.base + "/")
-    page.fill("#username", "op")
-    page.fill("#password", TEST_PASSWORD)
-    page.click("button[type=submit]")
+    log_in(page, page.base, "op")
     expect(page.locator("#overall-badge")).not_to_have_text("Checking...", timeout=UI_WAIT_MS)
 
 
@@ -136,7 +117,7 @@ def test_the_poll_pace_is_chosen_by_the_user_and_remembered(page, served):
     app, _ = served
     start_all(app)
     login(page, clock=True)
-    expect(page.locator("#poll-rate")).to_have_value("30000")  # the seed's 30 s by default
+    expect(page.locator("#poll-rate")).to_have_value("30000")  # 30 s by default
     page.select_option("#poll-rate", "2000")
     expect(page.locator("#beat-badge")).to_have_text("✓ Active")
     app.extensions["supervisor"].stop((BEAT,))
@@ -146,10 +127,15 @@ def test_the_poll_pace_is_chosen_by_the_user_and_remembered(page, served):
     expect(page.locator("#poll-rate")).to_have_value("2000")  # remembered by this browser
     page.select_option("#poll-rate", "0")
     expect(page.locator("#beat-badge")).to_have_text("⚠️ Stopped", timeout=UI_WAIT_MS)
+    polls = []
+    page.on("request", lambda req: "/celery_status" in req.url and polls.append(req.url))
     start_all(app)
+    before = len(requests_so_far(page, polls))
     page.clock.run_for(60_000)
+    assert len(requests_so_far(page, polls)) == before, "paused, yet the page asked for the status"
     expect(page.locator("#beat-badge")).to_have_text("⚠️ Stopped")  # paused: no poll, however long
-    page.select_option("#poll-rate", "30000")  # a new pace refreshes at once
+    with page.expect_request(lambda req: "/celery_status" in req.url):  # the counting above is not blind
+        page.select_option("#poll-rate", "30000")  # a new pace refreshes at once
     expect(page.locator("#beat-badge")).to_have_text("✓ Active", timeout=UI_WAIT_MS)
 
 
@@ -183,7 +169,7 @@ def test_a_running_task_is_cancelled_with_its_red_x(page, served):
     task = client.post("/api/tasks", json={"name": "stuck", "task": "tests.sleep", "args": [300],
                                            "interval_seconds": 36000}).get_json()
     login(page)
-    # only the worker runs: tasks execute, so the overall badge must not say Stopped (issue 18)
+    # only the worker runs: tasks execute, so the overall badge must not say Stopped
     expect(page.locator("#overall-badge")).to_have_text("◐ Worker running, Beat stopped")
     expect(page.locator("#overall-badge")).to_have_class("badge badge-yellow")
     row = page.locator(f"tr[data-task-id='{task['id']}']")
@@ -253,12 +239,18 @@ def test_the_task_form_names_the_bad_field_and_saves_nothing(page, served):
 def test_the_30_second_poll_with_the_page_clock_controlled(page, served):
     app, _ = served
     start_all(app)
+    polls = []
+    page.on("request", lambda req: "/celery_status" in req.url and polls.append(req.url))
     login(page, clock=True)
     expect(page.locator("#beat-badge")).to_have_text("✓ Active")
+    loaded = len(requests_so_far(page, polls))
+    assert loaded >= 1, "the page's first status call was not seen"
     app.extensions["supervisor"].stop((BEAT,))
     page.clock.run_for(10_000)
+    assert len(requests_so_far(page, polls)) == loaded, "a poll before 30 s"
     expect(page.locator("#beat-badge")).to_have_text("✓ Active")  # no poll before 30 s
-    page.clock.run_for(21_000)
+    with page.expect_request(lambda req: "/celery_status" in req.url):  # the 30 s poll, seen to happen
+        page.clock.run_for(21_000)
     expect(page.locator("#beat-badge")).to_have_text("⚠️ Stopped", timeout=UI_WAIT_MS)
 
 

@@ -13,7 +13,7 @@ from panel.broker import remote
 from panel.config import ROOT
 from panel.host import processes
 from panel.host.processes import BEAT, KINDS, WORKER
-from panel.host.target import EMBEDDED_BEAT_READY
+from panel.target import EMBEDDED_BEAT_READY
 from tests.helpers import wait_for
 
 DOC = ROOT / "docs" / "deployment.md"

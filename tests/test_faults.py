@@ -9,8 +9,18 @@ from panel import background
 from panel.host import processes
 from panel.host.processes import BEAT, WORKER
 from panel.runlog import recorder
-from tests.conftest import api_client, build_app, stop_everything
-from tests.helpers import FAULTS, RedisServer, SqliteLock, TcpProxy, run_row, start_worker, wait_for
+from tests.helpers import (
+    FAULTS,
+    RedisServer,
+    SqliteLock,
+    TcpProxy,
+    api_client,
+    build_app,
+    run_row,
+    start_worker,
+    stop_everything,
+    wait_for,
+)
 
 LOCK_HELD_S = 13  # longer than SQLite's 10 s busy timeout: writes must be kept, not just waited out
 

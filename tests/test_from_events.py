@@ -109,11 +109,13 @@ def test_a_result_read_back_from_the_backend_never_undoes_an_ending_the_log_alre
     done = datetime.fromtimestamp(T0 + 5, timezone.utc)
     meta = {"task_id": "r1", "status": "SUCCESS", "result": 3, "date_done": done, "name": "proj.add", "args": [1, 2]}
     fresh = fold([backfill.as_event(meta)])
-    assert (fresh["status"], fresh["result"], fresh["args"], fresh["finished_at"]) == ("completed", "3", [1, 2], naive(5))
+    seen = (fresh["status"], fresh["result"], fresh["args"], fresh["finished_at"])
+    assert seen == ("completed", "3", [1, 2], naive(5))
     cancelled = fold([ev("received", 0), ev("revoked", 1)])
     after = fold([backfill.as_event(dict(meta, status="FAILURE", result=ValueError("x")))], row=dict(cancelled))
     ending = ("status", "state", "error", "finished_at")
-    assert [after[k] for k in ending] == [cancelled[k] for k in ending] == ["failed", "REVOKED", "Task revoked", naive(1)]
+    expected = ["failed", "REVOKED", "Task revoked", naive(1)]
+    assert [after[k] for k in ending] == [cancelled[k] for k in ending] == expected
     assert after["task_name"] == "proj.add", "what the backend adds (the name) is kept"
 
 

@@ -6,7 +6,6 @@ panel does not render, no javascript: URL, no CSP violation (the CSP is the seco
 hostile strings shown as visible text.
 """
 import json
-import threading
 from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -14,16 +13,14 @@ from urllib.parse import parse_qs, quote, unquote, urlencode, urlparse
 
 import pytest
 from playwright.sync_api import expect
-from werkzeug.serving import make_server
 
 from models import AuditEvent, BeatClaim, ProcessEvent, Run, Schedule, Watchdog, WorkerNode, db, utcnow
 from panel.security import users
-from tests.conftest import ARTIFACTS, TEST_PASSWORD, open_page
-from tests.test_dashboard_browser import UI_WAIT_MS
+from tests.helpers import ARTIFACTS, TEST_PASSWORD, UI_WAIT_MS, log_in
 
 TAG = '"><img src=x onerror=alert(1)>'
 ATTR = '" autofocus onfocus="alert(1)'
-ISSUE = 'x" tabindex=0 autofocus onfocus=alert(1) x="'  # issue 19's /runs case
+ATTR_BREAKOUT = 'x" tabindex=0 autofocus onfocus=alert(1) x="'  # ends an attribute, adds a handler (the /runs case)
 SCRIPT = "</script><script>alert(1)</script>"
 JS_URL = "javascript:alert(1)"
 TPL = "{{7*7}}"
@@ -31,13 +28,13 @@ SVG = "'><svg onload=alert(1)>"
 ADMIN = 'boss"><img src=x onerror=alert(1)>'
 SCHEDULE = TAG + " schedule"
 RUN_ID = TAG  # a run id from a task sender: no "/", so it is one path segment
-RUN_ARGS, RUN_KWARGS = [ISSUE, SCRIPT, JS_URL], {"k": ATTR, TPL: JS_URL}
+RUN_ARGS, RUN_KWARGS = [ATTR_BREAKOUT, SCRIPT, JS_URL], {"k": ATTR, TPL: JS_URL}
 RUN_WORKER = ATTR + "@host"
 BACKEND_ID = SVG  # a run only the result backend knows
 UNKNOWN_ID = TAG + "unknown"  # a run nobody knows
-WORKER = ISSUE + "@" + TAG
+WORKER = ATTR_BREAKOUT + "@" + TAG
 QUEUE = SVG + "queue"
-PANEL_TASK, WORKER_TASK, SENT_TASK = TAG + ".panel_task", ISSUE + ".worker_task", ATTR + ".sent"
+PANEL_TASK, WORKER_TASK, SENT_TASK = TAG + ".panel_task", ATTR_BREAKOUT + ".worker_task", ATTR + ".sent"
 
 # Every attribute name the templates and scripts write (aria-* aside); anything else was injected.
 ALLOWED_ATTRS = {
@@ -58,7 +55,8 @@ ALLOWED_TAGS = {
 }
 URL_ATTRS = {"href", "src", "action", "formaction", "xlink:href"}
 DOM = """() => [...document.querySelectorAll('*')].map(el => ({
-  tag: el.tagName.toLowerCase(), id: el.id, html: el.outerHTML.slice(0, 160), inChart: el.closest('#runs-chart') !== null,
+  tag: el.tagName.toLowerCase(), id: el.id, html: el.outerHTML.slice(0, 160),
+  inChart: el.closest('#runs-chart') !== null,
   attrs: [...el.attributes].map(a => [a.name.toLowerCase(), a.value])}))"""
 WATCH_CSP = """document.addEventListener('securitypolicyviolation',
   e => (window.__csp = window.__csp || []).push(e.violatedDirective + ' ' + e.blockedURI));"""
@@ -91,7 +89,8 @@ def seed_cluster_and_audit(now):
     db.session.add(ProcessEvent(program="worker", action=TAG, outcome=ATTR, pids=[1], message=SCRIPT, cause=JS_URL,
                                 actor=TPL))
     db.session.add(Watchdog(program="worker", enabled=True, state="FATAL", reason=TAG))
-    db.session.add(AuditEvent(actor=TAG, source=ATTR, action=SCRIPT, target=JS_URL, outcome=SVG, detail=TPL + ISSUE))
+    db.session.add(AuditEvent(actor=TAG, source=ATTR, action=SCRIPT, target=JS_URL, outcome=SVG,
+                              detail=TPL + ATTR_BREAKOUT))
 
 
 def register_hostile_task_types(app):
@@ -105,11 +104,11 @@ def register_hostile_task_types(app):
     celery.task(name=PANEL_TASK)(hostile)
     celery.send_task(SENT_TASK, args=[TAG])  # the health card's "oldest queued" (the queue is purged at teardown)
     celery.backend.store_result(BACKEND_ID, TAG, "SUCCESS", traceback=SCRIPT, request=SimpleNamespace(
-        task=TPL, args=[ISSUE], kwargs={"k": SCRIPT}, hostname=ATTR, retries=0, delivery_info=None))
+        task=TPL, args=[ATTR_BREAKOUT], kwargs={"k": SCRIPT}, hostname=ATTR, retries=0, delivery_info=None))
 
 
 @pytest.fixture
-def hostile(app, browser, request):
+def hostile(app, serve, browser_page):
     """The real app, seeded with hostile values everywhere, served on loopback; a page logged in as the admin."""
     with app.app_context():
         now = utcnow()
@@ -119,24 +118,17 @@ def hostile(app, browser, request):
         db.session.commit()
         register_hostile_task_types(app)
         db.session.remove()
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    context, page = open_page(browser)
-    page.base = f"http://127.0.0.1:{server.server_port}"
+    page = browser_page()
+    page.base = serve(app)
     page.console = []
     page.on("console", lambda msg: page.console.append(f"{msg.type}: {msg.text}"))
     page.add_init_script(WATCH_CSP)
     yield page
-    context.close()
-    server.shutdown()
     app.extensions["celery"].backend.forget(BACKEND_ID)
 
 
-def log_in(page):
-    page.goto(page.base + "/login")
-    page.fill("#username", ADMIN)
-    page.fill("#password", TEST_PASSWORD)
-    page.click("button[type=submit]")
+def log_in_as_admin(page):
+    log_in(page, page.base, ADMIN)
     expect(page.locator("nav.user")).to_contain_text(ADMIN, timeout=UI_WAIT_MS)
 
 
@@ -150,7 +142,8 @@ def assert_nothing_injected(page):
         for name, value in el["attrs"]:
             assert not name.startswith("on"), f"event handler attribute {name}={value!r} on {where}"
             browser_own = name == "style" and value == ""  # Chromium's autofill leaves an empty one on inputs
-            assert name in ALLOWED_ATTRS or name.startswith("aria-") or browser_own, f"injected attribute {name}={value!r} on {where}"
+            allowed = name in ALLOWED_ATTRS or name.startswith("aria-") or browser_own
+            assert allowed, f"injected attribute {name}={value!r} on {where}"
             scroller = name == "tabindex" and value == "0" and el["tag"] in SCROLLERS
             assert name not in ONLY_ON or el["id"] in ONLY_ON[name] or scroller, f"{name} on {where}: not the panel's"
             if name in URL_ATTRS:
@@ -209,13 +202,14 @@ CASES = {  # name: (path, hostile strings shown as text (selector, text), a step
     "runs-bad-filter": ("/runs?" + urlencode({"since": TAG}), [("p.error", "since"), ("p.error", repr(TAG))], None,
                         None),
     "run": ("/runs/" + quote(RUN_ID, safe=""),
-            [("#run-title", SVG), ("#run-args", json_text(ISSUE)), ("#run-args", SCRIPT), ("#run-args", JS_URL),
+            [("#run-title", SVG), ("#run-args", json_text(ATTR_BREAKOUT)), ("#run-args", SCRIPT), ("#run-args", JS_URL),
              ("#run-kwargs", json_text(ATTR)), ("#run-kwargs", TPL), ("#run-result", SCRIPT), ("#run-error", TAG),
              ("#run-traceback", SCRIPT + TPL), ("dl.detail", SCHEDULE), ("dl.detail", RUN_WORKER),
-             ("dl.detail", RUN_ID)], None, lambda page: expect(page).to_have_title(f"Run {RUN_ID} · Celery Control Panel")),
+             ("dl.detail", RUN_ID)], None,
+            lambda page: expect(page).to_have_title(f"Run {RUN_ID} · Celery Control Panel")),
     "run-from-backend": ("/runs/" + quote(BACKEND_ID, safe=""),
                          [("#run-title", TPL), ("#run-result", repr(TAG)), ("#run-traceback", SCRIPT),
-                          ("dl.detail", ATTR), ("dl.detail", BACKEND_ID), ("main", json_text(ISSUE)),
+                          ("dl.detail", ATTR), ("dl.detail", BACKEND_ID), ("main", json_text(ATTR_BREAKOUT)),
                           ("main", json_text(SCRIPT))], None, None),
     "run-unknown": ("/runs/" + quote(UNKNOWN_ID, safe=""), [("body", UNKNOWN_ID)], None, None),  # the 404 says which
     "workers": ("/workers", [("#workers-body", WORKER), ("#workers-body", SCRIPT), ("#workers-body", QUEUE),
@@ -223,7 +217,7 @@ CASES = {  # name: (path, hostile strings shown as text (selector, text), a step
                              ("#queues-body", QUEUE), ("#detail-title", WORKER), ("#detail-facts", TPL),
                              ("#detail-facts", TAG), ("#detail-facts", SCRIPT)], open_hostile_worker, None),
     "audit": ("/audit", [("table.grid", TAG), ("table.grid", ATTR), ("table.grid", SCRIPT), ("table.grid", JS_URL),
-                         ("table.grid", SVG), ("table.grid", TPL + ISSUE)], None, None),
+                         ("table.grid", SVG), ("table.grid", TPL + ATTR_BREAKOUT)], None, None),
 }
 COVERED = {"/", "/login", "/runs", "/runs/<celery_task_id>", "/workers", "/audit"}
 
@@ -232,7 +226,7 @@ COVERED = {"/", "/login", "/runs", "/runs/<celery_task_id>", "/workers", "/audit
 def test_hostile_values_render_as_text_on_every_page(hostile, case):
     page = hostile
     path, pairs, before, after = CASES[case]
-    log_in(page)
+    log_in_as_admin(page)
     page.goto(page.base + path)
     if before:
         before(page)
@@ -264,7 +258,7 @@ def test_every_html_page_of_the_url_map_is_rendered_hostile(app):
 
 
 def test_templates_put_no_unescaped_or_unquoted_value_in_markup():
-    """Autoescape only protects quoted attributes; tojson and |safe bypass it (issue 19: tojson in a title)."""
+    """Autoescape only protects quoted attributes; tojson and |safe bypass it (tojson in a title once did)."""
     root = Path(__file__).resolve().parent.parent
     for template in (root / "templates").glob("*.html"):
         text = template.read_text()

@@ -1,11 +1,11 @@
-"""Login lockout that cannot be used as a weapon (issue 19, item 8): failures lock an account only for the address
+"""Login lockout that cannot be used as a weapon: failures lock an account only for the address
 they came from; failures from everywhere slow the account down (429 with a short Retry-After), never lock it."""
 from datetime import timedelta
 
 from sqlalchemy import select
 
 from models import AuditEvent, db
-from tests.test_security import _login, _make_user
+from tests.helpers import form_login, make_user
 
 WRONG = "not the password at all"
 
@@ -30,83 +30,83 @@ def _age_failures(app, seconds):
 
 
 def test_failures_from_one_address_do_not_stop_the_right_password_from_another(app):
-    _make_user(app, "admin1", "admin")
+    make_user(app, "admin1", "admin")
     attacker = _from(app, "198.51.100.66")
     for _ in range(5):  # LOGIN_MAX_FAILURES_PER_ACCOUNT_ADDRESS
-        assert _login(attacker, "admin1", WRONG)[0].status_code == 401
-    locked, _ = _login(attacker, "admin1")  # even the right password, from the attacker's address
+        assert form_login(attacker, "admin1", WRONG)[0].status_code == 401
+    locked, _ = form_login(attacker, "admin1")  # even the right password, from the attacker's address
     assert locked.status_code == 429 and int(locked.headers["Retry-After"]) > 60
     owner = _from(app, "192.0.2.10")
-    resp, _ = _login(owner, "admin1")
+    resp, _ = form_login(owner, "admin1")
     assert resp.status_code == 302 and resp.headers["Location"] == "/", "the owner elsewhere still gets in"
     assert owner.get("/api/me").get_json()["username"] == "admin1"
-    assert _login(attacker, "admin1")[0].status_code == 429, "the attacker's address stays locked"
+    assert form_login(attacker, "admin1")[0].status_code == 429, "the attacker's address stays locked"
     lockouts = _events(app, "login.lockout")
     assert [(e.actor, e.source, e.outcome) for e in lockouts] == [("admin1", "198.51.100.66", "denied")]
     assert "198.51.100.66" in lockouts[0].detail and "admin1" in lockouts[0].detail
 
 
 def test_a_locked_address_is_free_again_after_the_window(app):
-    _make_user(app, "ops", "operator")
+    make_user(app, "ops", "operator")
     attacker = _from(app, "198.51.100.66")
     for _ in range(5):
-        _login(attacker, "ops", WRONG)
-    assert _login(attacker, "ops")[0].status_code == 429
+        form_login(attacker, "ops", WRONG)
+    assert form_login(attacker, "ops")[0].status_code == 429
     _age_failures(app, app.config["LOGIN_WINDOW_S"] + 1)
-    assert _login(attacker, "ops")[0].status_code == 302
+    assert form_login(attacker, "ops")[0].status_code == 302
 
 
 def test_failures_from_many_addresses_slow_the_account_but_never_lock_it(make_app):
     app = make_app(LOGIN_SLOW_AFTER_FAILURES_PER_ACCOUNT=8)
-    _make_user(app, "admin1", "admin")
+    make_user(app, "admin1", "admin")
     bots = [_from(app, f"203.0.113.{n}") for n in range(1, 9)]
     for bot in bots:  # each bot stays under the per-address lock: one failure each
-        assert _login(bot, "admin1", WRONG)[0].status_code == 401
+        assert form_login(bot, "admin1", WRONG)[0].status_code == 401
     owner = _from(app, "192.0.2.10")
-    slowed, _ = _login(owner, "admin1")
+    slowed, _ = form_login(owner, "admin1")
     retry = int(slowed.headers["Retry-After"])
     assert slowed.status_code == 429 and 1 <= retry <= app.config["LOGIN_SLOW_MAX_DELAY_S"]
     assert "seconds" in slowed.get_data(as_text=True)
     _age_failures(app, retry)
-    assert _login(owner, "admin1")[0].status_code == 302, "after the short delay the right password works"
+    assert form_login(owner, "admin1")[0].status_code == 302, "after the short delay the right password works"
     slowdowns = _events(app, "login.slowdown")
     assert len(slowdowns) == 1 and slowdowns[0].actor == "admin1" and slowdowns[0].outcome == "denied"
 
 
 def test_the_slowdown_grows_with_each_further_failure_up_to_its_ceiling(make_app):
     app = make_app(LOGIN_SLOW_AFTER_FAILURES_PER_ACCOUNT=3, LOGIN_SLOW_MAX_DELAY_S=8)
-    _make_user(app, "ops", "operator")
+    make_user(app, "ops", "operator")
     delays = []
     for n in range(1, 9):
         bot = _from(app, f"203.0.113.{n}")
-        resp, _ = _login(bot, "ops", WRONG)
+        resp, _ = form_login(bot, "ops", WRONG)
         if resp.status_code == 429:
             delays.append(int(resp.headers["Retry-After"]))
             _age_failures(app, delays[-1])  # wait as told, then fail once more
-            assert _login(bot, "ops", WRONG)[0].status_code == 401
+            assert form_login(bot, "ops", WRONG)[0].status_code == 401
     assert delays == sorted(delays) and delays[0] < delays[-1] == 8, delays
 
 
 def test_refused_attempts_do_not_count_as_failures(app):
     """While locked, more tries from the attacker's address do not lengthen the lock or slow the account."""
-    _make_user(app, "ops", "operator")
+    make_user(app, "ops", "operator")
     attacker = _from(app, "198.51.100.66")
     for _ in range(30):
-        _login(attacker, "ops", WRONG)
+        form_login(attacker, "ops", WRONG)
     with app.app_context():
         counted = db.session.scalar(select(db.func.count()).select_from(AuditEvent).where(
             AuditEvent.action == "login", AuditEvent.outcome == "failure"))
     assert counted == 5
-    assert _login(_from(app, "192.0.2.10"), "ops")[0].status_code == 302
+    assert form_login(_from(app, "192.0.2.10"), "ops")[0].status_code == 302
 
 
 def test_an_address_the_account_logged_in_from_lately_is_not_slowed(make_app):
     """The owner at their usual address gets in at once while bots elsewhere keep the account slowed."""
     app = make_app(LOGIN_SLOW_AFTER_FAILURES_PER_ACCOUNT=3)
-    _make_user(app, "ops", "operator")
+    make_user(app, "ops", "operator")
     office = _from(app, "192.0.2.10")
-    assert _login(office, "ops")[0].status_code == 302
+    assert form_login(office, "ops")[0].status_code == 302
     for n in range(1, 4):
-        _login(_from(app, f"203.0.113.{n}"), "ops", WRONG)
-    assert _login(_from(app, "203.0.113.99"), "ops")[0].status_code == 429, "a new address is slowed"
-    assert _login(_from(app, "192.0.2.10"), "ops")[0].status_code == 302, "the office is not"
+        form_login(_from(app, f"203.0.113.{n}"), "ops", WRONG)
+    assert form_login(_from(app, "203.0.113.99"), "ops")[0].status_code == 429, "a new address is slowed"
+    assert form_login(_from(app, "192.0.2.10"), "ops")[0].status_code == 302, "the office is not"

@@ -3,8 +3,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from panel.cluster import monitor
-from tests.conftest import api_client
-from tests.helpers import free_port, run_row, start_worker, wait_for
+from tests.helpers import api_client, free_port, run_row, start_worker, wait_for
 
 
 def scrape(client):

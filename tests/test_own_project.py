@@ -1,33 +1,17 @@
-"""Your own Celery project attached by settings (issue 15): its worker and Beat run, found and stopped, never imported.
+"""Your own Celery project attached by settings: its worker and Beat run, found and stopped, never imported.
 
 The project is tests/sample_project (`celery -A proj`), run with the suite's celery in its own folder.
 """
 import json
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import psutil
-import pytest
 
 from panel.config import ROOT
 from panel.host.processes import BEAT, WORKER
-from panel.host.target import SETTINGS as TARGET_SETTINGS
-from tests.conftest import api_client
-from tests.helpers import end_process, wait_for
-
-PROJECT = Path(__file__).with_name("sample_project").resolve()
-CELERY = str(ROOT / ".venv" / "bin" / "celery")
-
-
-@pytest.fixture
-def attached(make_app):
-    """A panel attached to the sample project; the project's module must never be imported here."""
-    app = make_app(CELERY_APP="proj", CELERY_WORKDIR=str(PROJECT), CELERY_BIN=CELERY,
-                   CELERY_WORKER_ARGS="--concurrency 3")
-    yield app
-    assert "proj" not in sys.modules and "proj.celery" not in sys.modules, "the panel imported the project"
+from panel.target import SETTINGS as TARGET_SETTINGS
+from tests.helpers import CELERY, PROJECT, api_client, end_process, wait_for
 
 
 def table(app):
@@ -61,7 +45,7 @@ def test_the_projects_worker_and_beat_start_restart_and_stop_through_the_panel(a
     assert "--task-events" in found[WORKER][0].cmdline, "task events must be on for the run log"
     assert found[WORKER][0].cmdline[-2:] == ("--concurrency", "3"), "CELERY_WORKER_ARGS come last, so they win"
     assert len(found[WORKER][0].children) == 3
-    status = client.get("/celery_status").get_json()  # seed 002 answers for the attached app as for its own
+    status = client.get("/celery_status").get_json()  # /celery_status answers for the attached app as for its own
     assert status["running"] is True and status["pids"] == [found[BEAT][0].pid], status
     toolbar = client.get("/scheduler/celery-status/").get_json()
     assert toolbar["worker"]["pids"] == [found[WORKER][0].pid], toolbar

@@ -1,13 +1,10 @@
-"""Queues, sending by name, metrics and alerts for your own attached project (issue 15), on Redis and RabbitMQ."""
+"""Queues, sending by name, metrics and alerts for your own attached project, on Redis and RabbitMQ."""
 import pytest
 
 from panel import background
 from panel.health import alerts
 from panel.runlog import outcomes
-from tests.conftest import api_client
-from tests.helpers import run_row, wait_for
-from tests.test_own_project import CELERY, PROJECT
-from tests.test_own_project_runs import ended, project_call
+from tests.helpers import CELERY, PROJECT, api_client, ended, project_call, run_row, wait_for
 
 WAIT_S = 40
 

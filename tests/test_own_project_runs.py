@@ -1,4 +1,4 @@
-"""Your own project's runs in the run log, recorded from Celery's task events alone (issue 15).
+"""Your own project's runs in the run log, recorded from Celery's task events alone.
 
 Tasks are sent by the project itself (`celery -A proj call` in its folder, and its own Beat), so nothing
 of the panel runs where they are sent or executed.
@@ -16,16 +16,13 @@ from models import AlertEvent, ProcessEvent, db
 from panel import background
 from panel.broker import events, remote, results
 from panel.runlog import from_events, outcomes
-from tests.conftest import api_client
-from tests.helpers import run_row, tool, wait_for
-from tests.test_own_project import CELERY, PROJECT, attached  # noqa: F401 - the fixture
-from tests.test_watchdog import FAST, dog
+from tests.helpers import CELERY, PROJECT, WATCHDOG_FAST, api_client, dog, ended, project_call, run_row, tool, wait_for
 
 WAIT_S = 30
 
 
 @pytest.fixture
-def recording(attached):  # noqa: F811 - the imported fixture
+def recording(attached):
     """The attached panel with its event recorder running, and Celery started through the panel."""
     stop = from_events.start(attached)
     assert api_client(attached, "operator").post("/scheduler/start-celery/").get_json()["status"] == "success"
@@ -37,20 +34,6 @@ def recording(attached):  # noqa: F811 - the imported fixture
 def _recorder_gone():
     wait_for(lambda: not any(t.name == "run-events" and t.is_alive() for t in threading.enumerate()), 10,
              "the event recorder to stop")
-
-
-def project_call(app, task, args="[]"):
-    """Send a task the way the project does, from its own folder with its own celery; its id."""
-    env = app.extensions["supervisor"].child_env()
-    out = subprocess.run([CELERY, "-A", "proj", "call", task, "--args", args], cwd=str(PROJECT), env=env,
-                         capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    return out.stdout.strip().splitlines()[-1]
-
-
-def ended(app, task_id):
-    return wait_for(lambda: (r := run_row(app, task_id)) and r.status in ("completed", "failed") and r, WAIT_S,
-                    f"run {task_id} to end in the run log")
 
 
 def test_the_projects_runs_are_recorded_from_events_with_results_errors_and_retries(recording):
@@ -87,7 +70,7 @@ def test_a_running_project_task_cancelled_from_the_panel_really_stops(recording)
     assert run_row(recording, slow).error == outcomes.CANCELLED.reason
 
 
-def test_seed_004s_tools_report_locate_and_revoke_the_projects_runs(recording):
+def test_the_cli_tools_report_locate_and_revoke_the_projects_runs(recording):
     added = project_call(recording, "proj.add", "[4, 4]")
     ended(recording, added)
     status = json.loads(tool(recording, "task_manager.py", "--json", "status", added).stdout)
@@ -182,7 +165,7 @@ def test_a_run_the_panel_never_saw_is_shown_from_the_result_backend(attached):  
 
 def test_the_projects_worker_killed_mid_task_is_restarted_by_the_watchdog_and_its_run_fails(make_app):
     """The whole background (watchdog, monitor, run log from events) for an attached project."""
-    app = make_app(CELERY_APP="proj", CELERY_WORKDIR=str(PROJECT), CELERY_BIN=CELERY, **FAST)
+    app = make_app(CELERY_APP="proj", CELERY_WORKDIR=str(PROJECT), CELERY_BIN=CELERY, **WATCHDOG_FAST)
     handle = background.start(app)
     try:
         wait_for(handle.acting.is_set, 10, "the background duties to start")

@@ -1,4 +1,4 @@
-"""Schedules kept in the panel while your own project is attached (issue 15): the panel sends them by name to the
+"""Schedules kept in the panel while your own project is attached: the panel sends them by name to the
 project's workers (its background process runs the DatabaseScheduler), and runs its own clean-up itself.
 """
 import threading
@@ -7,9 +7,7 @@ import time
 from models import Run, db
 from panel import background
 from panel.beat.in_panel import PAUSED_CHECK_S as PAUSE_CHECK_S
-from tests.conftest import api_client
-from tests.helpers import wait_for
-from tests.test_own_project import CELERY, PROJECT
+from tests.helpers import CELERY, PROJECT, api_client, wait_for
 
 WAIT_S = 40
 
@@ -70,7 +68,8 @@ def test_the_panels_schedules_are_sent_by_name_to_the_projects_workers(make_app)
 def test_the_panels_own_clean_up_runs_inside_the_panel_when_no_worker_knows_it(make_app):
     app = make_app(CELERY_APP="proj", CELERY_WORKDIR=str(PROJECT), CELERY_BIN=CELERY)
     operator = api_client(app, "operator")
-    made = operator.post("/api/tasks", json={"name": "nightly clean-up", "task": "cleanup_results", "crontab": "0 3 * * *"})
+    made = operator.post("/api/tasks",
+                         json={"name": "nightly clean-up", "task": "cleanup_results", "crontab": "0 3 * * *"})
     assert made.status_code == 201, made.get_json()
     cleanup = made.get_json()
     answer = operator.post(f"/api/tasks/{cleanup['id']}/run")

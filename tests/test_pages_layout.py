@@ -1,17 +1,15 @@
 """Every page at 1024, 1440 and 390 px, in the light and the dark scheme, in headless Chromium: the page never
 scrolls sideways (tables scroll inside their card), badges never wrap, and axe-core finds no serious or critical
 accessibility violation. Screenshots of each are kept in tests/artifacts/ (git-ignored)."""
-import threading
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
-from werkzeug.serving import make_server
 
 from models import VIEWER, AuditEvent, ProcessEvent, Run, Schedule, db, utcnow
 from panel.security import users
-from tests.conftest import ARTIFACTS, TEST_PASSWORD, api_client
+from tests.helpers import ARTIFACTS, TEST_PASSWORD, api_client, log_in, requests_so_far
 
 AXE = Path(__file__).resolve().parent.parent / "node_modules" / "axe-core" / "axe.min.js"
 WIDTHS = (1024, 1440, 390)
@@ -20,12 +18,14 @@ WAIT_MS = 30_000
 RUN_ID = "layout-run-0001"
 OVERFLOW = """() => ({scroll: document.documentElement.scrollWidth, inner: window.innerWidth,
   wrapped: [...document.querySelectorAll('.badge')].filter(b => b.offsetParent !== null && b.getClientRects().length > 1
-           || (b.offsetParent !== null && b.getBoundingClientRect().height > 2.2 * parseFloat(getComputedStyle(b).fontSize)))
+           || (b.offsetParent !== null
+               && b.getBoundingClientRect().height > 2.2 * parseFloat(getComputedStyle(b).fontSize)))
            .map(b => b.textContent)})"""
 AXE_RUN = """async () => {
   const result = await axe.run(document, {resultTypes: ['violations']});
   return result.violations.filter(v => v.impact === 'serious' || v.impact === 'critical')
-    .map(v => v.id + ' (' + v.impact + '): ' + v.help + ' -> ' + v.nodes.slice(0, 3).map(n => n.target.join(' ')).join(' | '));
+    .map(v => v.id + ' (' + v.impact + '): ' + v.help + ' -> '
+              + v.nodes.slice(0, 3).map(n => n.target.join(' ')).join(' | '));
 }"""
 
 # name: (path, logged in, what shows once the page has drawn)
@@ -69,7 +69,7 @@ def seed(now):
 
 
 @pytest.fixture
-def site(app):
+def site(app, serve):
     """The app seeded with schedules, runs and events, a failing page for the 500, served on loopback."""
     with app.app_context():
         seed(utcnow())
@@ -78,10 +78,7 @@ def site(app):
         db.session.remove()
     app.add_url_rule("/layout-test-boom", "layout_test_boom", boom)
     app.extensions["access"]["layout_test_boom"] = VIEWER
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
+    return serve(app)
 
 
 def axe_source():
@@ -98,10 +95,7 @@ def open_in(browser, base, scheme, logged_in):
     page.on("pageerror", lambda exc: page.errors.append(str(exc)))
     page.on("response", lambda resp: resp.status >= 400 and page.failed.append(f"{resp.status} {resp.url}"))
     if logged_in:
-        page.goto(base + "/login")
-        page.fill("#username", "boss")
-        page.fill("#password", TEST_PASSWORD)
-        page.click("button[type=submit]")
+        log_in(page, base, "boss")
         expect(page.locator("nav.user")).to_contain_text("boss", timeout=WAIT_MS)
     return context, page
 
@@ -140,7 +134,7 @@ def test_every_html_page_of_the_url_map_is_checked(app):
     assert pages <= COVERED, f"pages without a layout and accessibility check: {pages - COVERED}"
 
 
-def test_every_json_error_has_one_shape_and_seed_002_keeps_success(app):
+def test_every_json_error_has_one_shape_and_the_legacy_status_routes_keep_success(app):
     anonymous = app.test_client()
     for path in ("/api/tasks", "/scheduler/celery-status/", "/celery_status"):
         resp = anonymous.get(path)
@@ -171,7 +165,8 @@ def test_progress_of_a_stop_is_readable_from_the_instance_and_gone_after(tmp_pat
     assert progress.current(tmp_path) is None
     with progress.doing(tmp_path, "stopping", 10.0, running_tasks=2):
         now = progress.current(tmp_path)
-        assert now["action"] == "stopping" and now["running_tasks"] == 2 and 0 < now["grace_left_s"] <= 10  # counts down from the grace
+        # counts down from the grace
+        assert now["action"] == "stopping" and now["running_tasks"] == 2 and 0 < now["grace_left_s"] <= 10
     assert progress.current(tmp_path) is None
 
 
@@ -191,8 +186,11 @@ def test_the_workers_page_keeps_its_own_pace_until_the_user_chooses_one(browser,
         page.clock.install()
         page.reload()
         expect(page.locator("#quarantine-body")).to_have_text("Nothing in quarantine.", timeout=WAIT_MS)
-        loaded = len(calls)
+        loaded = len(requests_so_far(page, calls))
+        assert loaded >= 1, "the page's own first call was not seen"
         page.clock.run_for(60_000)
-        assert len(calls) == loaded  # paused: a minute passes without a poll
+        assert len(requests_so_far(page, calls)) == loaded  # paused: a minute passes without a poll
+        with page.expect_request(lambda req: "/api/quarantine" in req.url):  # a pace chosen again polls again
+            page.select_option("#poll-rate", "5000")
     finally:
         context.close()

@@ -6,20 +6,16 @@ the broker, takes it out of the queue into the quarantine, alerts, and starts th
 """
 import base64
 import json
-import threading
 
 import pytest
 from playwright.sync_api import expect
-from werkzeug.serving import make_server
 
-from models import AlertEvent, Run, db
+from models import QUARANTINED, AlertEvent, QuarantinedMessage, Run, db
 from panel import background
 from panel.broker import messages
-from panel.host import crashlog, quarantine
 from panel.host.processes import WORKER
-from panel.security import users
-from tests.conftest import ARTIFACTS, TEST_PASSWORD, api_client, open_page
-from tests.helpers import FAULTS, run_row, start_worker, wait_for
+from panel.supervision import crashlog, quarantine
+from tests.helpers import ARTIFACTS, FAULTS, api_client, run_row, start_worker, wait_for
 
 FAST = {"WATCHDOG_INTERVAL_S": 0.3, "WATCHDOG_STABLE_S": 30.0, "WATCHDOG_BACKOFF_S": 0.5,
         "WATCHDOG_BACKOFF_MAX_S": 2.0, "WATCHDOG_MAX_FAILURES": 5, "WATCHDOG": "worker"}
@@ -71,8 +67,9 @@ def test_a_message_the_worker_dies_on_is_quarantined_and_the_worker_runs_the_nex
     with app.app_context():
         alert = db.session.query(AlertEvent).filter_by(kind="message_quarantined").one()
         assert poison.id in alert.subject and poison.id in alert.body and "RecursionError" in alert.body
-        run = db.session.query(Run).filter_by(celery_task_id=poison.id).one_or_none()
-        assert run is None or (run.status == "failed" and run.error.startswith("Quarantined"))
+        run = db.session.query(Run).filter_by(celery_task_id=poison.id).one()  # recorded when it was sent
+        assert (run.status, run.started_at) == ("failed", None) and run.error.startswith("Quarantined"), \
+            (run.status, run.started_at, run.error)
     viewer = api_client(app, "viewer")
     listed = viewer.get("/api/quarantine").get_json()["messages"]
     assert [m["celery_task_id"] for m in listed] == [poison.id] and listed[0]["queue"] == "celery"
@@ -95,9 +92,9 @@ def keep(app, celery_task_id):
     with app.app_context():
         envelope = messages.take(celery, celery_task_id, ["celery"])
         assert envelope is not None and envelope.task_id == celery_task_id
-        db.session.add(quarantine.QuarantinedMessage(
+        db.session.add(QuarantinedMessage(
             celery_task_id=celery_task_id, task_name=envelope.headers["task"], queue=envelope.queue,
-            state=quarantine.QUARANTINED, deaths=2, evidence="RecursionError: test", envelope=envelope.as_dict(),
+            state=QUARANTINED, deaths=2, evidence="RecursionError: test", envelope=envelope.as_dict(),
             quarantined_at=quarantine.utcnow()))
         db.session.commit()
         db.session.remove()
@@ -119,38 +116,25 @@ def test_a_requeued_message_goes_back_to_its_queue_as_it_was(broker_app):
         assert quarantine.kept() == []
 
 
-def test_the_workers_page_shows_the_quarantine_and_requeues_from_it(make_app, browser):
+def test_the_workers_page_shows_the_quarantine_and_requeues_from_it(make_app, logged_in):
     app = make_app()
-    with app.app_context():
-        users.create("op", TEST_PASSWORD, "operator")
-        db.session.remove()
     sent = app.extensions["celery"].send_task("tests.add", args=(["<b>bold</b>", 1], 2))
     keep(app, sent.id)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    context, page = open_page(browser)
-    try:
-        base = f"http://127.0.0.1:{server.server_port}"
-        page.goto(base + "/login?next=/workers")
-        page.fill("#username", "op")
-        page.fill("#password", TEST_PASSWORD)
-        page.click("button[type=submit]")
-        row = page.locator(f"#quarantine-body tr[data-message='{sent.id}']")
-        expect(row).to_contain_text("tests.add", timeout=20_000)
-        expect(row).to_contain_text("RecursionError: test")
-        row.get_by_role("button", name=f"Read message {sent.id}").click()
-        expect(page.locator("#quarantine-facts")).to_contain_text('[["<b>bold</b>", 1], 2]', timeout=20_000)
-        page.screenshot(path=str(ARTIFACTS / "quarantine.png"), full_page=True)
-        row.get_by_role("button", name=f"Requeue message {sent.id}").click()
-        expect(page.locator("#outcome")).to_contain_text(f"Message {sent.id} (tests.add) requeued to celery",
-                                                         timeout=20_000)
-        expect(page.locator("#quarantine-body")).to_have_text("Nothing in quarantine.", timeout=20_000)
-        assert page.dialogs and "back in its queue" in page.dialogs[-1][1] and page.errors == []
-        with app.app_context():
-            assert messages.take(app.extensions["celery"], sent.id, ["celery"]) is not None
-    finally:
-        context.close()
-        server.shutdown()
+    page = logged_in(app, "op", "operator", "/workers")
+    row = page.locator(f"#quarantine-body tr[data-message='{sent.id}']")
+    expect(row).to_contain_text("tests.add", timeout=20_000)
+    expect(row).to_contain_text("RecursionError: test")
+    row.get_by_role("button", name=f"Read message {sent.id}").click()
+    expect(page.locator("#quarantine-facts")).to_contain_text('[["<b>bold</b>", 1], 2]', timeout=20_000)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "quarantine.png"), full_page=True)
+    row.get_by_role("button", name=f"Requeue message {sent.id}").click()
+    expect(page.locator("#outcome")).to_contain_text(f"Message {sent.id} (tests.add) requeued to celery",
+                                                     timeout=20_000)
+    expect(page.locator("#quarantine-body")).to_have_text("Nothing in quarantine.", timeout=20_000)
+    assert page.dialogs and "back in its queue" in page.dialogs[-1][1] and page.errors == []
+    with app.app_context():
+        assert messages.take(app.extensions["celery"], sent.id, ["celery"]) is not None
 
 
 def test_a_message_a_dead_consumer_left_unacknowledged_on_redis_is_taken_from_that_set(make_app):

@@ -1,21 +1,14 @@
 """Pausing a queue on a real worker, on Redis and on RabbitMQ: its messages wait (visible by peek) while the worker
 runs other queues, the pause outlives a worker restart, and after a resume they run in the order peek showed."""
-import threading
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 from playwright.sync_api import expect
-from werkzeug.serving import make_server
 
-from models import db
 from panel.cluster import monitor
 from panel.host.processes import WORKER
-from panel.security import users
-from tests.conftest import ARTIFACTS, TEST_PASSWORD, api_client, open_page
-from tests.helpers import run_row, start_worker, wait_for
-from tests.test_workers import Workers
-from tests.test_workers_page import UI_WAIT_MS, login
+from tests.helpers import ARTIFACTS, UI_WAIT_MS, Workers, api_client, log_in, make_user, run_row, start_worker, wait_for
 
 HELD = "held"
 
@@ -124,13 +117,15 @@ def test_pause_answers_404_for_an_unknown_queue_and_keeps_a_pause_nobody_consume
 def test_the_workers_page_pauses_a_queue_shows_its_waiting_messages_and_resumes_it(stack_page):
     """In Chromium: Pause, a run sent later through the form waiting with its ETA, Peek, then Resume."""
     app, base, page = stack_page
-    login(page, base)
+    log_in(page, base, "op", "/workers")
+    page.wait_for_url(base + "/workers")
     row = page.locator("#queues-body tr[data-queue='celery']")
     expect(row).to_contain_text("▶ Consuming", timeout=UI_WAIT_MS)
     row.get_by_role("button", name="Pause queue celery").click()
     expect(page.locator("#outcome")).to_contain_text("Queue celery paused: 1 of 1", timeout=UI_WAIT_MS)
     expect(row).to_contain_text("❚❚ Paused", timeout=UI_WAIT_MS)
-    page.locator("#types-body tr[data-task='tests.add']").get_by_role("button", name="Use tests.add in the forms below").click()
+    row = page.locator("#types-body tr[data-task='tests.add']")
+    row.get_by_role("button", name="Use tests.add in the forms below").click()
     page.fill("#send-args", "[4, 5]")
     page.fill("#send-countdown", "-1")
     page.click("#send-form button[type=submit]")
@@ -158,23 +153,17 @@ def test_the_workers_page_pauses_a_queue_shows_its_waiting_messages_and_resumes_
 
 
 @pytest.fixture
-def stack_page(make_app, tmp_path, browser):
+def stack_page(make_app, tmp_path, serve, browser_page):
     """The panel served on a loopback port with its monitor, one worker on `celery`, and Chromium logged out."""
     app = make_app()
-    with app.app_context():
-        users.create("op", TEST_PASSWORD, "operator")
-        db.session.remove()
+    make_user(app, "op", "operator")
     stop_monitor = monitor.start(app)
     procs = Workers(app, tmp_path)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    context, page = open_page(browser, height=1400)
+    base, page = serve(app), browser_page(height=1400)
     try:
         procs.start("w1")
         wait_for(lambda: (queue(api_client(app, "viewer"), "celery") or {}).get("consumers"), 30, "w1 consuming")
-        yield app, f"http://127.0.0.1:{server.server_port}", page
+        yield app, base, page
     finally:
-        context.close()
-        server.shutdown()
         stop_monitor.set()
         procs.stop_all()

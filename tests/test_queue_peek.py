@@ -5,7 +5,7 @@ import uuid
 import pytest
 from kombu import Connection
 
-from tests.conftest import api_client
+from tests.helpers import api_client
 
 
 @pytest.fixture

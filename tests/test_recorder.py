@@ -50,8 +50,10 @@ def test_a_run_sent_without_recording_is_inserted_when_it_starts(make_app):
 
 def test_an_edit_that_reads_first_never_fails_when_a_worker_writes_meanwhile(make_app):
     """SQLite: a read-then-write unit of work must wait for the lock, not fail with 'database is locked'."""
+    import sqlite3
     import threading
-    import time
+
+    from sqlalchemy import event
 
     from panel.beat import schedules
 
@@ -60,25 +62,51 @@ def test_an_edit_that_reads_first_never_fails_when_a_worker_writes_meanwhile(mak
     with app.app_context():
         task_id = schedules.create({"name": "e", "task": "tests.add", "args": [1], "interval_seconds": 5},
                                    registered).id
-    read_done, errors = threading.Event(), []
+        engine = db.engine
+    read_done, writing, errors = threading.Event(), threading.Event(), []
 
     def editor():
         try:
             with app.app_context():
                 schedules.get(task_id)  # the read that opens the transaction
                 read_done.set()
-                time.sleep(0.5)         # a worker writes now
+                assert writing.wait(10), "the worker's write never started"  # a worker writes now
                 schedules.edit(task_id, {"interval_seconds": 7}, registered)
         except Exception as exc:  # noqa: BLE001 - the test reports any failure
             errors.append(exc)
 
-    thread = threading.Thread(target=editor)
-    thread.start()
-    read_done.wait(5)
-    tid = uuid.uuid4().hex
-    recorder.on_publish(sender="tests.add", body=([1], {}, {}), headers={"id": tid, "task": "tests.add"})
-    thread.join(15)
-    assert errors == []
+    # The worker's INSERT seen starting inside SQLite (its first step, before it takes or waits for the write lock):
+    # from there it either waits for the editor's lock, or takes the lock first and the editor's write must cope.
+    def trace(dbapi_conn, *_):
+        dbapi_conn.set_trace_callback(lambda sql: sql.lstrip().upper().startswith("INSERT") and writing.set())
+
+    def untrace(dbapi_conn, *_):
+        dbapi_conn.set_trace_callback(None)
+
+    event.listen(engine, "checkout", trace)
+    event.listen(engine, "checkin", untrace)
+    try:
+        thread = threading.Thread(target=editor)
+        thread.start()
+        assert read_done.wait(10), errors
+        # The unit of work holds the write lock from its read on: any other writer can only wait for it.
+        probe = sqlite3.connect(app.config["SQLALCHEMY_DATABASE_URI"].removeprefix("sqlite:///"), timeout=0,
+                                isolation_level=None)
+        try:
+            probe.execute("BEGIN IMMEDIATE")
+            probe.execute("ROLLBACK")
+            lock_held = False
+        except sqlite3.OperationalError as exc:
+            lock_held = "database is locked" in str(exc)
+        probe.close()
+        tid = uuid.uuid4().hex
+        recorder.on_publish(sender="tests.add", body=([1], {}, {}), headers={"id": tid, "task": "tests.add"})
+        thread.join(15)
+    finally:
+        event.remove(engine, "checkout", trace)
+        event.remove(engine, "checkin", untrace)
+    assert lock_held, "the edit's read left the write lock free: a worker's write could slip in before its write"
+    assert writing.is_set() and errors == [], errors
     with app.app_context():
         assert db.session.get(Schedule, task_id).interval_seconds == 7
         assert db.session.query(Run).filter_by(celery_task_id=tid).count() == 1

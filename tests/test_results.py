@@ -3,7 +3,6 @@ import csv
 import io
 import json
 import time
-import uuid
 from datetime import timedelta
 
 import pytest
@@ -12,37 +11,7 @@ from flask_migrate import upgrade
 from models import Run, Schedule, db, utcnow
 from panel.beat.schedules import parse_crontab
 from panel.runlog import retention, stats
-from tests.conftest import api_client
-from tests.helpers import run_row, start_worker, wait_for
-
-NOW = utcnow().replace(microsecond=0)
-
-
-def add_runs(app, specs):
-    """Insert runs: each spec is a dict of Run fields; returns their Celery ids in order."""
-    ids = []
-    with app.app_context():
-        for spec in specs:
-            row = {"celery_task_id": str(uuid.uuid4()), "task_name": "crawl_url", "state": "SUCCESS",
-                   "status": "completed", "args": [], "kwargs": {}, "queued_at": NOW, **spec}
-            db.session.add(Run(**row))
-            ids.append(row["celery_task_id"])
-        db.session.commit()
-        db.session.remove()
-    return ids
-
-
-def walk(client, query=""):
-    """Every page of /api/runs for a query, following next_cursor; returns the runs in order."""
-    seen, cursor = [], None
-    for _ in range(1000):
-        url = "/api/runs?" + query + (f"&cursor={cursor}" if cursor else "")
-        body = client.get(url).get_json()
-        seen += body["runs"]
-        cursor = body["next_cursor"]
-        if not cursor:
-            return seen
-    raise AssertionError("the cursor never ended")
+from tests.helpers import NOW, add_runs, api_client, run_row, start_worker, wait_for, walk
 
 
 @pytest.fixture
@@ -75,7 +44,8 @@ def test_filters_by_task_status_worker_and_date_range(app_on):
     assert tasks("status=SUCCESS,RETRY") == [("crawl_url", "SUCCESS"), ("tests.add", "RETRY")]
     assert tasks("worker=w1@a&status=FAILURE") == [("tests.add", "FAILURE")]
     day_before = (NOW - timedelta(days=1)).date().isoformat()
-    assert tasks(f"since={day_before}&until={day_before}") == [("crawl_url", "FAILURE")]  # a bare until is the whole day
+    # a bare until is the whole day
+    assert tasks(f"since={day_before}&until={day_before}") == [("crawl_url", "FAILURE")]
     assert len(walk(client, f"since={(NOW - timedelta(hours=1)).isoformat()}Z")) == 2
 
 
@@ -129,7 +99,7 @@ def test_list_leaves_out_tracebacks_and_detail_has_everything_with_its_schedule(
     assert "nightly crawl" in page and "ValueError: boom" in page and 'class="badge badge-red state"' in page
 
 
-def test_results_page_shows_each_state_in_its_seed_colour_with_the_word(app):
+def test_results_page_shows_each_state_in_its_colour_with_the_word(app):
     looks = {"SUCCESS": "green", "FAILURE": "red", "PENDING": "orange", "STARTED": "blue", "RETRY": "purple",
              "REVOKED": "gray"}
     add_runs(app, [{"state": s} for s in looks])

@@ -1,24 +1,18 @@
-"""The results pages in headless Chromium: seed 003's colours, filters, pages, a run's detail, admin deletion."""
-import threading
+"""The results pages in headless Chromium: the state colours, filters, pages, a run's detail, admin deletion."""
 from datetime import timedelta
 
 import pytest
 from playwright.sync_api import expect
-from werkzeug.serving import make_server
 
-from models import db
-from panel.security import users
-from tests.conftest import ARTIFACTS, TEST_PASSWORD, open_page
-from tests.test_dashboard_browser import UI_WAIT_MS
-from tests.test_results import NOW, add_runs
+from tests.helpers import ARTIFACTS, NOW, UI_WAIT_MS, add_runs
 
-# Seed 003: SUCCESS green, FAILURE red, PENDING orange, STARTED blue, RETRY purple, REVOKED gray.
+# Each state's colour: SUCCESS green, FAILURE red, PENDING orange, STARTED blue, RETRY purple, REVOKED gray.
 COLOURS = {"SUCCESS": "rgb(31, 122, 58)", "FAILURE": "rgb(180, 35, 24)", "PENDING": "rgb(181, 71, 8)",
            "STARTED": "rgb(29, 78, 216)", "RETRY": "rgb(107, 33, 168)", "REVOKED": "rgb(95, 107, 122)"}
 
 
 @pytest.fixture
-def results_page(browser, app, request):
+def results_page(logged_in, app):
     """An admin logged in on the real app over loopback, with runs in every state and more than a page."""
     add_runs(app, [{"state": "SUCCESS", "queued_at": NOW - timedelta(days=40, minutes=i), "args": [f"http://site/{i}"],
                     "worker": "w1@alpha", "started_at": NOW, "finished_at": NOW + timedelta(seconds=1)}
@@ -27,24 +21,11 @@ def results_page(browser, app, request):
                    for n, s in enumerate(COLOURS)])
     add_runs(app, [{"state": "FAILURE", "queued_at": NOW + timedelta(minutes=9), "task_name": "tests.always_fails",
                     "error": "RuntimeError: it always fails", "kwargs": {"reason": "demo"},
-                    "traceback": "Traceback (most recent call last):\n  File \"tasks.py\", line 3\nRuntimeError: it always fails"}])
-    with app.app_context():
-        users.create("boss", TEST_PASSWORD, "admin")
-        db.session.remove()
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    context, page = open_page(browser)
-    base = f"http://127.0.0.1:{server.server_port}"
-    page.goto(base + "/login?next=/runs")
-    page.fill("#username", "boss")
-    page.fill("#password", TEST_PASSWORD)
-    page.click("button[type=submit]")
+                    "traceback": "Traceback (most recent call last):\n  File \"tasks.py\", line 3\n"
+                                 "RuntimeError: it always fails"}])
+    page = logged_in(app, "boss", "admin", "/runs")
     expect(page.locator("#runs-table")).to_be_visible(timeout=UI_WAIT_MS)
-    yield page
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{request.node.name}-end.png"), full_page=True)
-    context.close()
-    server.shutdown()
+    return page
 
 
 def shot(page, name):
@@ -52,7 +33,7 @@ def shot(page, name):
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
-def test_every_state_shows_its_seed_colour_and_its_word(results_page):
+def test_every_state_shows_its_colour_and_its_word(results_page):
     page = results_page
     for state, colour in COLOURS.items():
         badge = page.locator(f'.state[data-state="{state}"]').first

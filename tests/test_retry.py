@@ -1,8 +1,7 @@
 """Retrying a run from the panel, against a real worker: the same task, arguments and queue, linked both ways."""
 import pytest
 
-from tests.conftest import api_client
-from tests.helpers import run_row, start_worker, wait_for
+from tests.helpers import api_client, run_row, start_worker, wait_for
 
 RETRY_QUEUE = "retryq"
 

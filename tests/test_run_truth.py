@@ -1,6 +1,6 @@
 """The database never lies: every path that ends or re-routes a run writes its row, against real processes.
 
-Each test is one of the findings of issue 14, or one of the paths it names (revoke, purge, stop, rejection).
+Each test is one way a row could lie, or one of the paths that end a run (revoke, purge, stop, rejection).
 """
 import json
 import threading
@@ -11,8 +11,7 @@ import pytest
 from models import Run, db
 from panel.host.processes import BEAT, WORKER
 from panel.runlog import outcomes, reconciler
-from tests.conftest import api_client
-from tests.helpers import OtherHostWorker, run_row, start_worker, tool, wait_for
+from tests.helpers import OtherHostWorker, api_client, run_row, start_worker, tool, wait_for
 
 
 def wait_status(app, celery_task_id, *statuses, timeout_s=30):
@@ -97,14 +96,18 @@ def test_stop_celery_revokes_its_workers_waiting_retries_so_they_never_come_back
     assert run_row(app, looping.id).error == outcomes.STOPPED_WAITING.reason
 
 
-def test_a_stop_during_a_run_ends_it_as_stopped_even_with_the_reconciler_racing(make_app):
+def test_a_stop_during_a_run_ends_it_as_stopped_even_with_the_reconciler_racing(make_app, monkeypatch):
+    """Only the control lock keeps the reconciler off: the run is old enough for it at once (MIN_AGE_S 0), and
+    during the grace the stopping worker answers no inspect, which is exactly what the reconciler ends as lost."""
+    from panel.broker import remote
     app = make_app(STOP_GRACE_S=3.0)
     client = api_client(app, "operator")
     assert client.post("/scheduler/start-celery/").get_json()["status"] == "success"
-    stuck = app.extensions["celery"].send_task("tests.sleep_ignoring_term", args=[120])
+    celery, worker = app.extensions["celery"], app.extensions["supervisor"].nodename
+    stuck = celery.send_task("tests.sleep_ignoring_term", args=[120])
     wait_status(app, stuck.id, "running")
-    reconciler.MIN_AGE_S, passes, stopping = 0, [], threading.Event()
-    answer = {}
+    monkeypatch.setattr(reconciler, "MIN_AGE_S", 0)
+    passes, takeable, stopping, answer = [], [], threading.Event(), {}
 
     def stop():
         stopping.set()
@@ -114,8 +117,12 @@ def test_a_stop_during_a_run_ends_it_as_stopped_even_with_the_reconciler_racing(
     stopping.wait(5)
     while stopper.is_alive():  # the reconciler asks again and again while the stop waits out the grace
         passes.append(reconciler.reconcile_once(app))
+        with app.app_context():  # what an unguarded pass would have seen: the run listed, its worker silent
+            listed = stuck.id in reconciler.running_by_worker().get(worker, [])
+        takeable.append(listed and remote.active_ids(celery, worker, 0.5) is None and stopper.is_alive())
     stopper.join()
     assert len(passes) >= 2 and set(passes) == {0}, passes  # it never took the stopping worker's run
+    assert any(takeable), "no race: no pass met the run listed and its worker silent, so the lock was never needed"
     assert "marked 0 running task(s) and 1 running log(s) as failed" in answer["message"], answer  # ad hoc: no schedule
     assert run_row(app, stuck.id).error == outcomes.STOPPED.reason
 

@@ -98,7 +98,9 @@ def run_row_or_none(app, celery_task_id):
         return None
     finally:
         conn.close()
-    return SimpleNamespace(status=found[0], result=found[1], started_at=found[2], finished_at=found[3]) if found else None
+    if found is None:
+        return None
+    return SimpleNamespace(status=found[0], result=found[1], started_at=found[2], finished_at=found[3])
 
 
 def test_a_real_prefork_worker_records_every_run_of_a_burst_even_when_stopped_right_after(make_app):

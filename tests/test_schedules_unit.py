@@ -22,7 +22,8 @@ def test_a_crontab_schedule_normalises_spaces_and_clears_the_interval():
 
 def test_an_edit_changes_only_what_it_names_and_a_crontab_replaces_the_interval():
     assert parse(SchedulePatch, {"name": " renamed "}).changes() == {"name": "renamed"}
-    assert parse(SchedulePatch, {"crontab": "0 3 * * *"}).changes() == {"crontab": "0 3 * * *", "interval_seconds": None}
+    changes = parse(SchedulePatch, {"crontab": "0 3 * * *"}).changes()
+    assert changes == {"crontab": "0 3 * * *", "interval_seconds": None}
     assert parse(SchedulePatch, {"interval_seconds": None}).changes() == {}
 
 

@@ -1,17 +1,14 @@
 """Security: a role matrix generated from the URL map, CSRF, tokens, rate limits, headers, audit, fuzzing."""
 import re
 import subprocess
-import threading
 
 import pytest
-from werkzeug.serving import make_server
 
 from models import AuditEvent, User, db
 from panel.security import users
 from panel.security.auth import PUBLIC, RANK, policy_of
 from panel.web.errors import is_api_path
-from tests.conftest import TEST_PASSWORD, api_client
-from tests.helpers import free_port, wait_for
+from tests.helpers import TEST_PASSWORD, api_client, form_login, free_port, make_user, wait_for
 
 ROLES = (None, "viewer", "operator", "admin")
 SKIP_METHODS = {"HEAD", "OPTIONS"}
@@ -74,26 +71,10 @@ def test_role_matrix_over_every_route_and_role(dead_broker_app):
     assert seen >= 4 * 12
 
 
-def _login(client, username, password=TEST_PASSWORD):
-    """Log in through the form; returns the answer and the CSRF token of the new session."""
-    page = client.get("/login").get_data(as_text=True)
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-    resp = client.post("/login", data={"username": username, "password": password, "csrf_token": token, "next": "/"})
-    if resp.status_code == 302:  # the session is new after login, and so is its token
-        token = re.search(r'name="csrf-token" content="([^"]+)"', client.get("/").get_data(as_text=True)).group(1)
-    return resp, token
-
-
-def _make_user(app, name, role, password=TEST_PASSWORD):
-    with app.app_context():
-        users.create(name, password, role)
-        db.session.remove()
-
-
 def test_login_sets_a_hardened_session_cookie_and_logout_needs_csrf(app):
-    _make_user(app, "ops", "operator")
+    make_user(app, "ops", "operator")
     client = app.test_client()
-    resp, token = _login(client, "ops")
+    resp, token = form_login(client, "ops")
     assert resp.status_code == 302 and resp.headers["Location"] == "/"
     cookie = resp.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
@@ -109,58 +90,53 @@ def test_login_sets_a_hardened_session_cookie_and_logout_needs_csrf(app):
 
 
 def test_a_session_post_with_the_csrf_header_is_accepted(app):
-    _make_user(app, "ops", "operator")
+    make_user(app, "ops", "operator")
     client = app.test_client()
-    _, token = _login(client, "ops")
+    _, token = form_login(client, "ops")
     resp = client.post("/restart_celery_beat", headers={"X-CSRFToken": token})
     assert resp.status_code == 200 and resp.get_json()["not_running"] is True
 
 
-def test_a_token_works_from_curl_and_stops_working_when_revoked(app):
-    _make_user(app, "bot", "operator")
+def test_a_token_works_from_curl_and_stops_working_when_revoked(app, serve):
+    make_user(app, "bot", "operator")
     with app.app_context():
         token, plain = users.create_token("bot", "curl")
         token_id = token.id
         stored = db.session.get(type(token), token_id).token_hash
         db.session.remove()
     assert plain not in stored and len(stored) == 64
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_port}"
-    try:
-        curl = lambda *args: subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", *args],  # noqa
-                                            capture_output=True, text=True, timeout=30).stdout
-        assert curl("-H", f"Authorization: Bearer {plain}", f"{base}/celery_status") == "200"
-        assert curl("-X", "POST", "-H", f"Authorization: Bearer {plain}", f"{base}/restart_celery_beat") == "200"
-        assert curl(f"{base}/celery_status") == "401"
-        with app.app_context():
-            users.revoke_token(token_id)
-            db.session.remove()
-        assert curl("-H", f"Authorization: Bearer {plain}", f"{base}/celery_status") == "401"
-    finally:
-        server.shutdown()
+    base = serve(app)
+    curl = lambda *args: subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", *args],  # noqa
+                                        capture_output=True, text=True, timeout=30).stdout
+    assert curl("-H", f"Authorization: Bearer {plain}", f"{base}/celery_status") == "200"
+    assert curl("-X", "POST", "-H", f"Authorization: Bearer {plain}", f"{base}/restart_celery_beat") == "200"
+    assert curl(f"{base}/celery_status") == "401"
+    with app.app_context():
+        users.revoke_token(token_id)
+        db.session.remove()
+    assert curl("-H", f"Authorization: Bearer {plain}", f"{base}/celery_status") == "401"
 
 
 def test_login_is_rate_limited_per_account_and_address(app):
-    _make_user(app, "victim", "viewer")
+    make_user(app, "victim", "viewer")
     limit = app.config["LOGIN_MAX_FAILURES_PER_ACCOUNT_ADDRESS"]
     client = app.test_client()
     for _ in range(limit):
-        assert _login(client, "victim", "wrong password!")[0].status_code == 401
-    blocked, _ = _login(client, "victim")  # even the right password
+        assert form_login(client, "victim", "wrong password!")[0].status_code == 401
+    blocked, _ = form_login(client, "victim")  # even the right password
     assert blocked.status_code == 429 and "Retry-After" in blocked.headers
     other = app.test_client()
-    _make_user(app, "bystander", "viewer")
-    assert _login(other, "bystander")[0].status_code == 302, "one account's lock must not lock the others"
+    make_user(app, "bystander", "viewer")
+    assert form_login(other, "bystander")[0].status_code == 302, "one account's lock must not lock the others"
 
 
 def test_login_is_rate_limited_per_address(make_app):
     app = make_app(LOGIN_MAX_FAILURES_PER_ADDRESS=3)
-    _make_user(app, "real", "viewer")
+    make_user(app, "real", "viewer")
     client = app.test_client()
     for name in ("a", "b", "c"):
-        assert _login(client, name, "nope-nope-nope")[0].status_code == 401
-    assert _login(client, "real")[0].status_code == 429
+        assert form_login(client, name, "nope-nope-nope")[0].status_code == 401
+    assert form_login(client, "real")[0].status_code == 429
     with app.app_context():
         locks = db.session.query(AuditEvent).filter_by(action="login.lockout").all()
     assert [(e.target, e.outcome) for e in locks] == [("127.0.0.1", "denied")], "the address lock is audited"
@@ -186,19 +162,19 @@ def test_users_cli_creates_changes_and_disables_users(app):
     assert "carol" in runner.invoke(args=["users", "list"]).output
     assert runner.invoke(args=["users", "set-role", "carol", "admin"]).exit_code == 0
     client = app.test_client()
-    assert _login(client, "carol", "a long enough password")[0].status_code == 302
+    assert form_login(client, "carol", "a long enough password")[0].status_code == 302
     assert client.get("/api/me").get_json()["role"] == "admin"
     assert runner.invoke(args=["users", "disable", "carol"]).exit_code == 0
     assert client.get("/api/me").status_code == 401, "a disabled user's session must end"
-    assert _login(app.test_client(), "carol", "a long enough password")[0].status_code == 401
+    assert form_login(app.test_client(), "carol", "a long enough password")[0].status_code == 401
     bad = runner.invoke(args=["users", "create", "dan", "--password-stdin"], input="short\n")
     assert bad.exit_code != 0 and "at least" in bad.output
 
 
 def test_a_password_change_ends_open_sessions(app):
-    _make_user(app, "erin", "viewer")
+    make_user(app, "erin", "viewer")
     client = app.test_client()
-    _login(client, "erin")
+    form_login(client, "erin")
     assert client.get("/api/me").status_code == 200
     result = app.test_cli_runner().invoke(args=["users", "set-password", "erin", "--password-stdin"],
                                           input="a brand new password\n")
@@ -207,7 +183,7 @@ def test_a_password_change_ends_open_sessions(app):
 
 
 def test_tokens_cli_prints_once_lists_without_secret_and_revokes(app):
-    _make_user(app, "robot", "viewer")
+    make_user(app, "robot", "viewer")
     runner = app.test_cli_runner()
     created = runner.invoke(args=["tokens", "create", "robot", "--name", "ci"])
     plain = created.stdout.strip().splitlines()[0]
@@ -238,7 +214,8 @@ def test_auth_off_is_loopback_only_and_shows_a_warning(make_app):
     page = client.get("/")
     assert page.status_code == 200 and "Login is switched off" in page.get_data(as_text=True)
     assert app.test_client().post("/restart_celery_beat").status_code == 200, "curl on loopback needs nothing"
-    browser = client.post("/restart_celery_beat", headers={"Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site"})
+    cross_site = {"Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site"}
+    browser = client.post("/restart_celery_beat", headers=cross_site)
     assert browser.status_code == 400, "a cross-site browser request must still need the CSRF token"
     remote = client.get("/api/me", environ_base={"REMOTE_ADDR": "192.0.2.7"})
     assert remote.status_code == 401
@@ -247,16 +224,16 @@ def test_auth_off_is_loopback_only_and_shows_a_warning(make_app):
 
 
 def test_the_audit_log_records_logins_and_control_actions_and_is_read_only(app):
-    _make_user(app, "olga", "operator")
-    _login(app.test_client(), "olga", "not her password")
+    make_user(app, "olga", "operator")
+    form_login(app.test_client(), "olga", "not her password")
     client = app.test_client()
-    _, token = _login(client, "olga")
+    _, token = form_login(client, "olga")
     client.post("/restart_celery_beat", headers={"X-CSRFToken": token})
     api_client(app, "viewer").post("/scheduler/stop-celery/")
     events = api_client(app).get("/api/audit?limit=50").get_json()["events"]
     summary = {(e["actor"], e["action"], e["outcome"]) for e in events}
     assert ("olga", "login", "failure") in summary and ("olga", "login", "success") in summary
-    # Beat was not running: seed 002 answers 200 with success false, and the restart did not happen (issue 18)
+    # Beat was not running: /restart_celery_beat answers 200 with success false, and the restart did not happen
     assert ("olga", "api.restart_celery_beat", "failure") in summary
     assert ("test-viewer", "api.stop_celery", "denied") in summary
     assert all(e["source"] == "127.0.0.1" for e in events if e["actor"] == "olga")
@@ -280,9 +257,9 @@ def test_the_openapi_document_covers_every_json_route(app):
 def test_every_state_changing_route_refuses_a_browser_session_without_the_csrf_token(dead_broker_app):
     """Parametrised over the URL map, as the role matrix is: a new POST, PUT or DELETE cannot escape it."""
     app = dead_broker_app
-    _make_user(app, "root", "admin")
+    make_user(app, "root", "admin")
     client = app.test_client()
-    _login(client, "root")
+    form_login(client, "root")
     unsafe = [(rule, method) for rule, method in _routes(app) if method in ("POST", "PUT", "DELETE", "PATCH")]
     assert len(unsafe) >= 30
     for rule, method in unsafe:
@@ -295,7 +272,7 @@ def test_every_state_changing_route_refuses_a_browser_session_without_the_csrf_t
 
 
 def test_auth_off_serves_only_the_configured_host_names(make_app):
-    """DNS rebinding (issue 19, item 4): a page on evil.example that resolves to 127.0.0.1 gets 400, not admin."""
+    """DNS rebinding: a page on evil.example that resolves to 127.0.0.1 gets 400, not admin."""
     app = make_app(PANEL_AUTH="off", PANEL_ALLOWED_HOSTS="panel.internal, Tunnel.Example:8443")
     port = app.config["PANEL_PORT"]
     client = app.test_client()
@@ -318,7 +295,7 @@ def test_auth_off_serves_only_the_configured_host_names(make_app):
 
 
 def test_with_auth_on_the_host_name_is_not_checked(app):
-    _make_user(app, "ops", "operator")
+    make_user(app, "ops", "operator")
     client = app.test_client()
     assert client.get("/login", headers={"Host": "panel.example.com"}).status_code == 200
     assert api_client(app).get("/api/me", headers={"Host": "panel.example.com:8443"}).status_code == 200
@@ -328,8 +305,8 @@ def test_with_auth_on_the_host_name_is_not_checked(app):
                                     "/\\evil.example", "/\t/evil.example", "//evil.example", "https://evil.example/",
                                     "javascript:alert(1)", "", "runs"])
 def test_a_bad_next_after_a_successful_login_goes_to_the_dashboard(app, target):
-    """A login `next` with CR LF answered 500 after the login succeeded (issue 19, item 5)."""
-    _make_user(app, "ops", "operator")
+    """A login `next` with CR LF answered 500 after the login succeeded."""
+    make_user(app, "ops", "operator")
     client = app.test_client()
     form = client.get("/login", query_string={"next": target})
     assert form.status_code == 200
@@ -341,7 +318,7 @@ def test_a_bad_next_after_a_successful_login_goes_to_the_dashboard(app, target):
 
 
 def test_a_good_next_is_kept(app):
-    _make_user(app, "ops", "operator")
+    make_user(app, "ops", "operator")
     client = app.test_client()
     first = client.get("/runs?state=FAILURE")
     assert first.status_code == 302

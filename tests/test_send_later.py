@@ -5,8 +5,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from models import utcnow
-from tests.conftest import api_client
-from tests.helpers import run_row, start_worker, wait_for
+from tests.helpers import api_client, run_row, start_worker, wait_for
 
 COUNTDOWN_S = 3
 
@@ -31,7 +30,8 @@ def test_a_countdown_run_does_not_start_before_it_and_is_recorded_with_its_eta(b
     queued = op.get(f"/api/runs/{task_id}").get_json()
     assert queued["status"] == "pending" and queued["eta"], queued
     eta = datetime.fromisoformat(queued["eta"].replace("Z", "+00:00")).replace(tzinfo=None)
-    assert timedelta(seconds=COUNTDOWN_S) <= eta - sent_at < timedelta(seconds=COUNTDOWN_S + 60)  # the send's own time, however slow
+    # the send's own time, however slow
+    assert timedelta(seconds=COUNTDOWN_S) <= eta - sent_at < timedelta(seconds=COUNTDOWN_S + 60)
     row = wait_for(lambda: ended(app, task_id), 60, "the countdown run to end")
     assert row.started_at >= sent_at + timedelta(seconds=COUNTDOWN_S)  # the worker's own start time
     assert row.started_at >= eta and row.result == "5"
@@ -71,6 +71,7 @@ def test_bad_send_later_values_are_400_naming_the_field(client, body, field):
 
 def test_an_eta_beyond_the_bound_and_a_countdown_in_the_url_are_refused(client):
     resp = send(client, eta=_later(3600))
-    assert resp.status_code == 400 and resp.get_json()["field"] == "eta" and "SEND_LATER_MAX_S" in resp.get_json()["message"]
+    assert resp.status_code == 400 and resp.get_json()["field"] == "eta"
+    assert "SEND_LATER_MAX_S" in resp.get_json()["message"]
     resp = client.post("/api/registered-tasks/tests.add/send?countdown=60", json={"args": [1, 1]})
     assert resp.status_code == 400 and resp.get_json()["field"] == "countdown"  # not dropped, run at once

@@ -1,4 +1,4 @@
-"""Server-side sessions (issue 19, item 3): the cookie names a row; logout, disable, role and password changes
+"""Server-side sessions: the cookie names a row; logout, disable, role and password changes
 delete rows, so a replayed cookie neither reads nor, with its CSRF token, writes."""
 from datetime import timedelta
 
@@ -6,9 +6,8 @@ import pytest
 from sqlalchemy import select, update
 
 from app import create_app
-from models import db, utcnow
-from panel.security import sessions
-from tests.test_security import _login, _make_user
+from models import PanelSession, db, utcnow
+from tests.helpers import form_login, make_user
 
 
 def _cookie(client):
@@ -34,22 +33,22 @@ def _refused(client, csrf_token):
 
 
 def test_the_cookie_carries_only_a_random_session_id(app):
-    _make_user(app, "ops", "operator")
+    make_user(app, "ops", "operator")
     client = app.test_client()
-    _login(client, "ops")
+    form_login(client, "ops")
     content = app.session_interface.get_signing_serializer(app).loads(_cookie(client))
     assert set(content) <= {"sid", "csrf_token", "_permanent"}, content
     assert len(content["sid"]) >= 40
     with app.app_context():
-        row = db.session.scalars(select(sessions.PanelSession)).one()
+        row = db.session.scalars(select(PanelSession)).one()
         assert row.id_hash != content["sid"] and len(row.id_hash) == 64, "only a hash of the id is stored"
         assert row.address == "127.0.0.1" and row.expires_at > utcnow() + timedelta(days=1)
 
 
 def test_a_cookie_replayed_after_logout_is_refused_for_reads_and_writes(app):
-    _make_user(app, "ops", "operator")
+    make_user(app, "ops", "operator")
     client = app.test_client()
-    _, token = _login(client, "ops")
+    _, token = form_login(client, "ops")
     stolen = _cookie(client)
     copy = _replay(app, stolen)
     assert copy.get("/api/me").status_code == 200, "the copy works while the session lives"
@@ -57,17 +56,17 @@ def test_a_cookie_replayed_after_logout_is_refused_for_reads_and_writes(app):
     assert client.post("/logout", data={"csrf_token": token}).status_code == 302
     _refused(_replay(app, stolen), token)
     with app.app_context():
-        assert db.session.scalar(select(db.func.count()).select_from(sessions.PanelSession)) == 0
+        assert db.session.scalar(select(db.func.count()).select_from(PanelSession)) == 0
 
 
 def test_logout_in_one_process_ends_the_session_in_another_at_once(app):
     """Two apps on one database stand for two gunicorn workers: the session is read from the table each request."""
-    _make_user(app, "ops", "operator")
+    make_user(app, "ops", "operator")
     other_worker = create_app({k: app.config[k] for k in ("INSTANCE_PATH", "SQLALCHEMY_DATABASE_URI",
                                                           "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND",
                                                           "SECRET_KEY", "TESTING")})
     client = app.test_client()
-    _, token = _login(client, "ops")
+    _, token = form_login(client, "ops")
     stolen = _cookie(client)
     assert _replay(other_worker, stolen).get("/api/me").status_code == 200
     client.post("/logout", data={"csrf_token": token})
@@ -87,12 +86,12 @@ def _change(app, change):
 
 @pytest.mark.parametrize("change", ["disable", "role", "role-and-back", "password"])
 def test_disable_role_or_password_change_ends_every_session_of_that_user_at_once(app, change):
-    _make_user(app, "ops", "operator")
-    _make_user(app, "bystander", "operator")
+    make_user(app, "ops", "operator")
+    make_user(app, "bystander", "operator")
     laptop, phone, other = app.test_client(), app.test_client(), app.test_client()
-    _, token = _login(laptop, "ops")
-    _login(phone, "ops")
-    _login(other, "bystander")
+    _, token = form_login(laptop, "ops")
+    form_login(phone, "ops")
+    form_login(other, "bystander")
     stolen = _cookie(laptop)
     _change(app, change)
     for client in (laptop, phone, _replay(app, stolen)):
@@ -100,23 +99,23 @@ def test_disable_role_or_password_change_ends_every_session_of_that_user_at_once
     assert other.get("/api/me").get_json()["username"] == "bystander", "other users' sessions live on"
     password = "a brand new password" if change == "password" else None
     fresh = app.test_client()
-    assert _login(fresh, "ops", *([password] if password else []))[0].status_code == 302
+    assert form_login(fresh, "ops", *([password] if password else []))[0].status_code == 302
     assert fresh.get("/api/me").status_code == 200
 
 
 def test_an_expired_session_is_refused_and_cleared(app):
-    _make_user(app, "ops", "operator")
+    make_user(app, "ops", "operator")
     client = app.test_client()
-    _login(client, "ops")
+    form_login(client, "ops")
     with app.app_context():
-        db.session.execute(update(sessions.PanelSession).values(expires_at=utcnow() - timedelta(seconds=1)))
+        db.session.execute(update(PanelSession).values(expires_at=utcnow() - timedelta(seconds=1)))
         db.session.commit()
     assert client.get("/api/me").status_code == 401
 
 
 def test_a_cookie_of_the_old_kind_without_a_session_id_is_refused(app):
     """Cookies signed before this change carried uid and a password fingerprint: they name no session row."""
-    _make_user(app, "ops", "operator")
+    make_user(app, "ops", "operator")
     with app.app_context():
         uid = db.session.scalar(select(db.metadata.tables["users"].c.id))
     old = app.session_interface.get_signing_serializer(app).dumps({"uid": uid, "pwv": "0" * 16, "_permanent": True})
@@ -124,12 +123,12 @@ def test_a_cookie_of_the_old_kind_without_a_session_id_is_refused(app):
 
 
 def test_the_cli_logs_a_user_out_everywhere(app):
-    _make_user(app, "ops", "operator")
+    make_user(app, "ops", "operator")
     laptop, phone = app.test_client(), app.test_client()
-    _, token = _login(laptop, "ops")
-    _login(phone, "ops")
+    _, token = form_login(laptop, "ops")
+    form_login(phone, "ops")
     result = app.test_cli_runner().invoke(args=["users", "end-sessions", "ops"])
     assert result.exit_code == 0 and "2 session(s) of ops ended" in result.output
     for client in (laptop, phone):
         _refused(client, token)
-    assert _login(app.test_client(), "ops")[0].status_code == 302, "the account itself is untouched"
+    assert form_login(app.test_client(), "ops")[0].status_code == 302, "the account itself is untouched"

@@ -14,8 +14,7 @@ from flask_migrate import upgrade
 from app import create_app
 from models import db
 from panel import background, config, launcher
-from tests.conftest import api_client
-from tests.helpers import end_process, free_port, wait_for
+from tests.helpers import api_client, end_process, free_port, wait_for
 
 
 def test_env_file_is_read_and_the_environment_wins(tmp_path, monkeypatch):
@@ -25,7 +24,7 @@ def test_env_file_is_read_and_the_environment_wins(tmp_path, monkeypatch):
     monkeypatch.setenv("WORKER_CONCURRENCY", "4")
     monkeypatch.setenv("PANEL_INSTANCE_PATH", str(tmp_path / "inst"))
     settings = config.load_settings(env_file)
-    assert settings["CELERY_BROKER_URL"] == "redis://from-file:6379/0"  # the seed's BROKER_URL is accepted
+    assert settings["CELERY_BROKER_URL"] == "redis://from-file:6379/0"  # the older name BROKER_URL is accepted
     assert settings["WORKER_CONCURRENCY"] == 4 and settings["STOP_GRACE_S"] == 3.0
     assert settings["SQLALCHEMY_DATABASE_URI"] == f"sqlite:///{tmp_path / 'inst' / 'panel.db'}"
     assert (tmp_path / "inst" / "logs").is_dir()
@@ -87,7 +86,8 @@ def test_results_go_to_the_panels_database_when_the_broker_keeps_none(tmp_path, 
     monkeypatch.setenv("CELERY_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
     monkeypatch.delenv("CELERY_RESULT_BACKEND", raising=False)
     monkeypatch.delenv("DATABASE_URL", raising=False)
-    assert config.load_settings(tmp_path / "none.env")["CELERY_RESULT_BACKEND"] == f"db+sqlite:///{tmp_path / 'panel.db'}"
+    backend = config.load_settings(tmp_path / "none.env")["CELERY_RESULT_BACKEND"]
+    assert backend == f"db+sqlite:///{tmp_path / 'panel.db'}"
     monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:6379/3")
     assert config.load_settings(tmp_path / "none.env")["CELERY_RESULT_BACKEND"] == "redis://127.0.0.1:6379/3"
 

@@ -8,8 +8,7 @@ import pytest
 
 from models import Run, db, utcnow
 from panel.runlog import outcomes
-from tests.conftest import api_client
-from tests.test_results import NOW, add_runs, walk
+from tests.helpers import NOW, add_runs, api_client, walk
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Seed 001: after stop-celery the database tells the truth, row by row, on SQLite and PostgreSQL."""
+"""After stop-celery the database tells the truth, row by row, on SQLite and PostgreSQL."""
 import uuid
 from datetime import timedelta
 
@@ -7,7 +7,7 @@ import psutil
 from models import Run, Schedule, db, utcnow
 from panel.host import processes
 from panel.host.processes import BEAT, WORKER
-from tests.conftest import api_client
+from tests.helpers import api_client
 
 
 def _seed_rows(local_worker):

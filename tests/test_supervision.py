@@ -13,8 +13,7 @@ from models import RUNNING, Run, db
 from panel.config import ROOT
 from panel.host import oscontrol, processes
 from panel.host.processes import BEAT, WORKER, ProcessRef
-from tests.conftest import api_client
-from tests.helpers import wait_for
+from tests.helpers import api_client, celery_main_pids, wait_for
 
 
 def child_env(app, **extra):
@@ -48,7 +47,7 @@ def test_pool_children_are_reported_under_their_worker_not_as_workers(app, clien
     worker = client.get("/scheduler/celery-status/").get_json()["worker"]
     main = worker["pids"][0]
     real_children = {p.pid for p in psutil.Process(main).children()}
-    assert worker["count"] == 1
+    assert worker["count"] == 1 and celery_main_pids(app.config["INSTANCE_PATH"])[WORKER] == [main]  # psutil agrees
     assert worker["pool_processes"] == app.config["WORKER_CONCURRENCY"] == 2
     assert set(worker["pool_pids"][str(main)]) == real_children
 
@@ -60,6 +59,8 @@ def test_second_start_duplicates_nothing(app, client):
     assert second["worker_pids"] == first["worker_pids"] and second["beat_pids"] == first["beat_pids"]
     assert "already running" in second["message"]
     assert len(scan(app)[BEAT]) == 1 and len(scan(app)[WORKER]) == 1
+    # psutil's own count, not the panel's scanner: one main worker and one Beat, those the first start made
+    assert celery_main_pids(app.config["INSTANCE_PATH"]) == {WORKER: first["worker_pids"], BEAT: first["beat_pids"]}
 
 
 def test_two_concurrent_start_requests_leave_exactly_one_beat_and_one_worker(app):
@@ -77,6 +78,8 @@ def test_two_concurrent_start_requests_leave_exactly_one_beat_and_one_worker(app
     assert sorted(a.status_code for a in answers) in ([200, 200], [200, 409])
     table = scan(app)
     assert len(table[BEAT]) == 1 and len(table[WORKER]) == 1
+    counted = celery_main_pids(app.config["INSTANCE_PATH"])  # psutil's own count, not the panel's scanner
+    assert {kind: len(pids) for kind, pids in counted.items()} == {WORKER: 1, BEAT: 1}, counted
 
 
 def test_stop_celery_stops_both_and_counts_main_processes_only(app, client):
@@ -242,8 +245,8 @@ def test_api_errors_are_json_with_fitting_codes(client):
     assert missing.status_code == 404 and missing.get_json()["status"] == "error"
     wrong = client.get("/scheduler/stop-celery/")
     assert wrong.status_code == 405 and wrong.get_json()["status"] == "error"
-    seed = client.get("/restart_celery_beat")
-    assert seed.status_code == 405 and seed.get_json()["success"] is False
+    legacy = client.get("/restart_celery_beat")
+    assert legacy.status_code == 405 and legacy.get_json()["success"] is False
 
 
 def test_a_restart_with_the_broker_down_leaves_beat_running(app, client):
@@ -262,7 +265,7 @@ def test_a_restart_with_the_broker_down_leaves_beat_running(app, client):
 
 
 def test_a_restart_the_os_refuses_to_signal_is_500_and_leaves_beat_running_and_said_running(app, client, monkeypatch):
-    """Seed 002: an OS permission error is a 500 with a message. As root the kernel never refuses, so the
+    """/restart_celery_beat: an OS permission error is a 500 with a message. As root the kernel never refuses, so the
     refusal is injected where the kernel would give it (os.kill), with a real Beat that must be left as it was."""
     assert app.extensions["supervisor"].start((BEAT,))[BEAT].ok
     [pid] = [r.pid for r in scan(app)[BEAT]]

@@ -1,21 +1,9 @@
 """The scheduled-task JSON API: validation, lookups, toolbar controls, run now."""
 import pytest
 
-from models import Schedule, ScheduleChange, db
+from models import ScheduleChange, db
 from panel.host import processes
-from tests.conftest import api_client
-from tests.helpers import free_port, wait_for
-
-GOOD = {"name": "crawl home", "task": "crawl_url", "args": ["http://127.0.0.1:9/"], "kwargs": {"timeout": 3},
-        "interval_seconds": 300}
-
-
-def count_tasks(app):
-    with app.app_context():
-        try:
-            return db.session.query(Schedule).count()
-        finally:
-            db.session.remove()
+from tests.helpers import GOOD, api_client, count_tasks, free_port, wait_for
 
 
 def test_create_read_edit_delete_a_task(client):

@@ -1,81 +1,21 @@
 """Workers and queues against real `celery worker` processes (two node names stand for two hosts)."""
 import os
 import signal
-import subprocess
 from datetime import timedelta
 from types import SimpleNamespace
 
-import psutil
 import pytest
-from celery.utils.nodenames import host_format
 
 from models import WorkerNode, db, utcnow
 from panel.cluster import monitor, workers
-from panel.config import ROOT
-from tests.conftest import api_client, build_app, stop_everything
-from tests.helpers import free_port, run_row, wait_for
+from tests.helpers import Workers, api_client, build_app, free_port, listed_online, run_row, stop_everything, wait_for
 
-CELERY = str(ROOT / ".venv" / "bin" / "celery")
-READY_WAIT_S = 40
 EXIT_WAIT_S = 15
-
-
-class Workers:
-    """Worker processes this module started; every one is stopped by PID, whatever the tests did."""
-
-    def __init__(self, app, folder):
-        self.app, self.folder, self.procs = app, folder, {}
-
-    def start(self, short, *extra, config=()):
-        name = host_format(f"{short}@%h")
-        argv = [CELERY, "-A", "celery_app", "worker", "-n", name, "-c", "2", "-l", "info", "-Q", "celery",
-                "--without-mingle", "--without-gossip", *extra]
-        if config:
-            argv += ["--", *config]  # worker settings from the command line (Celery's cmdline config)
-        log = open(self.folder / f"{short}.log", "ab")
-        proc = subprocess.Popen(argv, cwd=str(ROOT), env=self.app.extensions["supervisor"].child_env(),
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        log.close()
-        self.procs[name] = proc
-        wait_for(lambda: proc.poll() is not None or listed_online(self.app, name), READY_WAIT_S, f"{name} online")
-        assert proc.poll() is None, (self.folder / f"{short}.log").read_text()[-3000:]
-        return name, proc
-
-    def stop_all(self):
-        for proc in self.procs.values():
-            stop_tree(proc)
-
-
-def stop_tree(proc):
-    """TERM the worker (and CONT, in case a test left it stopped), KILL what is left of its tree."""
-    if proc.poll() is not None:
-        return
-    try:
-        members = [proc.pid] + [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
-    except psutil.NoSuchProcess:
-        members = [proc.pid]
-    for sig in (signal.SIGCONT, signal.SIGTERM):
-        os.kill(proc.pid, sig)
-    try:
-        proc.wait(timeout=EXIT_WAIT_S)
-    except subprocess.TimeoutExpired:
-        pass
-    for pid in members:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    proc.wait(timeout=EXIT_WAIT_S)
-
-
-def listed_online(app, name):
-    body = api_client(app, "viewer").get("/api/workers").get_json()
-    return any(w["name"] == name and w["status"] == "online" for w in body["workers"])
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory, redis_server):
-    """One panel app with its monitor thread and two workers, w1 (pool restarts on, the panel's default) and w2 (off)."""
+    """One panel app, its monitor thread and two workers: w1 (pool restarts on, the panel's default), w2 (off)."""
     folder = tmp_path_factory.mktemp("cluster")
     app = build_app(folder / "instance", f"sqlite:///{folder / 'panel.db'}", redis_server.url)
     stop_monitor = monitor.start(app)

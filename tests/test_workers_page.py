@@ -1,52 +1,37 @@
 """The workers and queues page in headless Chromium against the real panel, monitor and a worker."""
-import threading
 
 import pytest
 from playwright.sync_api import expect
-from werkzeug.serving import make_server
 
-from models import db
 from panel.cluster import monitor
-from panel.security import users
-from tests.conftest import ARTIFACTS, TEST_PASSWORD, api_client, open_page
-from tests.helpers import run_row, wait_for
-from tests.test_workers import Workers
+from tests.helpers import ARTIFACTS, Workers, api_client, log_in, make_user, run_row, wait_for
 
 UI_WAIT_MS = 20_000
 
 
 @pytest.fixture
-def stack(make_app, tmp_path):
+def stack(make_app, tmp_path, serve):
     """The panel on a loopback port with its monitor, one worker, and an operator to log in as."""
     app = make_app()
-    with app.app_context():
-        users.create("op", TEST_PASSWORD, "operator")
-        db.session.remove()
+    make_user(app, "op", "operator")
     stop_monitor = monitor.start(app)
     procs = Workers(app, tmp_path)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = serve(app)
     try:
         name, _ = procs.start("w1")
-        yield app, f"http://127.0.0.1:{server.server_port}", name
+        yield app, base, name
     finally:
-        server.shutdown()
         stop_monitor.set()
         procs.stop_all()
 
 
 @pytest.fixture
-def page(stack, browser):
-    context, page = open_page(browser)
-    yield page
-    context.close()
+def page(stack, browser_page):
+    return browser_page()
 
 
 def login(page, base):
-    page.goto(base + "/login?next=/workers")
-    page.fill("#username", "op")
-    page.fill("#password", TEST_PASSWORD)
-    page.click("button[type=submit]")
+    log_in(page, base, "op", "/workers")
     page.wait_for_url(base + "/workers")
 
 

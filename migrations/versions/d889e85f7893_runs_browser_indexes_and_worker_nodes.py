@@ -60,7 +60,7 @@ def upgrade():
 
 
 def _add_retention_schedule():
-    """Seed 003's clean-up as a schedule, once per database: a person may edit or delete it afterwards."""
+    """The results clean-up (retention) as a schedule, once per database: a person may edit or delete it afterwards."""
     tasks = sa.table("scheduled_tasks", sa.column("name"), sa.column("task"), sa.column("args", sa.JSON),
                      sa.column("kwargs", sa.JSON), sa.column("crontab"), sa.column("enabled"), sa.column("status"),
                      sa.column("run_count"), sa.column("created_at"), sa.column("updated_at"))

@@ -1,20 +1,20 @@
-"""The panel's own tasks (its run-log clean-up): with your project attached no worker knows them, so the panel runs them."""
+"""The panel's own tasks (its run-log clean-up): with your project attached no worker knows them, so the panel
+runs them."""
 import logging
 import threading
 
 from celery.utils import uuid
 
 from panel.broker import publish
-from panel.host.target import Target
 from panel.runlog import recorder
+from panel.target import HOUSEKEEPING_TASKS, Target
 
 log = logging.getLogger("panel.housekeeping")
-TASKS = ("cleanup_results",)
 
 
 def runs_here(config, task_name):
     """True for a housekeeping task while a project is attached (the embedded worker runs them otherwise)."""
-    return task_name in TASKS and not Target.of(config).embedded
+    return task_name in HOUSEKEEPING_TASKS and not Target.of(config).embedded
 
 
 def send(celery, task_name, args, kwargs, headers):

@@ -10,7 +10,7 @@ from models import Watchdog, db
 from panel.beat.scheduler import DatabaseScheduler
 from panel.database import reader
 from panel.host.processes import BEAT
-from panel.host.target import Target
+from panel.target import Target
 
 log = logging.getLogger("panel.in_panel_beat")
 RETRY_MIN_S, RETRY_MAX_S = 1.0, 30.0

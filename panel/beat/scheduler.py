@@ -22,8 +22,8 @@ from panel.beat import claims, due, housekeeping
 from panel.beat.schedules import schedule_of
 from panel.database import reader
 from panel.errors import BrokerDown, ValidationError
-from panel.host.target import EMBEDDED_BEAT_READY, Target
 from panel.runlog import recorder
+from panel.target import EMBEDDED_BEAT_READY, Target
 
 logger = get_logger(__name__)
 MARKER_CHECK_S = 1.0

@@ -5,7 +5,7 @@ from celery.schedules import ParseException, crontab as celery_crontab, schedule
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from models import Schedule, db, utcnow
+from models import Schedule, db, iso, utcnow
 from panel.beat import due, housekeeping
 from panel.errors import NameTaken, NotFound, ValidationError
 from panel.runlog import recorder
@@ -20,7 +20,8 @@ def parse_crontab(expr, app=None):
     """A Celery crontab from a five-field expression; ValidationError when it does not parse."""
     parts = (expr or "").split()
     if len(parts) != CRON_FIELDS:
-        raise ValidationError("crontab", f"needs {CRON_FIELDS} fields (minute hour day month weekday), got {len(parts)}")
+        raise ValidationError("crontab",
+                              f"needs {CRON_FIELDS} fields (minute hour day month weekday), got {len(parts)}")
     minute, hour, day, month, weekday = parts
     try:
         return celery_crontab(minute=minute, hour=hour, day_of_month=day, month_of_year=month,
@@ -112,10 +113,6 @@ def _commit_unique(name):
         raise NameTaken("name", f"a task named {name!r} already exists") from exc
 
 
-def _iso(value):
-    return value.isoformat() + "Z" if value else None
-
-
 def next_run(task, now=None):
     """When the schedule next falls due, from the schedule itself (as Beat computes it), not Beat's last word.
 
@@ -132,8 +129,8 @@ def next_run(task, now=None):
 
 def as_dict(task):
     out = {"id": task.id, "name": task.name, "task": task.task, "args": task.args or [], "kwargs": task.kwargs or {},
-           "enabled": task.enabled, "catch_up": task.catch_up or "once", "status": task.status, "last_run_at": _iso(task.last_run_at),
-           "next_run_at": _iso(next_run(task)), "run_count": task.run_count,
+           "enabled": task.enabled, "catch_up": task.catch_up or "once", "status": task.status,
+           "last_run_at": iso(task.last_run_at), "next_run_at": iso(next_run(task)), "run_count": task.run_count,
            "disabled_reason": task.disabled_reason}
     if task.crontab:
         out["crontab"] = task.crontab
@@ -160,4 +157,5 @@ def run_all(celery):
                                      Schedule.kwargs).where(Schedule.enabled.is_(True))
                               .order_by(Schedule.name)).all()
     db.session.rollback()
-    return [(name, _send(celery, task_id, celery_name, args, kwargs)) for task_id, name, celery_name, args, kwargs in rows]
+    return [(name, _send(celery, task_id, celery_name, args, kwargs))
+            for task_id, name, celery_name, args, kwargs in rows]

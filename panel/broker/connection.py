@@ -4,14 +4,10 @@ import time
 import redis
 from kombu import Connection
 
+from panel.config import REDIS_SCHEMES, is_redis  # noqa: F401 (also the broker room's names for them)
 from panel.errors import BrokerDown
 
 CONNECT_TIMEOUT_S = 2.0
-REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
-
-
-def is_redis(url):
-    return url.startswith(REDIS_SCHEMES)
 
 
 def redis_client(url, timeout_s=CONNECT_TIMEOUT_S):

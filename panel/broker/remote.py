@@ -5,9 +5,10 @@ revokes in their --statedb), so it is broadcast and no reply is awaited.
 """
 from concurrent.futures import ThreadPoolExecutor
 
-from panel.broker.worker_commands import DETAIL
-
 NO_REPLY = object()
+# The panel's own remote-control commands, registered in the embedded app's workers (panel/worker_commands.py).
+DETAIL = "panel_detail"
+RESUME = "panel_resume_queue"
 TIMEOUT_S = 1.0
 DISCOVERY_LIMIT = 64  # workers a discovery ping waits for at most; its timeout bounds it anyway
 _parallel = ThreadPoolExecutor(max_workers=6, thread_name_prefix="inspect")

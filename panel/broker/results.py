@@ -3,6 +3,8 @@ from datetime import datetime, timezone
 
 from celery.result import AsyncResult
 
+from models import iso
+
 
 def finished_results(celery, task_ids):
     """What the result backend stored for runs that ended (SUCCESS or FAILURE), by task id.
@@ -31,7 +33,7 @@ def stored(celery, task_id):
         return None
     result = meta.get("result")
     return {"state": meta["status"], "result": None if result is None else repr(result),
-            "traceback": meta.get("traceback"), "date_done": str(meta.get("date_done") or "") or None,
+            "traceback": meta.get("traceback"), "date_done": iso(_done_at(meta)),
             "name": meta.get("name"), "args": meta.get("args"), "kwargs": meta.get("kwargs"),
             "worker": meta.get("worker")}
 

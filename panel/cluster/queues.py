@@ -9,11 +9,9 @@ import re
 import time
 
 from panel.broker import connection, queues, remote
-from panel.broker.worker_commands import RESUME
 from panel.cluster import paused, workers
 from panel.errors import NotFound
-from panel.host.target import Target
-from panel.runlog import outcomes
+from panel.target import Target
 
 log = logging.getLogger("panel.queues")
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.:@-]{1,200}$")
@@ -57,11 +55,9 @@ def require_known(celery, broker_url, name, configured=""):
 
 
 def purge(celery, broker_url, name, configured=""):
-    """Remove every waiting message of one known queue, and end their runs; returns how many were removed."""
+    """Remove every waiting message of one known queue: how many, and the task ids they carried."""
     require_known(celery, broker_url, name, configured)
-    removed, task_ids = queues.purge(celery, name)
-    outcomes.end(task_ids, outcomes.purged(name))  # those runs will not run: the log says so
-    return removed
+    return queues.purge(celery, name)
 
 
 def oldest_waiting(celery, configured=""):
@@ -130,7 +126,8 @@ def _resume_held_back(celery, name, consumers):
         return
     now = workers.utcnow()
     others = [row.name for row in workers.rows() if workers.is_online(row, now) and row.name not in consumers]
-    answered = remote.command(celery, others, RESUME, {"queue": name}, workers.CONTROL_TIMEOUT_S) if others else {}
+    answered = (remote.command(celery, others, remote.RESUME, {"queue": name}, workers.CONTROL_TIMEOUT_S)
+                if others else {})
     for worker, reply in answered.items():
         if isinstance(reply, dict) and reply.get("resumed"):
             workers.add_queue(worker, name)

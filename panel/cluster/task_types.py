@@ -3,11 +3,11 @@ import inspect
 import re
 from datetime import datetime, timedelta, timezone
 
-from panel.beat import housekeeping
+from models import iso
 from panel.broker import connection, publish, remote
 from panel.cluster import workers
 from panel.errors import NotFound, NoWorkerOnline, ValidationError
-from panel.host.target import Target
+from panel.target import HOUSEKEEPING_TASKS, Target
 
 RATE_LIMIT = re.compile(r"^\d{1,9}(/[smh])?$")  # Celery's form: "10", "10/s", "10/m", "10/h"; "0" lifts it
 TIME_LIMIT_MAX_S = 7 * 24 * 3600
@@ -49,7 +49,7 @@ def schedulable(celery):
     panel's housekeeping (the panel never imports your project, so its workers are the only ones who know)."""
     if Target.of(celery.flask_app.config).embedded:
         return {n for n in celery.tasks if not n.startswith("celery.")}
-    return {t["name"] for t in registered(celery) if t["workers"]} | set(housekeeping.TASKS)
+    return {t["name"] for t in registered(celery) if t["workers"]} | set(HOUSEKEEPING_TASKS)
 
 
 def require_known(celery, name):
@@ -84,7 +84,7 @@ def timing(countdown=None, eta=None, expires=None, priority=None, max_s=1500.0, 
     start = now + timedelta(seconds=countdown) if countdown is not None else eta and _moment("eta", eta)
     field = "countdown" if countdown is not None else "eta"
     if start and start <= now:
-        raise ValidationError(field, f"must be in the future (it is now {now.isoformat(timespec='seconds')})")
+        raise ValidationError(field, f"must be in the future (it is now {iso(now, 'seconds')})")
     if start and (start - now).total_seconds() > max_s:
         raise ValidationError(field, f"must be at most {max_s:g} seconds from now (SEND_LATER_MAX_S)")
     options = {"eta": start} if start else {}

@@ -4,7 +4,7 @@ from types import SimpleNamespace
 
 from sqlalchemy import select, update
 
-from models import WorkerNode, db, utcnow
+from models import WorkerNode, db, iso, utcnow
 from panel.broker import connection, remote
 from panel.cluster import paused
 from panel.database import reader
@@ -34,10 +34,6 @@ def is_online(row, now=None):
     return age_s <= STALE_BEATS * (row.heartbeat_freq_s or 2.0) + STALE_GRACE_S
 
 
-def _iso(value):
-    return value.isoformat() + "Z" if value else None
-
-
 def pool_summary(pool):
     """Pool type and size from the cached stats part: prefork grows by processes, not max-concurrency."""
     if not pool:
@@ -56,12 +52,12 @@ def as_dict(row, now=None):
     age = (now - row.last_heartbeat_at).total_seconds() if row.last_heartbeat_at else None
     return {
         "name": row.name, "hostname": row.hostname, "pid": row.pid, "status": "online" if online else "offline",
-        "online": online, "first_seen_at": _iso(row.first_seen_at), "last_heartbeat_at": _iso(row.last_heartbeat_at),
-        "heartbeat_age_s": round(age, 3) if age is not None else None, "offline_at": _iso(row.offline_at),
+        "online": online, "first_seen_at": iso(row.first_seen_at), "last_heartbeat_at": iso(row.last_heartbeat_at),
+        "heartbeat_age_s": round(age, 3) if age is not None else None, "offline_at": iso(row.offline_at),
         "heartbeat_freq_s": row.heartbeat_freq_s, "sw_ver": row.sw_ver, "sw_sys": row.sw_sys,
         "active": row.active, "processed": row.processed, "succeeded": row.succeeded, "failed": row.failed,
         "loadavg": row.loadavg, "pool": pool_summary(row.pool), "queues": row.queues or [],
-        "registered_count": len(row.registered or []), "info_at": _iso(row.info_at),
+        "registered_count": len(row.registered or []), "info_at": iso(row.info_at),
     }
 
 

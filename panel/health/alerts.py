@@ -16,7 +16,7 @@ from email.utils import formatdate, make_msgid
 import requests
 from sqlalchemy import func, select, text, update
 
-from models import AlertEvent, Run, Schedule, Watchdog, db, utcnow
+from models import AlertEvent, Run, Schedule, Watchdog, db, iso, utcnow
 from panel.database import reader
 from panel.host.oscontrol import describe_exit
 
@@ -30,6 +30,7 @@ REASON_MAX = 300  # a channel's failure as stored: the server's words, not a pag
 TOP_TASKS = 5
 PAGE_SIZE_MAX = 500
 TLS_MODES = ("", "starttls", "ssl")
+clock = utcnow  # the time alerts are stamped and rate-limited by (naive UTC); the tests set their own
 
 
 class ChannelError(Exception):
@@ -66,7 +67,7 @@ def _record(config, kind, key, subject, body, force):
     try:
         if db.session.get_bind().dialect.name == "postgresql":  # SQLite's BEGIN IMMEDIATE already serialises
             db.session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"panel-alert:{key}"})
-        now = utcnow()  # after the lock: a raise that waited for it sees the row that made it wait
+        now = clock()  # after the lock: a raise that waited for it sees the row that made it wait
         limited = not force and _attempted_since(key, now - timedelta(seconds=config["ALERT_MIN_INTERVAL_S"]))
         on = configured(config)
         delivered = {ch: (RATE_LIMITED if limited else PENDING) if on[ch] else OFF for ch in CHANNELS}
@@ -213,7 +214,7 @@ def send_test(config):
 
 def run_checks(config, now=None):
     """The watchdog's periodic look (every ~10 s): missed Beat runs, failures over the threshold."""
-    now = now or utcnow()
+    now = now or clock()
     raised = []
     for check in (check_beat_missed, check_failures):
         try:
@@ -246,7 +247,7 @@ def _beat_missed(config, key, row, now):
                    f"{row.next_run_at:%Y-%m-%d %H:%M:%S} UTC and Beat has not sent it {span(late_s)} later "
                    f"(margin {span(config['ALERT_BEAT_MISS_MARGIN_S'])}). Is Beat running?",
                    {"task_id": row.id, "name": row.name, "task": row.task,
-                    "next_run_at": row.next_run_at.isoformat() + "Z", "late_s": round(late_s, 1)})
+                    "next_run_at": iso(row.next_run_at), "late_s": round(late_s, 1)})
 
 
 def check_failures(config, now):
@@ -294,5 +295,5 @@ def events(limit=100, before_id=None):
 
 
 def as_dict(event):
-    return {"id": event.id, "at": event.at.isoformat() + "Z", "kind": event.kind, "key": event.key,
+    return {"id": event.id, "at": iso(event.at), "kind": event.kind, "key": event.key,
             "subject": event.subject, "body": event.body, "delivered": dict(event.delivered or {})}

@@ -8,7 +8,7 @@ from sqlalchemy import create_engine, text
 from panel.broker import connection, remote
 from panel.errors import BrokerDown
 from panel.health.checks import check_broker
-from panel.host.target import Target
+from panel.target import Target
 
 RUN_TIMEOUT_S = 30.0   # `celery -A app report` imports the project in its own process: a Django app takes a while
 TAIL_CHARS = 1500
@@ -62,7 +62,8 @@ def task_types(celery, timeout_s=remote.TIMEOUT_S):
     """{worker: [task types]} from every worker that answers on the broker."""
     names = remote.answering(celery, timeout_s=timeout_s)
     replies = remote.ask(celery, names, "registered", timeout_s=timeout_s)
-    return {worker: sorted(n for n in (types or []) if not n.startswith("celery.")) for worker, types in replies.items()}
+    return {worker: sorted(n for n in (types or []) if not n.startswith("celery."))
+            for worker, types in replies.items()}
 
 
 def check(config, celery, env):

@@ -5,14 +5,12 @@ import time
 
 from sqlalchemy import select, text
 
-from models import Run, db, utcnow
-from panel import background
+from models import Run, db, iso, utcnow
 from panel.beat import claims, in_panel
 from panel.broker import connection
 from panel.cluster import queues
 from panel.database import reader
 from panel.errors import BrokerDown
-from panel.host import watchdog
 from panel.host.processes import KINDS
 
 log = logging.getLogger("panel.health")
@@ -51,7 +49,7 @@ def last_dispatch():
         note = claims.last_dispatch(conn)
     if note is None:
         return None
-    return {"at": note["at"].isoformat() + "Z", "task": note["task"],
+    return {"at": iso(note["at"]), "task": note["task"],
             "age_s": round((utcnow() - note["at"]).total_seconds(), 1)}
 
 
@@ -66,22 +64,26 @@ def oldest_queued(celery, configured):
                                  .where(Run.celery_task_id.in_(ids))).all())
     for item in waiting:
         at = sent.get(item["task_id"])
-        item["queued_at"] = at.isoformat() + "Z" if at else None
+        item["queued_at"] = iso(at)
         item["age_s"] = round((utcnow() - at).total_seconds(), 1) if at else None
     return max(waiting, key=lambda w: w["age_s"] if w["age_s"] is not None else -1)
 
 
-def report(app):
-    """Everything the health view shows; `status` is ok, degraded (something down) or down (broker or DB)."""
+def report(app, actor_pid=None, watchdogs=dict):
+    """Everything the health view shows; `status` is ok, degraded (something down) or down (broker or DB).
+
+    The caller passes what rooms above this one know: the pid of the panel process whose threads act now, and a
+    callable giving each program's watchdog.
+    """
     cfg = app.config
-    out = {"checked_at": utcnow().isoformat() + "Z", "broker": check_broker(cfg["CELERY_BROKER_URL"]),
-           "database": check_database(), "background_actor_pid": background.actor_pid(cfg["INSTANCE_PATH"])}
+    out = {"checked_at": iso(utcnow()), "broker": check_broker(cfg["CELERY_BROKER_URL"]),
+           "database": check_database(), "background_actor_pid": actor_pid}
     target = app.extensions["supervisor"].host.target
     out["app"] = {"name": target.app, "workdir": target.workdir, "embedded": target.embedded,
                   "schedules_sent_by": "beat" if target.embedded else "panel",
                   "schedules_paused": in_panel.paused(db.engine) if out["database"]["ok"] else None}
     status = app.extensions["supervisor"].status()
-    dogs = watchdog.view() if out["database"]["ok"] else {}
+    dogs = watchdogs() if out["database"]["ok"] else {}
     for kind in KINDS:
         out[kind] = {"active": status[kind]["active"], "pids": status[kind]["pids"], "state": status[kind]["state"],
                      "watchdog": dogs.get(kind)}

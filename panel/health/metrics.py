@@ -1,4 +1,5 @@
-"""`GET /metrics`: a prometheus_client collector that reads the process table, the database and the broker at scrape time."""
+"""`GET /metrics`: a prometheus_client collector that reads the process table, the database and the broker at
+scrape time."""
 import logging
 
 from prometheus_client import CollectorRegistry, generate_latest

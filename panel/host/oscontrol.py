@@ -5,6 +5,7 @@ import signal
 import subprocess
 import threading
 import time
+from dataclasses import dataclass, field
 
 import psutil
 
@@ -17,6 +18,7 @@ _spawned = {}
 _exits = {}  # pid -> exit status of children we reaped (negative: killed by that signal)
 _spawned_lock = threading.Lock()
 EXITS_KEPT = 200
+KILL_WAIT_S = 5.0  # after SIGKILL a process is gone at once; this only bounds the check
 REAP_WAIT_S = 2.0
 
 
@@ -139,3 +141,40 @@ def kill_left(members):
                 log.warning("sent SIGKILL to pid %s after the grace period", pid)
             except ProcessLookupError:
                 pass
+
+
+@dataclass
+class Terminated:
+    """What a warm-then-cold stop did."""
+
+    reached: list = field(default_factory=list)  # the processes the TERM was delivered to
+    forced: list = field(default_factory=list)   # (pid, create_time) still alive after the grace: sent SIGKILL
+    left: list = field(default_factory=list)     # (pid, create_time) alive even after the SIGKILL
+
+
+def terminate(refs, grace_s, kill_wait_s=KILL_WAIT_S, send_term=None):
+    """Stop processes warm, then cold: TERM, wait up to the grace, SIGKILL what is left of their trees, wait.
+
+    The trees are read before the TERM, so a pool child orphaned by its parent's exit is still found. The TERM is
+    a SIGTERM to each process, or `send_term()` when another party delivers it (a worker terminating its own pool
+    process for a revoke). A PermissionError from the TERM propagates: nothing was stopped.
+    """
+    members = [m for ref in refs for m in tree_of(ref)]
+    if send_term is None:
+        reached = [ref for ref in refs if send_signal(ref, signal.SIGTERM)]
+    else:
+        send_term()
+        reached = list(refs)
+    wait_gone([(r.pid, r.create_time) for r in reached], grace_s)
+    forced = [m for m in members if _alive(*m)]
+    if forced:
+        log.warning("pids %s outlived SIGTERM by %ss; killing them", [pid for pid, _ in forced], grace_s)
+        kill_left(forced)
+    return Terminated(reached, forced, wait_gone(forced, kill_wait_s) if forced else [])
+
+
+def kill(ref, kill_wait_s=KILL_WAIT_S):
+    """SIGKILL a process and its tree at once (one that failed to start has nothing to finish); survivors."""
+    members = tree_of(ref)
+    kill_left(members)
+    return wait_gone(members, kill_wait_s)

@@ -7,7 +7,7 @@ from typing import NamedTuple
 import psutil
 
 from panel.config import DEFAULT_INSTANCE
-from panel.host.target import EMBEDDED, EMBEDDED_APP, Target
+from panel.target import EMBEDDED, EMBEDDED_APP, Target
 
 WORKER, BEAT = "worker", "beat"
 KINDS = (WORKER, BEAT)

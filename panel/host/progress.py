@@ -20,7 +20,8 @@ def _path(instance):
 
 @contextmanager
 def doing(instance, action, expected_s, running_tasks=None):
-    """Say `action` ("stopping", "starting") is under way until the block ends; grace_left counts down from expected_s."""
+    """Say `action` ("stopping", "starting") is under way until the block ends; grace_left counts down from
+    expected_s."""
     record = {"action": action, "running_tasks": running_tasks, "pid": os.getpid(),
               "ends_at": time.time() + expected_s, "since": time.time()}
     path = _path(instance)
@@ -53,7 +54,8 @@ def current(instance):
     except (OSError, ValueError):
         return None
     now = time.time()
-    if not isinstance(record, dict) or now > record.get("ends_at", 0) + SLACK_S or not psutil.pid_exists(record.get("pid", 0)):
+    if (not isinstance(record, dict) or now > record.get("ends_at", 0) + SLACK_S
+            or not psutil.pid_exists(record.get("pid", 0))):
         return None
     return {"action": record["action"], "running_tasks": record.get("running_tasks"),
             "grace_left_s": max(0, round(record["ends_at"] - now))}

@@ -2,7 +2,6 @@
 import fcntl
 import logging
 import os
-import signal
 import threading
 import time
 from contextlib import contextmanager
@@ -11,19 +10,17 @@ from pathlib import Path
 
 from celery.utils.nodenames import host_format
 
-from panel.broker import connection, remote
 from panel.config import ROOT
 from panel.errors import ControlBusy
 from panel.host import oscontrol, processes
 from panel.host.processes import BEAT, KINDS, WORKER
 from panel.host.states import Program, State
-from panel.host.target import SETTINGS as TARGET_SETTINGS
+from panel.target import SETTINGS as TARGET_SETTINGS
 
 log = logging.getLogger("panel.supervisor")
 
 SCRIPTS = {WORKER: ROOT / "start_celery_worker.sh", BEAT: ROOT / "start_celery_beat.sh"}
 READY_POLL_S = 0.1
-KILL_WAIT_S = 5.0
 TAIL_LINES = 20
 # Settings the worker and Beat must share with the panel that starts them.
 CHILD_ENV_KEYS = ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "CELERY_TIMEZONE", "CELERY_IMPORTS",
@@ -57,11 +54,15 @@ def tail(path, lines=TAIL_LINES, max_bytes=64 * 1024):
 class Supervisor:
     """Owns the programs' states; every decision about processes is read from the table first."""
 
-    def __init__(self, config, celery, on_event=None, on_intent=None):
+    def __init__(self, config, celery, check_broker, worker_answers, on_event=None, on_intent=None):
+        """`check_broker()` raises BrokerDown when the broker is away; `worker_answers(nodename, timeout_s)` is a
+        ping of one worker: the OS seam asks the broker seam nothing itself."""
         self.instance = config["INSTANCE_PATH"]
         self.host = processes.Host.of(config)  # the instance and the app whose processes are ours
         self.config = config
         self.celery = celery
+        self.check_broker = check_broker
+        self.worker_answers = worker_answers
         self.on_event = on_event or (lambda **_: None)
         self.on_intent = on_intent or (lambda kind, desired: None)  # what a person wants: the watchdog follows it
         self._held = threading.local()
@@ -123,7 +124,7 @@ class Supervisor:
     def start(self, kinds=KINDS, actor=None, cause="request"):
         """Start the given programs that are not running; raises BrokerDown when Redis is away."""
         with self.control_lock():
-            connection.ping(self.config["CELERY_BROKER_URL"])
+            self.check_broker()
             table = self.host.scan()
             results = {}
             for kind in kinds:
@@ -131,7 +132,8 @@ class Supervisor:
                     self.on_intent(kind, "running")
                 if table[kind]:
                     pids = [r.pid for r in table[kind]]
-                    results[kind] = StartResult(kind, True, pids, True, f"already running (PID {', '.join(map(str, pids))})")
+                    results[kind] = StartResult(kind, True, pids, True,
+                                                f"already running (PID {', '.join(map(str, pids))})")
                 else:
                     self.programs[kind].observe(False)  # a crash nobody looked at yet: RUNNING -> EXITED
                     results[kind] = self._start_one(kind, actor, cause)
@@ -148,7 +150,7 @@ class Supervisor:
             refs = self.host.scan()[BEAT]
             if not refs:
                 return None
-            connection.ping(self.config["CELERY_BROKER_URL"])  # before the stop: never stop what cannot start again
+            self.check_broker()  # before the stop: never stop what cannot start again
             old = [r.pid for r in refs]
             self._stop((BEAT,), actor, "restart")
             self.on_intent(BEAT, "running")
@@ -160,25 +162,19 @@ class Supervisor:
             self.on_intent(kind, "stopped")
         table = self.host.scan()
         refs = [ref for kind in kinds for ref in table[kind]]
-        trees = {ref: oscontrol.tree_of(ref) for ref in refs}
         for kind in kinds:
             if table[kind]:
                 # another process (a gunicorn worker, a shell) may have started it since this one last looked
                 self.programs[kind].observe(True)
                 self.programs[kind].change_state(State.STOPPING, "stop requested")
         try:
-            signalled = [ref for ref in refs if oscontrol.send_signal(ref, signal.SIGTERM)]
+            ended = oscontrol.terminate(refs, self.grace_s)
         except PermissionError as exc:  # not ours to signal after all: nothing was stopped, and we say so
             self._stop_refused(kinds, table, exc, cause, actor)
             raise
-        left = oscontrol.wait_gone([(r.pid, r.create_time) for r in signalled], self.grace_s)
-        members = [m for ref in refs for m in trees[ref]]
-        if left:
-            log.warning("pids %s ignored SIGTERM for %ss; killing their trees", [p for p, _ in left], self.grace_s)
-        oscontrol.kill_left(members)
-        still = oscontrol.wait_gone(members, KILL_WAIT_S)
+        still = ended.left
         killed = {kind: 0 for kind in KINDS}
-        for ref in signalled:
+        for ref in ended.reached:
             if (ref.pid, ref.create_time) not in still:
                 killed[ref.kind] += 1
         for kind in kinds:
@@ -186,7 +182,8 @@ class Supervisor:
             if program.state == State.STOPPING:
                 program.change_state(State.STOPPED, "stopped by the panel")
             self.on_event(program=kind, action="stop", outcome="ok" if not still else "error",
-                          pids=[r.pid for r in table[kind]], message=f"{killed[kind]} stopped", cause=cause, actor=actor)
+                          pids=[r.pid for r in table[kind]], message=f"{killed[kind]} stopped", cause=cause,
+                          actor=actor)
         return killed, [pid for pid, _ in still]
 
     def _stop_refused(self, kinds, table, exc, cause, actor):
@@ -220,12 +217,9 @@ class Supervisor:
         else:
             if proc.poll() is None:
                 ref = next((r for r in self.host.scan()[kind] if r.pid == proc.pid), None)
-                members = oscontrol.tree_of(ref) if ref else [(proc.pid, None)]
                 if ref:
-                    oscontrol.send_signal(ref, signal.SIGKILL)
-                    oscontrol.kill_left(members)
-                    oscontrol.wait_gone(members, KILL_WAIT_S)
-                proc.wait(timeout=KILL_WAIT_S)
+                    oscontrol.kill(ref)
+                proc.wait(timeout=oscontrol.KILL_WAIT_S)
             program.change_state(State.FATAL, reason)
             result = StartResult(kind, False, message=reason, log_tail=tail(path))
             log.error("%s failed to start: %s\n%s", kind, reason, result.log_tail)
@@ -241,7 +235,7 @@ class Supervisor:
             code = proc.poll()
             if code is not None:
                 return False, f"{kind} exited during start-up with status {code}"
-            if kind == WORKER and remote.ping_worker(self.celery, self.nodename, timeout_s=0.5):
+            if kind == WORKER and self.worker_answers(self.nodename, 0.5):
                 return True, ""
             if kind == BEAT and self.host.target.beat_ready_line in _read_from(path, offset):
                 return True, ""

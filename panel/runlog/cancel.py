@@ -1,13 +1,12 @@
-"""Cancelling runs so that they really stop, and saying whether they did (seed 001)."""
+"""Cancelling runs so that they really stop, and saying whether they did."""
 import logging
-import signal
 import time
 from dataclasses import dataclass, field
 
 from models import PENDING, RUNNING
 from panel.broker import remote
 from panel.errors import NotCancellable
-from panel.host import oscontrol, processes
+from panel.host import oscontrol
 from panel.runlog import outcomes, runs
 
 log = logging.getLogger("panel.cancel")
@@ -46,7 +45,7 @@ def _wait(alive, timeout_s):
 
 
 def stop_execution(celery, host, task_id, worker, outcome):
-    """SIGTERM through the worker; proof is the pool process gone; SIGKILL it after the grace if local.
+    """SIGTERM through the worker; proof is the pool process gone; the host kills it after the grace if local.
 
     Celery drops a terminated request from `active` at once, whether or not its process died, so
     only the executing process itself tells the truth.
@@ -60,24 +59,21 @@ def stop_execution(celery, host, task_id, worker, outcome):
         outcome.stopped.append(task_id)
         return
     child = host.pool_child(pid)
-    if child is not None:
-        alive, grace_s = (lambda: processes.not_gone(child)), TERM_GRACE_S  # local: the process table
-    else:
-        alive, grace_s = (lambda: pid in (remote.pool_pids(celery, worker, timeout_s=0.5) or {pid})), \
-            REMOTE_TERM_GRACE_S
-    remote.revoke(celery, [task_id], terminate=True, sig="SIGTERM", worker=worker)
-    if _wait(alive, grace_s):
+    revoke = lambda: remote.revoke(celery, [task_id], terminate=True, sig="SIGTERM", worker=worker)  # noqa: E731
+    if child is not None:  # local: the process table says when it is gone, and it can be forced
+        ended = oscontrol.terminate([child], TERM_GRACE_S, KILL_WAIT_S, send_term=revoke)
+        if ended.forced:
+            log.warning("run %s ignored SIGTERM for %ss; pool process %s was killed", task_id, TERM_GRACE_S, pid)
+            outcome.forced.append(task_id)
+        (outcome.not_confirmed if ended.left else outcome.stopped).append(task_id)
+        return
+    revoke()
+    if _wait(lambda: pid in (remote.pool_pids(celery, worker, timeout_s=0.5) or {pid}), REMOTE_TERM_GRACE_S):
         outcome.stopped.append(task_id)
         return
-    if child is None:  # a remote worker's process cannot be forced from here
-        log.warning("run %s ignored SIGTERM for %ss on remote worker %s; not confirmed stopped", task_id, grace_s,
-                    worker)
-        outcome.not_confirmed.append(task_id)
-        return
-    log.warning("run %s ignored SIGTERM for %ss; killing pool process %s", task_id, TERM_GRACE_S, pid)
-    oscontrol.send_signal(child, signal.SIGKILL)
-    outcome.forced.append(task_id)
-    (outcome.stopped if _wait(alive, KILL_WAIT_S) else outcome.not_confirmed).append(task_id)
+    log.warning("run %s ignored SIGTERM for %ss on remote worker %s; not confirmed stopped", task_id,
+                REMOTE_TERM_GRACE_S, worker)  # a remote worker's process cannot be forced from here
+    outcome.not_confirmed.append(task_id)
 
 
 def cancel(celery, host, open_runs):

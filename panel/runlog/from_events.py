@@ -17,13 +17,12 @@ from sqlalchemy.exc import IntegrityError
 from models import COMPLETED, FAILED, PENDING, RUNNING, Run
 from panel.broker import events
 from panel.database import unmapped_engine
-from panel.host.target import Target
-from panel.runlog import backfill, runtime, statements
+from panel.runlog import backfill, ending, runtime, statements
 from panel.runlog.recorder import clip
+from panel.target import Target
 
 log = logging.getLogger("panel.from_events")
 logs_t = Run.__table__
-ENDED = (COMPLETED, FAILED)
 RECONNECT_MIN_S, RECONNECT_MAX_S = 0.5, 15.0
 FIELDS = ("task_name", "status", "state", "args", "kwargs", "queued_at", "started_at", "finished_at", "worker",
           "result", "error", "traceback", "retries", "next_retry_at")
@@ -78,7 +77,8 @@ def _details(row, event, when):
             row[field] = _shown(event[field])
     if event.get("hostname") and event["type"] != "task-sent":
         row["worker"] = clip(str(event["hostname"]), 200)
-    if when and (row["queued_at"] is None or when < row["queued_at"]) and event["type"] in ("task-sent", "task-received"):
+    if (when and (row["queued_at"] is None or when < row["queued_at"])
+            and event["type"] in ("task-sent", "task-received")):
         row["queued_at"] = when
 
 
@@ -95,22 +95,22 @@ def fold(row, event):
     """One event onto one row (a dict of FIELDS); returns the row."""
     kind, when = event["type"], at(event)
     _details(row, event, when)
-    ended = row["status"] in ENDED
+    status = row["status"]
     later = when is not None and (row["finished_at"] is None or when > row["finished_at"])
     if kind in ("task-sent", "task-received"):
         row["retries"] = max(row["retries"], int(event.get("retries") or 0))
-        if not ended and row["state"] in ("PENDING", "RECEIVED", "RETRY"):
+        if ending.moves(status, "sent") and row["state"] in ("PENDING", "RECEIVED", "RETRY"):
             row["next_retry_at"] = _eta(event.get("eta"))
             if row["state"] != "RETRY":
                 row["state"] = "RECEIVED" if kind == "task-received" else "PENDING"
     elif kind == "task-started":
-        if not ended or later:  # a start after an ending is a real second execution: the truth wins
+        if ending.moves(status, "started", later):
             row.update(status=RUNNING, state="STARTED", started_at=when, finished_at=None, next_retry_at=None)
-    elif kind == "task-succeeded":
+    elif kind == "task-succeeded" and ending.moves(status, "succeeded"):
         result = event.get("result")
         _end(row, when, COMPLETED, "SUCCESS", result=None if result is None else clip(str(result)), error=None)
-    elif ended:
-        return row  # a failure, retry or revoke after an ending (a cancel, a stop) keeps the first ending
+    elif not ending.moves(status, kind):
+        return row
     elif kind == "task-failed":
         _end(row, when, FAILED, "FAILURE", error=clip(str(event.get("exception") or "failed")),
              traceback=clip(event.get("traceback")))
@@ -167,7 +167,8 @@ class EventWriter:
             return 0
         with self.engine.begin() as conn:
             stored = {r.celery_task_id: dict(r._mapping) for r in conn.execute(
-                select(logs_t.c.celery_task_id, *[logs_t.c[f] for f in FIELDS]).where(logs_t.c.celery_task_id.in_(ids)))}
+                select(logs_t.c.celery_task_id, *[logs_t.c[f] for f in FIELDS])
+                .where(logs_t.c.celery_task_id.in_(ids)))}
             folded = fold_batch(stored, events)
             changed = [row for tid, row in folded.items() if tid in stored and row != stored[tid]]
             fresh = [row for tid, row in folded.items() if tid not in stored]

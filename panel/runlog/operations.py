@@ -1,10 +1,10 @@
-"""Operations on one Celery task by id, shared by the panel and the command-line tools (seed 004)."""
+"""Operations on one Celery task by id, shared by the panel and the command-line tools (scripts/)."""
 import logging
 from dataclasses import dataclass, field
 
 from models import PENDING, RUNNING, utcnow
 from panel.broker import remote, results
-from panel.cluster import workers
+from panel.cluster import queues, workers
 from panel.runlog import cancel, outcomes, runs
 
 log = logging.getLogger("panel.operations")
@@ -199,3 +199,10 @@ def stop_retries(celery, host, task_id, who="someone"):
     record = record_of(task_id)
     return {"task_id": task_id, "before": before.as_dict(), "after": after.as_dict(), "record": record,
             "steps": [{"step": s, "ok": ok} for s, ok in steps], "ok": all(ok for _, ok in steps)}
+
+
+def purge_queue(celery, broker_url, name, configured=""):
+    """Empty one known queue and end the runs its messages carried (they will not run: the log says so)."""
+    removed, task_ids = queues.purge(celery, broker_url, name, configured)
+    outcomes.end(task_ids, outcomes.purged(name))
+    return removed

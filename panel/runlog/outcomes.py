@@ -1,9 +1,6 @@
 """How a run ends, decided in one place: every path that ends a run, or learns how it ended, comes through here.
 
-A run is open while it is pending (queued, or waiting for a retry) or running. The first ending to reach an
-open run is its ending; a later one changes nothing, so two paths racing (a stop and the reconciler, a
-cancel and the worker's own failure) leave one true outcome with its own reason. A worker that really runs
-or finishes a run afterwards still moves the row (the recorder): the log follows what Celery did.
+Every ending here keeps the rule of ending.py: the first ending of a run stays.
 """
 import json
 import logging
@@ -12,12 +9,12 @@ from typing import NamedTuple
 
 from sqlalchemy import select, update
 
-from models import COMPLETED, FAILED, PENDING, RUNNING, Run, Schedule, db, utcnow
+from models import COMPLETED, FAILED, Run, Schedule, db, utcnow
 from panel.runlog import runtime
+from panel.runlog.ending import OPEN, guard
 from panel.runlog.recorder import as_naive_utc, clip
 
 log = logging.getLogger("panel.outcomes")
-OPEN = (PENDING, RUNNING)
 BATCH = 500  # ids per statement: inside every database's limit on bound parameters
 
 
@@ -70,7 +67,7 @@ def end(celery_task_ids, ending):
     for start in range(0, len(ids), BATCH):
         batch = ids[start:start + BATCH]
         ended += db.session.execute(
-            update(Run).where(Run.celery_task_id.in_(batch), Run.status.in_(OPEN))
+            guard(update(Run).where(Run.celery_task_id.in_(batch)), "ended", Run.status)
             .values(status=ending.status, state=ending.state, finished_at=now, runtime_s=ran, error=ending.reason,
                     next_retry_at=None)
             .returning(Run.celery_task_id, Run.scheduled_task_id)
@@ -93,7 +90,7 @@ def from_backend(celery_task_id, meta):
         exc = meta.get("result")
         values.update(error=clip(f"{type(exc).__name__}: {exc}"), traceback=clip(meta.get("traceback")))
     values["runtime_s"] = runtime.seconds(Run.started_at, values["finished_at"], db.session.get_bind().dialect.name)
-    ended = db.session.execute(update(Run).where(Run.celery_task_id == celery_task_id, Run.status.in_(OPEN))
+    ended = db.session.execute(guard(update(Run).where(Run.celery_task_id == celery_task_id), "ended", Run.status)
                                .values(**values).returning(Run.scheduled_task_id)).all()
     _schedules_follow({schedule for (schedule,) in ended if schedule}, values["status"])
     db.session.commit()

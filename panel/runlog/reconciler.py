@@ -19,9 +19,9 @@ EVERY_S = 20  # a lost run is failed within about three times this (the issue as
 MIN_AGE_S = 5  # a run younger than this may simply not have reached the worker's list yet
 
 
-def running_by_worker(min_age_s=MIN_AGE_S):
-    """{worker: [celery task ids]} of the runs the log shows running for a while."""
-    cutoff = utcnow() - timedelta(seconds=min_age_s)
+def running_by_worker(min_age_s=None):
+    """{worker: [celery task ids]} of the runs the log shows running for a while (MIN_AGE_S, read at call time)."""
+    cutoff = utcnow() - timedelta(seconds=MIN_AGE_S if min_age_s is None else min_age_s)
     rows = db.session.execute(select(Run.celery_task_id, Run.worker).where(
         Run.status == RUNNING, Run.started_at <= cutoff)).all()
     db.session.rollback()  # no transaction held while we wait for workers

@@ -202,7 +202,8 @@ def on_refused(sender=None, message=None, exc=None, name=None, id=None, **_):
         return
     kind = f"an unknown task type {name!r}" if name else "a message it could not take"
     detail = f" ({type(exc).__name__}: {exc})" if exc is not None else ""
-    _record(("failed", {"tid": task_id, "now": utcnow(), "tb": None, "error": clip(f"Rejected by the worker: {kind}{detail}")}),
+    _record(("failed", {"tid": task_id, "now": utcnow(), "tb": None,
+                        "error": clip(f"Rejected by the worker: {kind}{detail}")}),
             ("schedule_status", {"tid": task_id, "st": FAILED}))
 
 

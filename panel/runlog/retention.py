@@ -4,7 +4,7 @@ from datetime import timedelta
 
 from sqlalchemy import delete, func, select
 
-from models import Run, db, utcnow
+from models import Run, db, iso, utcnow
 from panel.errors import ValidationError
 
 log = logging.getLogger("panel.retention")
@@ -66,4 +66,4 @@ def cleanup(days=DEFAULT_KEEP_DAYS, include_failures=False, dry_run=False):
     before = utcnow() - timedelta(days=check_days(days))
     removed = count(states, before) if dry_run else delete_finished(states, before)
     return {"deleted": 0 if dry_run else removed, "would_delete": removed if dry_run else None,
-            "states": list(states), "before": before.isoformat() + "Z", "dry_run": dry_run}
+            "states": list(states), "before": iso(before), "dry_run": dry_run}

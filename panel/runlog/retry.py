@@ -1,14 +1,13 @@
 """Retrying a run: the same task type, args, kwargs and queue sent again as a new run that names the old one."""
 import logging
 
-from models import PENDING, RUNNING
 from panel.broker import publish
 from panel.errors import ConflictError
 from panel.runlog import runs
+from panel.runlog.ending import OPEN
 from panel.runlog.recorder import RETRY_OF_HEADER
 
 log = logging.getLogger("panel.retry")
-OPEN = (PENDING, RUNNING)
 
 
 def _stored(celery, celery_task_id):

@@ -1,14 +1,10 @@
 """The run log read: one run, a schedule's runs, the runs a worker holds, and a run as the API shows it."""
 from sqlalchemy import select
 
-from models import PENDING, RUNNING, Run, Schedule, db
+from models import PENDING, RUNNING, Run, Schedule, db, iso
+from panel.runlog.ending import OPEN
 
-OPEN = (PENDING, RUNNING)
 RUNS_PAGE_MAX = 500
-
-
-def _iso(value):
-    return value.isoformat() + "Z" if value else None
 
 
 def as_dict(run):
@@ -18,10 +14,10 @@ def as_dict(run):
     return {
         "celery_task_id": run.celery_task_id, "task": run.task_name, "scheduled_task_id": run.scheduled_task_id,
         "status": run.status, "state": run.state, "args": run.args, "kwargs": run.kwargs,
-        "queued_at": _iso(run.queued_at), "started_at": _iso(run.started_at), "finished_at": _iso(run.finished_at),
+        "queued_at": iso(run.queued_at), "started_at": iso(run.started_at), "finished_at": iso(run.finished_at),
         "runtime_s": runtime, "worker": run.worker, "result": run.result, "error": run.error,
-        "traceback": run.traceback, "retries": run.retries, "next_retry_at": _iso(run.next_retry_at),
-        "eta": _iso(run.eta), "retry_of": run.retry_of,
+        "traceback": run.traceback, "retries": run.retries, "next_retry_at": iso(run.next_retry_at),
+        "eta": iso(run.eta), "retry_of": run.retry_of,
     }
 
 

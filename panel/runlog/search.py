@@ -8,11 +8,11 @@ from datetime import datetime
 
 from sqlalchemy import String, cast, or_, select, tuple_
 
-from models import Run, db
+from models import Run, db, iso
 from panel.database import reader
 from panel.errors import ValidationError
 
-# Celery's states as seed 003 lists them, in its order; they are what `status` filters on.
+# Celery's states in the results browser's order; they are what `status` filters on.
 STATES = ("SUCCESS", "FAILURE", "PENDING", "STARTED", "RETRY", "REVOKED")
 PAGE_SIZE = 50
 PAGE_SIZE_MAX = 500
@@ -43,13 +43,9 @@ class RunFilter:
     def as_args(self):
         """The filter as query arguments (for links to the next page and to exports)."""
         args = {"task": self.task, "status": ",".join(self.states) or None, "worker": self.worker,
-                "since": _iso(self.since), "until": _iso(self.until), "q": self.q,
+                "since": iso(self.since), "until": iso(self.until), "q": self.q,
                 "sort": None if self.sort == "newest" else self.sort}
         return {k: v for k, v in args.items() if v}
-
-
-def _iso(value):
-    return value.isoformat() + "Z" if value else None
 
 
 def encode_cursor(key, run_id, sort="newest"):

@@ -1,8 +1,8 @@
 """The recorder's writes as Core statements with named parameters, one set per database dialect."""
-from sqlalchemy import DateTime, bindparam, case, insert, or_, select, update
+from sqlalchemy import DateTime, bindparam, case, insert, select, update
 
-from models import COMPLETED, FAILED, PENDING, RUNNING, Run, Schedule
-from panel.runlog import runtime
+from models import COMPLETED, FAILED, PENDING, Run, Schedule
+from panel.runlog import ending, runtime
 
 logs_t = Run.__table__
 tasks_t = Schedule.__table__
@@ -14,9 +14,9 @@ def _by_task_id():
     return logs_t.c.celery_task_id == bindparam("tid")
 
 
-def _still_open():
-    # Two comparisons, not IN (...): an expanding IN cannot be prepared once (see prepared.py).
-    return or_(logs_t.c.status == PENDING, logs_t.c.status == RUNNING)
+def _run_change(change, **values):
+    """One run's row moved by a change of the worker's, within the rule that the first ending stays."""
+    return ending.guard(update(logs_t).where(_by_task_id()), change, logs_t.c.status).values(**values)
 
 
 def _binds(columns):
@@ -55,23 +55,21 @@ def for_dialect(dialect_name):
         "insert": _upsert_run(dialect_name, run_columns, ("scheduled_task_id", "queued_at", "eta", "retry_of")),
         # A retry of a run the panel already ended (cancelled, stopped) does not open it again: the revoke
         # discards the retry when it falls due. If it runs after all, "started" opens the row (the truth).
-        "retry_sent": update(logs_t).where(_by_task_id()).where(_still_open()).values(
-            status=PENDING, state="RETRY", retries=bindparam("retries"), next_retry_at=bindparam("eta")),
+        "retry_sent": _run_change("retry_sent", status=PENDING, state="RETRY", retries=bindparam("retries"),
+                                  next_retry_at=bindparam("eta")),
         "schedule_sent": update(tasks_t).where(tasks_t.c.id == bindparam("sid")).values(
             last_run_at=bindparam("now"), run_count=tasks_t.c.run_count + 1, status=PENDING),
         # One statement whether or not a sender recorded the run, so a start needs no answer back.
         "started": _upsert_run(dialect_name, run_columns,
                                ("status", "state", "started_at", "worker", "next_retry_at")),
-        "succeeded": update(logs_t).where(_by_task_id()).values(
-            status=COMPLETED, state="SUCCESS", finished_at=bindparam("now"), runtime_s=ran, result=bindparam("result"),
-            error=None),
+        "succeeded": _run_change("succeeded", status=COMPLETED, state="SUCCESS", finished_at=bindparam("now"),
+                                 runtime_s=ran, result=bindparam("result"), error=None),
         # A failure after a cancel (the killed process) must not overwrite "Task cancelled manually".
-        "failed": update(logs_t).where(_by_task_id()).where(_still_open()).values(
-            status=FAILED, state="FAILURE", finished_at=bindparam("now"), runtime_s=ran, error=bindparam("error"),
-            traceback=bindparam("tb")),
-        "retrying": update(logs_t).where(_by_task_id()).where(_still_open()).values(
-            status=PENDING, state="RETRY", retries=bindparam("retries"), error=bindparam("error")),
-        "revoked": update(logs_t).where(_by_task_id()).where(_still_open()).values(
-            status=FAILED, state="REVOKED", finished_at=bindparam("now"), runtime_s=ran, error=bindparam("error")),
+        "failed": _run_change("failed", status=FAILED, state="FAILURE", finished_at=bindparam("now"), runtime_s=ran,
+                              error=bindparam("error"), traceback=bindparam("tb")),
+        "retrying": _run_change("retrying", status=PENDING, state="RETRY", retries=bindparam("retries"),
+                                error=bindparam("error")),
+        "revoked": _run_change("revoked", status=FAILED, state="REVOKED", finished_at=bindparam("now"),
+                               runtime_s=ran, error=bindparam("error")),
         "schedule_status": update(tasks_t).where(tasks_t.c.id == schedule_of_run).values(status=bindparam("st")),
     }

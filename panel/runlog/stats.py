@@ -4,7 +4,7 @@ from datetime import timedelta
 
 from sqlalchemy import case, func, select
 
-from models import Run, db, utcnow
+from models import Run, db, iso, utcnow
 from panel.database import reader
 
 CHART_MINUTES = 60
@@ -43,7 +43,7 @@ def per_minute(minutes=CHART_MINUTES, now=None):
         at = start + timedelta(minutes=i)
         key = at.strftime("%Y-%m-%dT%H:%M")
         succeeded, failed = counts.get(key, (0, 0))
-        series.append({"minute": key + "Z", "succeeded": succeeded, "failed": failed})
+        series.append({"minute": iso(at, "minutes"), "succeeded": succeeded, "failed": failed})
     return series
 
 

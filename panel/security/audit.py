@@ -4,7 +4,7 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
-from models import AuditEvent, db, utcnow
+from models import AuditEvent, db, iso, utcnow
 
 log = logging.getLogger("panel.audit")
 LOGIN = "login"
@@ -64,5 +64,5 @@ def events(limit=100, before_id=None, actor=None, action=None):
 
 
 def as_dict(event):
-    return {"id": event.id, "at": event.at.isoformat() + "Z", "actor": event.actor, "source": event.source,
+    return {"id": event.id, "at": iso(event.at), "actor": event.actor, "source": event.source,
             "action": event.action, "target": event.target, "outcome": event.outcome, "detail": event.detail}

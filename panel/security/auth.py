@@ -4,16 +4,14 @@ import ipaddress
 import logging
 import time
 from dataclasses import dataclass
-from urllib.parse import quote
 
-from flask import abort, current_app, g, redirect, request, session
+from flask import abort, current_app, g, request, session
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy.exc import SQLAlchemyError
 
 from models import ADMIN, ROLES, db
-from panel.errors import DatabaseDown
+from panel.errors import DatabaseDown, Forbidden, LoginRequired
 from panel.security import audit, hosts, sessions, users
-from panel.web.errors import error_response, is_api_path
 
 log = logging.getLogger("panel.auth")
 PUBLIC = "public"
@@ -144,24 +142,17 @@ def enforce():
     g.identity = _identify()
     db.session.rollback()  # end the lookup's transaction: a long control action must not hold the DB
     if access != PUBLIC:
-        if g.identity is None:
-            if is_api_path(request.path):
-                resp, code = error_response(401, "authentication required: log in or send a Bearer token")
-                resp.headers["WWW-Authenticate"] = 'Bearer realm="celery-panel"'
-                return resp, code
-            return redirect(f"/login?next={quote(request.full_path.rstrip('?'))}")
+        if g.identity is None:  # the web layer answers: a 401 to a machine, the login page to a person
+            raise LoginRequired("authentication required: log in or send a Bearer token")
         if RANK[g.identity.role] < RANK[access]:
-            message = f"your role ({g.identity.role}) cannot do this; it needs {access}"
-            if is_api_path(request.path):
-                return error_response(403, message)
-            abort(403, message)
+            raise Forbidden(f"your role ({g.identity.role}) cannot do this; it needs {access}")
     if _needs_csrf(g.identity):
         csrf.protect()
     return None
 
 
 def _outcome(code, body):
-    """A 200 that did not do what was asked (seed 002's restart of a Beat that is not running) is no success."""
+    """A 200 that did not do what was asked (/restart_celery_beat of a Beat that is not running) is no success."""
     if code < 400:
         refused = isinstance(body, dict) and (body.get("success") is False or body.get("status") == "error")
         return "failure" if refused else "success"
@@ -173,7 +164,8 @@ def audit_request(response):
     if request.method in UNSAFE_METHODS and request.endpoint not in NOT_AUDITED:
         identity = g.get("identity")
         body = response.get_json(silent=True) if response.is_json else None
-        detail = f"{response.status_code} {body.get('message', '')}" if isinstance(body, dict) else str(response.status_code)
+        detail = (f"{response.status_code} {body.get('message', '')}" if isinstance(body, dict)
+                  else str(response.status_code))
         audit.record(identity.username if identity else "anonymous", request.remote_addr, request.endpoint or "unknown",
                      request.path, _outcome(response.status_code, body), detail[:2000])
     return response

@@ -1,4 +1,4 @@
-"""With PANEL_AUTH=off, only requests that name this machine are served (issue 19, item 4).
+"""With PANEL_AUTH=off, only requests that name this machine are served.
 
 DNS rebinding: a page on evil.example whose name later resolves to 127.0.0.1 is same-origin with itself, so the
 browser lets it read the panel's answers, with admin rights when login is off. Its requests still say
@@ -7,7 +7,7 @@ loopback name, whatever the port, and a tunnel (`ssh -L 8080:127.0.0.1:5000`) se
 """
 from flask import request
 
-from panel.web.errors import error_response, is_api_path
+from panel.errors import HostRefused
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
@@ -42,9 +42,6 @@ def guard(app):
         host = request.host
         if name_of(host) in allowed:
             return None
-        message = refusal(host, allowed)
-        if is_api_path(request.path):
-            return error_response(400, message)
-        return message, 400, {"Content-Type": "text/plain; charset=utf-8"}
+        raise HostRefused(refusal(host, allowed))
 
     app.before_request_funcs.setdefault(None, []).insert(0, check_host)

@@ -1,4 +1,4 @@
-"""Login throttling that an attacker cannot turn against a user (issue 19, item 8).
+"""Login throttling that an attacker cannot turn against a user.
 
 Counted from the audit log's failed logins (wrong password, unknown or disabled user) in LOGIN_WINDOW_S (900 s):
 

@@ -7,30 +7,15 @@ so an ended session is refused at once in every process, not after a cache expir
 import hashlib
 import logging
 import secrets
-from datetime import datetime, timedelta
+from datetime import timedelta
 
-from sqlalchemy import DateTime, ForeignKey, String, delete, select, update
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import delete, select, update
 
-from models import User, db, utcnow
+from models import PanelSession, User, db, utcnow
 from panel.database import reader, write_aside
 
 log = logging.getLogger("panel.sessions")
 SEEN_RESOLUTION = timedelta(minutes=5)  # last_seen_at is coarse on purpose: not a write per poll
-
-
-class PanelSession(db.Model):
-    """One logged-in browser: the SHA-256 of the id in its cookie (the id itself is never stored)."""
-
-    __tablename__ = "panel_sessions"
-
-    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-    last_seen_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-    expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
-    address: Mapped[str] = mapped_column(String(64), default="")
-    user_agent: Mapped[str] = mapped_column(String(255), default="")
 
 
 def _digest(sid):

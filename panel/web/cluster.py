@@ -8,6 +8,7 @@ from flask import current_app, g, jsonify, request
 from panel.broker import connection
 from panel.cluster import queues, task_types, workers
 from panel.errors import ValidationError
+from panel.runlog import operations
 from panel.web.contract import api
 from panel.web.schemas.cluster import (
     Autoscale,
@@ -189,7 +190,7 @@ def list_queues():
 @api(Purged, 400, 404)
 def purge_queue(name, json: PurgeIn):
     """Delete every waiting message of a queue, for good (send {"confirm": true})."""
-    removed = queues.purge(celery(), broker_url(), name, current_app.config["WORKER_QUEUES"])
+    removed = operations.purge_queue(celery(), broker_url(), name, current_app.config["WORKER_QUEUES"])
     log.warning("queue %s purged: %d message(s) removed", name, removed)
     return jsonify({"status": "success", "queue": name, "removed": removed,
                     "message": f"Purged {name}: {removed} message(s) removed"})

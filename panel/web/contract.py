@@ -14,7 +14,7 @@ from spectree.plugins.flask_plugin import FlaskPlugin
 
 from panel.errors import ValidationError
 from panel.web import limits
-from panel.web.schemas.base import Error, SeedError
+from panel.web.schemas.base import Error, LegacyStatusError
 from panel.web.wording import first_error
 
 ERROR_REF = "#/components/schemas/Error"
@@ -80,14 +80,15 @@ spec = SpecTree(
 )
 
 
-def api(ok=None, *errors, status=200, public=False, seed=False, content=None, optional_body=False, links=None):
+def api(ok=None, *errors, status=200, public=False, legacy_shape=False, content=None, optional_body=False, links=None):
     """Declare a JSON route: its answer `ok` (with `status`), the statuses it may refuse with, and more.
 
     An entry of `errors` is a status (answered in the error shape) or (status, model). Reads come from the
     view's own annotations: `query: SomeQuery`, `json: SomeBody`. `links` name the operations the answer
-    feeds: {operation id: {parameter: "$response.body#/field"}} (OpenAPI links).
+    feeds: {operation id: {parameter: "$response.body#/field"}} (OpenAPI links). `legacy_shape`: a legacy status
+    route, whose errors also carry `success: false` (LegacyStatusError).
     """
-    error_model = SeedError if seed else Error
+    error_model = LegacyStatusError if legacy_shape else Error
     codes = {} if ok is None else {f"HTTP_{status}": ok}
     for entry in (*errors, *(() if public else (401, 403, 503))):
         code, model = entry if isinstance(entry, tuple) else (entry, error_model)
@@ -135,7 +136,8 @@ def _apply_extras(operation, extras):
     for parameter in operation["parameters"]:
         if parameter["in"] == "path" and parameter.get("schema") is None:
             parameter["schema"] = dict(RUN_ID)
-        if parameter["in"] == "path" and parameter["schema"].get("type") == "string" and "enum" not in parameter["schema"]:
+        if (parameter["in"] == "path" and parameter["schema"].get("type") == "string"
+                and "enum" not in parameter["schema"]):
             parameter["schema"].setdefault("pattern", limits.SAFE_TEXT)  # no control characters (errors.py)
             operation["responses"].setdefault("400", _refused("A path parameter holds a control character"))
     if any(p["in"] == "path" for p in operation["parameters"]) and "404" not in operation["responses"]:

@@ -1,24 +1,26 @@
 """One shape for every API error: JSON with a fitting status code, never an HTML page or a traceback."""
 import logging
+from urllib.parse import quote
 
 import redis
-from flask import current_app, jsonify, render_template, request
+from flask import current_app, jsonify, redirect, render_template, request
 from kombu.exceptions import OperationalError as BrokerOperationalError
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from panel.errors import PanelError, ValidationError
+from panel.errors import Forbidden, HostRefused, LoginRequired, PanelError, ValidationError
 from panel.web.limits import unsafe_character
 
 log = logging.getLogger("panel.errors")
 API_PREFIXES = ("/api/", "/scheduler/", "/healthz", "/metrics")  # machines' paths: JSON errors, 401 not a redirect
-SEED_002_PATHS = ("/celery_status", "/restart_celery_beat")
+# The legacy status routes: the first clients read `success`, so their errors keep `success: false`.
+LEGACY_STATUS_PATHS = ("/celery_status", "/restart_celery_beat")
 
 
 def error_response(status, message, **extra):
-    """The JSON error of every endpoint, whatever the status; seed 002's routes also keep their `success: false`."""
+    """The JSON error of every endpoint, whatever the status; the legacy status routes also keep `success: false`."""
     body = {"status": "error", "message": message, **extra}
-    if request.path.rstrip("/") in SEED_002_PATHS:
+    if request.path.rstrip("/") in LEGACY_STATUS_PATHS:
         body["success"] = False
     return jsonify(body), status
 
@@ -29,7 +31,7 @@ def error_page(status, title, message):
 
 
 def is_api_path(path):
-    return path.startswith(API_PREFIXES) or path.rstrip("/") in SEED_002_PATHS
+    return path.startswith(API_PREFIXES) or path.rstrip("/") in LEGACY_STATUS_PATHS
 
 
 def _unavailable(what, cause, word="unavailable"):
@@ -62,8 +64,32 @@ def _http_error(exc):
     return body, code
 
 
+def _login_required(exc):
+    """A machine gets 401 with the scheme to use; a person gets the login page, coming back here after."""
+    if not is_api_path(request.path):
+        return redirect(f"/login?next={quote(request.full_path.rstrip('?'))}")
+    resp, code = error_response(401, str(exc))
+    resp.headers["WWW-Authenticate"] = 'Bearer realm="celery-panel"'
+    return resp, code
+
+
+def _forbidden(exc):
+    return error_response(403, str(exc)) if is_api_path(request.path) else error_page(403, "Forbidden", str(exc))
+
+
+def _host_refused(exc):
+    """Nothing of the panel's, not even its error page, for a host name it does not answer to."""
+    if is_api_path(request.path):
+        return error_response(400, str(exc))
+    return str(exc), 400, {"Content-Type": "text/plain; charset=utf-8"}
+
+
 def register_error_handlers(app):
     app.url_value_preprocessor(_refuse_unsafe_path_values)
+
+    app.register_error_handler(LoginRequired, _login_required)
+    app.register_error_handler(Forbidden, _forbidden)
+    app.register_error_handler(HostRefused, _host_refused)
 
     @app.errorhandler(PanelError)
     def _domain_error(exc):
@@ -89,5 +115,6 @@ def register_error_handlers(app):
         log.exception("unhandled error on %s %s", request.method, request.path)
         if not is_api_path(request.path):
             return error_page(500, "Internal server error",
-                              "Something went wrong on the panel's side; the panel log (instance/logs/panel.log) says what.")
+                              "Something went wrong on the panel's side; the panel log (instance/logs/panel.log) "
+                              "says what.")
         return error_response(500, f"internal error: {type(exc).__name__}; see the panel log")

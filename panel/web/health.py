@@ -1,9 +1,10 @@
 """Health: the health view, the watchdog switches, the restart history, alerts, Prometheus metrics."""
 from flask import Response, current_app, jsonify
 
+from panel import background
 from panel.errors import ConflictError
 from panel.health import alerts, checks, metrics
-from panel.host import history, watchdog
+from panel.supervision import history, watchdog
 from panel.web.contract import api
 from panel.web.schemas.health import (
     Alerts,
@@ -23,7 +24,8 @@ PROMETHEUS = {"text/plain": {"schema": {"type": "string"}}}
 @api(Health)
 def health_view():
     """Broker and database with latency, worker and Beat with the watchdog, Beat's last send, the oldest message."""
-    return jsonify(checks.report(current_app._get_current_object()))
+    app = current_app._get_current_object()
+    return jsonify(checks.report(app, background.actor_pid(app.config["INSTANCE_PATH"]), watchdog.view))
 
 
 @api(Watchdogs)

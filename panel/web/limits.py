@@ -1,4 +1,4 @@
-"""What the panel accepts: sizes, depths and characters of request input (issue 19)."""
+"""What the panel accepts: sizes, depths and characters of request input."""
 import json
 import re
 

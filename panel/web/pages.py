@@ -4,6 +4,7 @@ from urllib.parse import urlparse
 
 from flask import abort, current_app, g, redirect, render_template, request
 
+from models import iso
 from panel.broker import results
 from panel.cluster import task_types
 from panel.errors import ValidationError
@@ -77,7 +78,7 @@ def audit_page():
 
 
 def runs_page():
-    """Seed 003's results browser: filters, search, newest first, keyset pages."""
+    """The results browser: filters, search, newest first, keyset pages."""
     error = None
     try:
         flt = parse(RunQuery, {k: v for k, v in request.args.items() if v}).to_filter()
@@ -122,9 +123,9 @@ def json_text(value, indent=None):
 
 
 def template_globals():
-    """Who is logged in, whether login is off, and the JSON text helper, for every template."""
+    """Who is logged in, whether login is off, and the JSON text and timestamp helpers, for every template."""
     return {"identity": g.get("identity"), "auth_off": current_app.config.get("PANEL_AUTH", "on").lower() == "off",
-            "json_text": json_text}
+            "json_text": json_text, "iso": iso}
 
 
 def workers_page():

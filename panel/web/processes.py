@@ -1,14 +1,15 @@
-"""The seeds' process endpoints: Beat's status and restart (seed 002), the toolbar's Celery controls (seed 000)."""
+"""The process endpoints: Beat's status and restart (the legacy status routes), the toolbar's Celery controls."""
 import logging
 from pathlib import Path
 
 from flask import current_app, jsonify
 from sqlalchemy.exc import SQLAlchemyError
 
-from panel.host import progress, watchdog
+from panel.host import progress
 from panel.host.processes import BEAT, WORKER
-from panel.host.stop_celery import stop_celery as stop_all
 from panel.host.supervisor import tail
+from panel.supervision import watchdog
+from panel.supervision.stop_celery import stop_celery as stop_all
 from panel.web.contract import api
 from panel.web.errors import error_response
 from panel.web.schemas.processes import BeatRestarted, BeatStatus, CeleryStatus, LogQuery, ProcessLog, Started, Stopped
@@ -21,16 +22,16 @@ def supervisor():
     return current_app.extensions["supervisor"]
 
 
-@api(BeatStatus, seed=True)
+@api(BeatStatus, legacy_shape=True)
 def celery_status():
-    """Seed 002: is Beat running, and with which PIDs."""
+    """Is Beat running, and with which PIDs."""
     beat = supervisor().status()[BEAT]
     return jsonify({"running": beat["active"], "pids": beat["pids"], "count": beat["count"]})
 
 
-@api(BeatRestarted, 409, 500, seed=True)
+@api(BeatRestarted, 409, 500, legacy_shape=True)
 def restart_celery_beat():
-    """Seed 002: restart a running Beat; a Beat that is not running is a 200 with instructions.
+    """Restart a running Beat; a Beat that is not running is a 200 with instructions.
 
     409: another start, stop or restart is in progress; 500: Beat stopped but did not start again, or the OS
     refused a signal; 503: the broker is down (Beat is left running).
@@ -52,7 +53,7 @@ def restart_celery_beat():
 
 @api(CeleryStatus)
 def scheduler_celery_status():
-    """Seed 000: overall running or stopped, and the worker's and Beat's own status."""
+    """The dashboard's status: overall running or stopped, and the worker's and Beat's own status."""
     status = supervisor().status()
     worker, beat = status[WORKER], status[BEAT]
     running = worker["active"] and beat["active"]
@@ -65,7 +66,7 @@ def scheduler_celery_status():
 
 
 def _program(process, dog):
-    """One program as seed 000 shows it; a watched program that is down shows the watchdog's state."""
+    """One program as the dashboard's status shows it; a watched program that is down shows the watchdog's state."""
     state = dog["state"] if dog and dog["enabled"] and not process["active"] else process["state"]
     return {"active": process["active"], "status": "active" if process["active"] else "inactive",
             "pids": process["pids"], "count": process["count"], "state": state, "watchdog": dog}
@@ -82,7 +83,7 @@ def _watchdogs():
 
 @api(Stopped, 409, (500, Stopped))
 def stop_celery():
-    """Seed 000/001: stop worker and Beat, then make the database tell the truth (500: something survived)."""
+    """Stop Celery: stop worker and Beat, then make the database tell the truth (500: something survived)."""
     report = stop_all(supervisor(), current_app.extensions["celery"])
     body = {"status": "success" if report.ok else "error", "message": report.message,
             "workers_killed": report.killed[WORKER], "beats_killed": report.killed[BEAT]}
@@ -91,7 +92,7 @@ def stop_celery():
 
 @api(Started, 409, (500, Started))
 def start_celery():
-    """Seed 000: start whichever of worker and Beat is not running; never a second copy (500: a start failed)."""
+    """Start Celery: start whichever of worker and Beat is not running; never a second copy (500: a start failed)."""
     sup = supervisor()
     with sup.control_lock(), progress.doing(sup.instance, "starting", sup.start_timeout_s):  # a 409 writes nothing
         results = sup.start()

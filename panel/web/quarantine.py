@@ -1,9 +1,10 @@
-"""The quarantine: messages a worker died on again and again, taken out of their queue (panel/host/quarantine.py)."""
+"""The quarantine: messages a worker died on again and again, taken out of their queue
+(panel/supervision/quarantine.py)."""
 import logging
 
 from flask import current_app, jsonify
 
-from panel.host import quarantine
+from panel.supervision import quarantine
 from panel.web.contract import api
 from panel.web.schemas.quarantine import KeptMessage, Quarantine, Released
 

@@ -109,7 +109,7 @@ def task_runs(task_id, query: RunsQuery):
 
 @api(SentAll)
 def run_all_tasks():
-    """Seed 000: send every enabled schedule now."""
+    """The toolbar's Run All Tasks: send every enabled schedule now."""
     sent = schedules.run_all(celery())
     log.info("run-all-tasks: sent %d", len(sent))
     return jsonify({"status": "success", "message": f"Sent {len(sent)} enabled task(s)", "count": len(sent),
@@ -119,7 +119,7 @@ def run_all_tasks():
 
 @api(Disabled)
 def stop_all_tasks():
-    """Seed 000: disable every schedule; Beat sends none of them from its next look (seconds)."""
+    """The toolbar's Stop All Tasks: disable every schedule; Beat sends none of them from its next look (seconds)."""
     changed = schedules.set_all_enabled(False)
     log.info("stop-all-tasks: disabled %d", changed)
     return jsonify({"status": "success", "message": f"Disabled {changed} task(s)", "disabled": changed})
@@ -127,7 +127,7 @@ def stop_all_tasks():
 
 @api(Enabled)
 def start_all_tasks():
-    """Seed 000: enable every schedule again."""
+    """The toolbar's Start All Tasks: enable every schedule again."""
     changed = schedules.set_all_enabled(True)
     log.info("start-all-tasks: enabled %d", changed)
     return jsonify({"status": "success", "message": f"Enabled {changed} task(s)", "enabled": changed})
@@ -135,7 +135,7 @@ def start_all_tasks():
 
 @api(Cancelled, 404, 409)
 def cancel_task(task_id):
-    """Seed 001: stop a schedule's queued and running runs; the database says failed. 409: nothing runs."""
+    """A schedule's Cancel: stop its queued and running runs; the database says failed. 409: nothing runs."""
     task = schedules.get(task_id)
     name = task.name
     outcome = cancel.cancel_schedule(celery(), current_app.extensions["supervisor"].host, task)

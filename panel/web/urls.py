@@ -22,7 +22,7 @@ PAGES = [  # HTML, blueprint "pages"
 ]
 
 API = [  # JSON, blueprint "api"
-    # The seeds' endpoints: Beat (seed 002), the toolbar and cancellation (seeds 000 and 001).
+    # The dashboard's first endpoints: Beat's legacy status routes, the toolbar, cancellation.
     ("GET",      "/celery_status",                             processes.celery_status,         VIEWER),
     ("POST",     "/restart_celery_beat",                       processes.restart_celery_beat,   OPERATOR),
     ("GET",      "/scheduler/celery-status/",                  processes.scheduler_celery_status, VIEWER),
@@ -35,7 +35,7 @@ API = [  # JSON, blueprint "api"
     ("POST",     "/scheduler/cancel-run/<celery_task_id>/",    runs.cancel_run,                 OPERATOR),
     ("POST",     "/scheduler/stop-retries/<celery_task_id>/",  runs.stop_retries,               OPERATOR),
     ("GET",      "/api/logs/<any(worker, beat):program>",      processes.process_log,           VIEWER),
-    # Schedules: what Beat sends (served at /api/tasks, the seeds' word).
+    # Schedules: what Beat sends (served at /api/tasks: the dashboard calls a schedule a "task").
     ("GET",      "/api/tasks",                                 schedules.list_tasks,            VIEWER),
     ("POST",     "/api/tasks",                                 schedules.create_task,           OPERATOR),
     ("GET",      "/api/tasks/<int:task_id>",                   schedules.get_task,              VIEWER),

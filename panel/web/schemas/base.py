@@ -107,8 +107,9 @@ class Error(BaseModel):
     field: str | None = None
 
 
-class SeedError(BaseModel):
-    """Seed 002's routes (/celery_status, /restart_celery_beat) keep their `success`, beside every error's shape."""
+class LegacyStatusError(BaseModel):
+    """The error of the legacy status routes (/celery_status, /restart_celery_beat): every error's shape, plus the
+    `success: false` their first clients read."""
 
     model_config = ConfigDict(extra="allow")
     status: Literal["error"]

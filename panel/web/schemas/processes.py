@@ -1,4 +1,4 @@
-"""The seeds' process endpoints: Beat's status and restart, the toolbar's Start and Stop Celery, process logs."""
+"""The process endpoints: Beat's status and restart, the toolbar's Start and Stop Celery, process logs."""
 from typing import Literal
 
 from pydantic import Field

@@ -65,8 +65,9 @@ class RunQuery(Query):
     until: When = Field(None, description="a bare date includes that day")
     q: Text = Field(None, description="a task id, part of one, or text in the args and kwargs")
     limit: page_size(search.PAGE_SIZE, search.PAGE_SIZE_MAX) = search.PAGE_SIZE
-    cursor: Annotated[str, Field(max_length=200, description="next_cursor of the page before: only one "
-                                                          "this panel handed out, in the same sort")] | SkipJsonSchema[None] = None
+    cursor: Annotated[str, Field(
+        max_length=200, description="next_cursor of the page before: only one this panel handed out, "
+                                    "in the same sort")] | SkipJsonSchema[None] = None
     sort: Literal[search.SORTS] = Field("newest", description="newest or oldest first (queued), or slowest first "
                                                              "(runtime: only runs that started and ended)")
 
@@ -265,8 +266,9 @@ class BulkIn(Body):
         description="retry: ended runs; revoke: queued runs (and runs waiting for a retry); cancel: queued and "
                     "running runs; delete (admin): ended runs, and refused when the filter matches an open one")
     filter: BulkFilter = BulkFilter()
-    ids: Annotated[list[text(64)], Field(max_length=BULK_IDS_MAX, description="only these runs (Celery task ids) "
-                                                                             "of the filter's")] | SkipJsonSchema[None] = None
+    ids: Annotated[list[text(64)], Field(
+        max_length=BULK_IDS_MAX, description="only these runs (Celery task ids) "
+                                             "of the filter's")] | SkipJsonSchema[None] = None
     dry_run: bool = False
 
 

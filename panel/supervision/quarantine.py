@@ -1,6 +1,6 @@
 """Poison messages: a message the worker dies on again and again is taken out of its queue and kept here.
 
-Every unexpected death of the worker names the message its log says it held (panel/host/crashlog.py); the
+Every unexpected death of the worker names the message its log says it held (panel/supervision/crashlog.py); the
 same message behind POISON_AFTER_DEATHS deaths is taken out of the broker (panel/broker/messages.py), its run
 ends, an alert names it, and the watchdog starts the worker again. A person can read it, delete it, or
 requeue it (the same bytes, to the same queue). Supervisor only gives up (FATAL); Celery has no such place.
@@ -8,41 +8,20 @@ requeue it (the same bytes, to the same queue). Supervisor only gives up (FATAL)
 import base64
 import json
 import logging
-from datetime import datetime
 
-from sqlalchemy import JSON, DateTime, Integer, String, Text, select, update
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import select, update
 
-from models import FAILED, PENDING, Run, db, utcnow
+from models import FAILED, PENDING, QUARANTINED, QuarantinedMessage, Run, db, iso, utcnow
 from panel.broker import messages, queues
 from panel.errors import ConflictError, NotFound
 from panel.health import alerts
-from panel.host import crashlog
 from panel.host.supervisor import tail
 from panel.runlog import outcomes
+from panel.supervision import crashlog
 
 log = logging.getLogger("panel.quarantine")
-SUSPECT, QUARANTINED = "suspect", "quarantined"
 LOG_TAIL_BYTES = 256 * 1024  # a RecursionError's traceback is long; the "received" line is above it
 SHOWN_MAX = 2000  # characters of args or kwargs shown when a kept message is read
-
-
-class QuarantinedMessage(db.Model):
-    """A message a worker died holding: a suspect after one death, quarantined (out of its queue) after more."""
-
-    __tablename__ = "quarantined_messages"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    celery_task_id: Mapped[str] = mapped_column(String(255), unique=True)
-    task_name: Mapped[str] = mapped_column(String(200))
-    queue: Mapped[str] = mapped_column(String(200), default="")
-    state: Mapped[str] = mapped_column(String(12), default=SUSPECT)
-    deaths: Mapped[int] = mapped_column(Integer, default=0)
-    evidence: Mapped[str] = mapped_column(Text, default="")
-    envelope: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # the message as taken (messages.Envelope)
-    first_seen: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-    last_seen: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-    quarantined_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
 
 def _ending(row):
@@ -140,10 +119,9 @@ def _content(row):
 
 
 def as_dict(row, content=False):
-    stamp = lambda t: t.isoformat() + "Z" if t else None  # noqa: E731
     out = {"celery_task_id": row.celery_task_id, "task_name": row.task_name, "queue": row.queue,
-           "deaths": row.deaths, "evidence": row.evidence, "first_seen": stamp(row.first_seen),
-           "quarantined_at": stamp(row.quarantined_at),
+           "deaths": row.deaths, "evidence": row.evidence, "first_seen": iso(row.first_seen),
+           "quarantined_at": iso(row.quarantined_at),
            "size": len(base64.b64decode((row.envelope or {}).get("body_b64") or b""))}
     if content:
         out.update(_content(row), headers={k: v for k, v in ((row.envelope or {}).get("headers") or {}).items()

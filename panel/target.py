@@ -14,6 +14,8 @@ EMBEDDED_APP = "celery_app"
 # What each Beat logs once its schedule is loaded: the panel's DatabaseScheduler, or Celery's own service.
 EMBEDDED_BEAT_READY = "DatabaseScheduler: schedule loaded"
 PROJECT_BEAT_READY = "beat: Starting..."
+# The panel's own tasks (its run-log clean-up): with a project attached no worker knows them, so the panel runs them.
+HOUSEKEEPING_TASKS = ("cleanup_results",)
 SETTINGS = ("CELERY_APP", "CELERY_WORKDIR", "CELERY_BIN", "CELERY_WORKER_ARGS", "CELERY_BEAT_ARGS")
 
 

@@ -11,11 +11,10 @@ import logging
 from celery import signals
 from celery.worker import control
 
+from panel.broker.remote import DETAIL, RESUME
 from panel.cluster import paused
 
 log = logging.getLogger("panel.worker")
-DETAIL = "panel_detail"
-RESUME = "panel_resume_queue"
 HELD_BACK = set()  # paused queues this worker was started to consume and skipped
 
 

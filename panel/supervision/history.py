@@ -5,7 +5,7 @@ from contextlib import nullcontext
 from flask import g, has_app_context, has_request_context
 from sqlalchemy import select
 
-from models import ProcessEvent, db
+from models import ProcessEvent, db, iso
 
 log = logging.getLogger("panel.history")
 PAGE_SIZE_MAX = 500
@@ -41,7 +41,7 @@ def recorder_for(app):
 def intent_for(app):
     """A callback for the supervisor: a start or stop through the panel sets what the watchdog keeps."""
     def intent(kind, desired):
-        from panel.host import watchdog
+        from panel.supervision import watchdog
         try:
             with nullcontext() if has_app_context() else app.app_context():
                 watchdog.note_intent(kind, desired)
@@ -63,6 +63,6 @@ def events(limit=50, before=None, program=None):
 
 
 def as_dict(event):
-    return {"id": event.id, "at": event.at.isoformat() + "Z", "program": event.program, "action": event.action,
+    return {"id": event.id, "at": iso(event.at), "program": event.program, "action": event.action,
             "outcome": event.outcome, "pids": event.pids or [], "message": event.message, "cause": event.cause,
             "actor": event.actor, "exit_status": event.exit_status}

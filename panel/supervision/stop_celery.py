@@ -1,4 +1,4 @@
-"""Stop Celery as the toolbar means it (seeds 000 and 001), and the run log tells the truth after it.
+"""Stop Celery as the toolbar's Stop Celery means it, and the run log tells the truth after it.
 
 Only this host's worker is stopped, so only its runs end: runs on other hosts' workers go on (the
 reconciler asks those workers). Its runs waiting for a retry are revoked on it before it stops, so the

@@ -10,14 +10,15 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from models import RUNNING, Run, Watchdog, db, utcnow
+from models import RUNNING, Run, Watchdog, db, iso, utcnow
 from panel.database import reader
 from panel.errors import BrokerDown, ControlBusy
 from panel.health import alerts
-from panel.host import oscontrol, quarantine, states
+from panel.host import oscontrol, states
 from panel.host.processes import KINDS, WORKER
 from panel.host.states import State
 from panel.runlog import outcomes
+from panel.supervision import quarantine
 
 log = logging.getLogger("panel.watchdog")
 ACTOR = "watchdog"
@@ -81,9 +82,9 @@ def view():
 
 def as_dict(row):
     return {"program": row.program, "enabled": row.enabled, "desired": row.desired, "state": row.state,
-            "failures": row.failures, "retry_at": row.retry_at.isoformat() + "Z" if row.retry_at else None,
+            "failures": row.failures, "retry_at": iso(row.retry_at),
             "reason": row.reason, "pids": row.pids or [],
-            "changed_at": row.changed_at.isoformat() + "Z" if row.changed_at else None}
+            "changed_at": iso(row.changed_at)}
 
 
 def _exit_status(pids):
@@ -194,7 +195,8 @@ class Watchdogs:
     def _died(self, kind, row, now, lost, status, then):
         """A program gone without a stop through the panel: a history row with its exit status, an alert, EXITED."""
         how = oscontrol.describe_exit(status)
-        message = f"{kind} (PID {', '.join(map(str, row.pids or [])) or '?'}) stopped without a stop through the panel: {how}"
+        message = (f"{kind} (PID {', '.join(map(str, row.pids or [])) or '?'}) "
+                   f"stopped without a stop through the panel: {how}")
         if lost:
             message += f"; {lost} running run(s) marked failed"
         log.warning("watchdog: %s; %s", message, then)
@@ -207,7 +209,8 @@ class Watchdogs:
 
     def _crashed(self, kind, row, now, lost, status):
         """Record the crash with its exit status and the runs it took with it, alert, then restart."""
-        quick = now - self.started_at.get(kind, now - timedelta(days=1)) < timedelta(seconds=self.cfg["WATCHDOG_STABLE_S"])
+        quick = (now - self.started_at.get(kind, now - timedelta(days=1))
+                 < timedelta(seconds=self.cfg["WATCHDOG_STABLE_S"]))
         if quick:
             row.failures += 1
         how = self._died(kind, row, now, lost, status, "the watchdog starts it again")
@@ -215,7 +218,8 @@ class Watchdogs:
             row.failures = 0
             self._restart(kind, row, now)
         elif row.failures >= self.cfg["WATCHDOG_MAX_FAILURES"]:
-            self._fatal(kind, row, now, f"died {row.failures} times within {self.cfg['WATCHDOG_STABLE_S']:g} s of starting")
+            self._fatal(kind, row, now,
+                        f"died {row.failures} times within {self.cfg['WATCHDOG_STABLE_S']:g} s of starting")
         elif quick:  # it came up and fell over again: wait before the next try
             self._backoff(kind, row, now, f"died within {self.cfg['WATCHDOG_STABLE_S']:g} s of starting ({how})")
         else:
