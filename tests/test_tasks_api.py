@@ -127,8 +127,9 @@ def test_run_now_and_run_all_are_recorded_and_executed(app, client, site):
 def test_a_retrying_run_shows_its_count_last_error_and_next_attempt(app, client):
     assert app.extensions["supervisor"].start((processes.WORKER,))[processes.WORKER].ok
     result = app.extensions["celery"].send_task("tests.always_fails", kwargs={"countdown": 30})
+    # The retry's send (count, next attempt) and the worker's retry signal (the error) are two writes: wait for both.
     run = wait_for(lambda: (r := client.get(f"/api/runs/{result.id}").get_json()).get("retries", 0) >= 1
-                   and r.get("next_retry_at") and r, 20, "the first retry")
+                   and r.get("next_retry_at") and r.get("error") and r, 20, "the first retry")
     assert run["state"] == "RETRY" and run["status"] == "pending"
     assert "upstream is down" in run["error"]
     assert run["next_retry_at"] > run["started_at"]
