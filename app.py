@@ -8,13 +8,28 @@ from models import db
 from panel import cli
 from panel.broker import connection, remote
 from panel.celery_setup import celery_init_app
-from panel.config import ROOT, load_settings
+from panel.cluster import project_conf
+from panel.config import ROOT, load_settings, project_first
 from panel.database import engine_options
 from panel.host.supervisor import Supervisor
 from panel.logs import setup_logging
 from panel.supervision.history import intent_for, recorder_for
+from panel.target import Target
 
 migrate = Migrate()
+
+
+def _project_first(cfg, given):
+    """An attached project's own broker and result backend where the panel was given none (its `celery report`)."""
+    for key, source in (("CELERY_BROKER_URL", "BROKER_FROM"), ("CELERY_RESULT_BACKEND", "RESULT_BACKEND_FROM")):
+        cfg[source] = "panel" if key in given else cfg[source]
+    target = Target.of(cfg)
+    if target.embedded or cfg["BROKER_FROM"] == cfg["RESULT_BACKEND_FROM"] == "panel":
+        return
+    project = project_conf.from_report(target, dict(os.environ))
+    if project:
+        cfg.update(project_first(cfg, {key: project_conf.usable(project[key]) for key in ("broker_url",
+                                                                                         "result_backend")}))
 
 
 def create_app(config=None, env_file=None, web=True):
@@ -25,6 +40,7 @@ def create_app(config=None, env_file=None, web=True):
     app = Flask(__name__, instance_path=None, root_path=str(ROOT))
     app.config.update(load_settings(env_file))
     app.config.update(config or {})
+    _project_first(app.config, config or {})
     app.instance_path = app.config["INSTANCE_PATH"]
     for sub in ("logs", "run"):
         os.makedirs(os.path.join(app.instance_path, sub), exist_ok=True)

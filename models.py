@@ -16,7 +16,10 @@ db = SQLAlchemy(model_class=Base)
 
 # Task statuses as the dashboard's task badges show them; Celery states stay in Run.state.
 PENDING, RUNNING, COMPLETED, FAILED = "pending", "running", "completed", "failed"
-TASK_STATUSES = (PENDING, RUNNING, COMPLETED, FAILED)
+# A run that certainly ended while nobody could see how (its worker lives, the project stores no result): its
+# outcome is unknown, never guessed as failed and never left open.
+UNKNOWN = "unknown"
+TASK_STATUSES = (PENDING, RUNNING, COMPLETED, FAILED, UNKNOWN)
 
 
 def utcnow():
@@ -105,7 +108,9 @@ class Run(db.Model):
     scheduled_task_id: Mapped[int | None] = mapped_column(
         ForeignKey("scheduled_tasks.id", ondelete="SET NULL"), nullable=True, index=True)
     celery_task_id: Mapped[str] = mapped_column(String(64), unique=True)
-    task_name: Mapped[str] = mapped_column(String(200))
+    # None: nobody recorded it (a run read back from a result backend that keeps no extended result), never a
+    # made-up name that task filters and per-task counts would take for a real task
+    task_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
     status: Mapped[str] = mapped_column(String(20), default=PENDING, index=True)
     state: Mapped[str] = mapped_column(String(20), default="PENDING")
     args: Mapped[list | None] = mapped_column(JSON, nullable=True)

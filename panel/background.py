@@ -29,6 +29,7 @@ class Background:
         self.app = app
         self.stop_event = threading.Event()
         self.acting = threading.Event()
+        self.listening = threading.Event()  # the run log from events consumes (set at once without it)
         self.path = Path(app.config["INSTANCE_PATH"]) / "run" / "background.lock"
         self._fh = None
         self._stops = []
@@ -59,9 +60,12 @@ class Background:
 
     def _act(self):
         self.acting.set()
-        self._stops = [reconciler.start(self.app), monitor.start(self.app)]
+        # The start-up settle of open runs waits until the run log from events listens.
+        self._stops = [reconciler.start(self.app, listening=self.listening), monitor.start(self.app)]
         if from_events.enabled(self.app.config):
-            self._stops.append(from_events.start(self.app))
+            self._stops.append(from_events.start(self.app, on_listening=self.listening.set))
+        else:
+            self.listening.set()
         if in_panel.enabled(self.app.config):
             self._stops.append(in_panel.start(self.app))
         threading.Thread(target=watch_loop, args=(self.app, self.stop_event), name="watchdog", daemon=True).start()

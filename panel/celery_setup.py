@@ -4,6 +4,7 @@ import logging
 from celery import Celery, Task
 
 from panel import worker_commands  # noqa: F401 - registers the panel's own inspect command
+from panel.broker import results
 from panel.runlog import recorder
 
 BUILTIN_TASK_MODULES = ("panel.embedded",)
@@ -14,7 +15,7 @@ def settings(cfg):
     user_modules = tuple(m.strip() for m in cfg["CELERY_IMPORTS"].split(",") if m.strip())
     return dict(
         broker_url=cfg["CELERY_BROKER_URL"],
-        result_backend=cfg["CELERY_RESULT_BACKEND"],
+        result_backend=results.loadable(cfg["CELERY_RESULT_BACKEND"]),
         timezone=cfg["CELERY_TIMEZONE"],
         enable_utc=True,
         imports=BUILTIN_TASK_MODULES + user_modules,

@@ -158,11 +158,24 @@ def _check_lines(facts):
     for part in ("broker", "backend"):
         answer = facts[part]
         detail = f"{answer['latency_ms']} ms" if "latency_ms" in answer else answer.get("error", "")
-        lines.append(f"{part:<11} {mark(answer['ok'])} {detail}".rstrip())
+        words = [f"{part:<11} {mark(answer['ok'])}", answer.get("kind") or "", detail, answer.get("note") or ""]
+        lines.append(" ".join(word for word in words if word))
     if not facts["workers"]:
         lines.append("workers     none answered: start a worker to list the task types it registers")
     for worker, types in sorted(facts["workers"].items()):
         lines.append(f"worker      {worker}: {', '.join(types) or '(no task types)'}")
+    return lines + _settings_lines(facts["settings"])
+
+
+def _settings_lines(conf):
+    """The project's settings: where they were read, and each warning with the line to add (warnings, not errors)."""
+    where = {"workers": f"from its workers ({', '.join(conf['workers'])})", "report": "from `celery report`",
+             "panel": "the panel's own (embedded app)", "unread": "✗ not read"}[conf["source"]]
+    lines = [f"settings    {where}" + (f": {conf['error']}" if conf["error"] else "")]
+    for warning in conf["warnings"]:
+        lines.append(f"⚠ {warning['setting']}: {warning['message']}")
+        if warning["line"]:
+            lines.append(f"    add to the project: {warning['line']}")
     return lines
 
 

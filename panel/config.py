@@ -96,6 +96,7 @@ class Settings(BaseSettings):
     CELERY_BROKER_URL: str = "redis://127.0.0.1:6379/0"  # the broker (redis:// or amqp://)
     BROKER_URL: str = Field("", **INPUT_ONLY)  # older name, used when CELERY_BROKER_URL is not set at all
     CELERY_RESULT_BACKEND: str = ""  # empty: the broker on Redis, else the panel's database (db+...)
+    RESULTS_DATABASE_URL: str = ""  # with a django-db result backend: the project's database, read only
     CELERY_TIMEZONE: str = "UTC"  # timezone of crontab schedules
     CELERY_IMPORTS: str = ""  # comma-separated modules with your own tasks, for the embedded app
     # Your own Celery project (panel/target.py): all unset means the embedded demo app.
@@ -248,5 +249,23 @@ def load_settings(env_file=None):
         SQLALCHEMY_DATABASE_URI=database,
         CELERY_RESULT_BACKEND=settings.CELERY_RESULT_BACKEND or default_result_backend(settings.CELERY_BROKER_URL,
                                                                                           database),
+        # Where each came from: "panel" (set for the panel), "project" (project_first) or "default".
+        BROKER_FROM="panel" if "CELERY_BROKER_URL" in settings.model_fields_set else "default",
+        RESULT_BACKEND_FROM="panel" if settings.CELERY_RESULT_BACKEND else "default",
     )
     return values
+
+
+def project_first(values, project):
+    """The broker and result backend by precedence: the panel's own setting when it was given, else the attached
+    project's (`project`: its settings, URLs the panel can use or None), else the code default; the keys to change."""
+    changes = {}
+    if values.get("BROKER_FROM") != "panel" and project.get("broker_url"):
+        changes.update(CELERY_BROKER_URL=project["broker_url"], BROKER_FROM="project")
+    if values.get("RESULT_BACKEND_FROM") != "panel":
+        if project.get("result_backend"):
+            changes.update(CELERY_RESULT_BACKEND=project["result_backend"], RESULT_BACKEND_FROM="project")
+        elif changes:  # the default follows the broker it derives from
+            changes["CELERY_RESULT_BACKEND"] = default_result_backend(changes["CELERY_BROKER_URL"],
+                                                                      values["SQLALCHEMY_DATABASE_URI"])
+    return changes

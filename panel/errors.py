@@ -59,6 +59,10 @@ class BrokerDown(PanelError, RuntimeError):
     status = 503
 
 
+class ResultsNotKept(ConflictError):
+    """The project's result backend keeps no results (rpc://), or the panel was not told where they are."""
+
+
 class DatabaseDown(PanelError, RuntimeError):
     """The database did not answer."""
 

@@ -9,6 +9,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 EXIT_OK, EXIT_NOT_FOUND, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+RUN_TABLE = "task_logs"  # the run log: a database without it is not the server's
+DB_CONNECT_TIMEOUT_S = 5
 
 
 def add_common(parser):
@@ -29,6 +31,7 @@ def open_app(args):
         print(f"no such settings file: {args.env_file}", file=sys.stderr)
         sys.exit(EXIT_USAGE)
     try:
+        check_database(args.env_file)
         app = create_app(env_file=args.env_file)
     except SettingsError as exc:
         print(exc, file=sys.stderr)
@@ -46,6 +49,52 @@ def open_app(args):
                 print(f"{name.split('_', 1)[1].lower().replace('_', ' ')} unreachable: {exc}", file=sys.stderr)
                 sys.exit(EXIT_UNREACHABLE)
     return app
+
+
+def database_problem(url, instance_folder):
+    """Why the panel's run log cannot be read at this URL (no such database, no panel tables in it), or None.
+
+    Read only: a SQLite file that is not there is not created, and no table is made."""
+    from sqlalchemy import create_engine, inspect
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        path = instance_folder / (parsed.database or "")  # Flask-SQLAlchemy reads a relative path from there
+        if not parsed.database or not path.is_file():
+            return "no such file"
+        url = f"sqlite:///file:{path}?mode=ro&uri=true"
+    options = {"connect_args": {"connect_timeout": DB_CONNECT_TIMEOUT_S}} if parsed.get_backend_name() in (
+        "postgresql", "mysql") else {}
+    engine = create_engine(url, **options)
+    try:
+        with engine.connect() as conn:
+            return None if inspect(conn).has_table(RUN_TABLE) else f"no {RUN_TABLE} table in it"
+    except Exception as exc:  # every driver raises its own kind: its first line says what
+        return str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+    finally:
+        engine.dispose()
+
+
+def check_database(env_file=None):
+    """Before anything opens the panel's database (and SQLite would create an empty one): is it there? Exits 3
+    with one line naming the database tried and what to set when it is not."""
+    from sqlalchemy.engine import make_url
+
+    from panel.config import ROOT as PANEL_ROOT, read_settings
+
+    settings = read_settings(env_file)
+    url = settings.DATABASE_URL or f"sqlite:///{settings.instance_folder() / 'panel.db'}"
+    problem = database_problem(url, settings.instance_folder())
+    if problem is None:
+        return
+    where = env_file or PANEL_ROOT / ".env"
+    source = (f"DATABASE_URL from the environment or {where}" if settings.DATABASE_URL
+              else f"DATABASE_URL is not set here nor in {where}")
+    print(f"cannot open the panel's database {make_url(url).render_as_string(hide_password=True)} ({problem}; "
+          f"{source}): set DATABASE_URL to the server's database, or pass --env-file with the server's .env",
+          file=sys.stderr)
+    sys.exit(EXIT_UNREACHABLE)
 
 
 def run(app, action):
@@ -80,8 +129,10 @@ def steps_text(report):
 def record_text(record):
     if not record:
         return ["  panel database: no record"]
-    lines = [f"  panel database: {record['status']} ({record['state']}), task {record['task']}",
-             f"    args {record['args']} kwargs {record['kwargs']}, retries {record['retries']}, "
+    args = (f"args {record['args']} kwargs {record['kwargs']}" if record["args_known"]
+            else "args not recorded (the project does not set result_extended = True)")
+    lines = [f"  panel database: {record['status']} ({record['state']}), task {record['task'] or 'not known'}",
+             f"    {args}, retries {record['retries']}, "
              f"worker {record['worker'] or '-'}"]
     if record["next_retry_at"]:
         lines.append(f"    next attempt {record['next_retry_at']}")

@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Check, locate, revoke and clean up one Celery task by id."""
 import argparse
+import json
 import sys
 
+from celery import states
 from cli_common import EXIT_NOT_FOUND, EXIT_OK, add_common, emit, open_app, record_text, run, steps_text, who
 
 
@@ -18,6 +20,23 @@ def where_text(where):
     if not (where["active"] or where["reserved"] or where["scheduled"]):
         lines.append("  not in any worker's active, reserved or scheduled list")
     return lines
+
+
+def backend_text(backend):
+    """What the result backend keeps of the task: its state and result, or why it keeps nothing."""
+    if backend.get("kept") is False:
+        return [f"  result backend: keeps nothing ({backend['why']})"]
+    lines = [f"  result backend: {backend['state']}"]
+    if backend.get("result") is not None:
+        lines.append(f"  stored result: {backend['result']}")
+    return lines
+
+
+def progress_text(progress):
+    """A running task's own state and the meta it reported with it (update_state), as JSON."""
+    if not progress:
+        return []
+    return [f"  progress: {progress['state']} {json.dumps(progress['meta'], ensure_ascii=False, sort_keys=True)}"]
 
 
 def main(argv=None):
@@ -36,7 +55,7 @@ def main(argv=None):
     app = open_app(args)
     celery = app.extensions["celery"]
     host = app.extensions["supervisor"].host  # the processes this panel may signal
-    from panel.runlog import operations
+    from panel.runlog import operations, progress
 
     report = run(app, lambda: operations.info(celery, args.task_id))
     if not operations.known(report):
@@ -46,7 +65,9 @@ def main(argv=None):
     if args.command in ("status", "info"):
         if args.command == "status":
             report.pop("where", None)
-        lines = ([f"task {args.task_id}", f"  result backend: {report['backend']['state']}"]
+        if report["backend"].get("state") not in states.ALL_STATES:  # a state of the task's own: its meta too
+            report["progress"] = run(app, lambda: progress.of_task(celery, args.task_id))
+        lines = ([f"task {args.task_id}"] + backend_text(report["backend"]) + progress_text(report.get("progress"))
                  + record_text(report["record"]))
         if args.command == "info":
             lines += where_text(report["where"])

@@ -20,6 +20,40 @@
     return part.ok ? [`✓ reachable (${part.latency_ms} ms)`, "ok-text"] : [`✕ ${name} unreachable: ${part.error}`, "bad-text"];
   }
 
+  function store(part) {
+    const KIND = { redis: "Redis", sqlalchemy: "SQL table (celery_taskmeta)", "django-db": "django-celery-results",
+      rpc: "rpc://", other: "Celery backend" };
+    const name = KIND[part.kind] || part.kind;
+    if (!part.ok) return [`✕ ${name}: ${part.error}`, "bad-text"];
+    const how = part.latency_ms !== null && part.latency_ms !== undefined ? ` (${part.latency_ms} ms)` : "";
+    return [`${part.note ? "⚠️" : "✓"} ${name}${how}${part.note ? " — " + part.note : ""}`, part.note ? "" : "ok-text"];
+  }
+
+  function showProject(p) {  // the project's own Celery settings: each one that blinds the panel, with the line to add
+    const el = $("h-project");
+    const WHERE = { workers: `read from ${p.workers.join(", ")}`, report: "read by `celery report` (no worker answered)",
+      panel: "the panel's own (embedded app)", unread: "not read" };
+    el.textContent = "";
+    el.className = p.warnings.length || p.source === "unread" ? "" : "ok-text";
+    const head = document.createElement("div");
+    head.textContent = `${p.warnings.length ? "⚠️" : "✓"} ${WHERE[p.source] || p.source}` + (p.error ? `: ${p.error}` : "")
+      + (p.warnings.length ? "" : ", nothing hides runs from the panel");
+    el.appendChild(head);
+    if (!p.warnings.length) return;
+    const list = document.createElement("ul");
+    for (const w of p.warnings) {
+      const item = document.createElement("li");
+      item.textContent = `⚠️ ${w.setting}: ${w.message}`;
+      if (w.line) {
+        const code = document.createElement("code");
+        code.textContent = w.line;
+        item.append(" — add to the project: ", code);
+      }
+      list.appendChild(item);
+    }
+    el.appendChild(list);
+  }
+
   function ago(seconds) {
     if (seconds === null || seconds === undefined) return "age unknown";
     if (seconds < 120) return `${Math.round(seconds)} s ago`;
@@ -49,6 +83,8 @@
       : `${h.app.name} in ${h.app.workdir}; the panel sends its own schedules${paused}`, "");
     say("h-broker", ...reachable(h.broker, "broker"));
     say("h-database", ...reachable(h.database, "database"));
+    say("h-backend", ...store(h.backend));
+    showProject(h.project);
     showProgram("worker", h.worker);
     showProgram("beat", h.beat);
     const d = h.last_beat_dispatch;

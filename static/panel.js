@@ -7,7 +7,7 @@ const FOLLOW_LIMIT_MS = 120000;   // a run followed that long without starting i
 const START_COMMAND = "./start_celery_beat.sh";
 const TASK_BADGES = {  // a schedule's status as its badge shows it
   running: ["yellow", "⟳ Running"], failed: ["red", "✗ Failed"],
-  completed: ["green", "✓ Completed"], pending: ["gray", "… Pending"],
+  completed: ["green", "✓ Completed"], pending: ["gray", "… Pending"], unknown: ["gray", "? Ended, outcome unknown"],
 };
 const TOOLBAR = {
   "run-all": ["Run every enabled task now?", "/scheduler/run-all-tasks/"],

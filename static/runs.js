@@ -81,6 +81,7 @@ async function applyBulk(event) {
                       (applies !== matched ? ` (of the ${matched} matching)` : "") + `?${undo}`)) return;
   const done = await request("POST", "/api/runs/bulk", bulkBody(action, false));
   bulkShow(done.data.message, done.ok);
+  await refreshRows();
 }
 
 async function retryOne(event) {
@@ -88,6 +89,38 @@ async function retryOne(event) {
   if (!window.confirm(`Send run ${id} again as a new run?`)) return;
   const done = await request("POST", "/api/runs/" + encodeURIComponent(id) + "/retry");
   bulkShow(done.data.message, done.ok);
+  await refreshRows();
+}
+
+async function cancelOne(event) {
+  const id = event.target.dataset.taskId;
+  if (!window.confirm(`Cancel run ${id}? A queued run is revoked; a running one is stopped.`)) return;
+  event.target.disabled = true;
+  const done = await request("POST", "/scheduler/cancel-run/" + encodeURIComponent(id) + "/");
+  bulkShow(done.data.message, done.ok);
+  await refreshRows();
+}
+
+// After an action the rows show what the run log says now: this same page (same filter, same cursor) is read
+// again and its rows replace these, so no row says STARTED until a reload.
+async function refreshRows() {
+  const resp = await fetch(window.location.href, { credentials: "same-origin", headers: { Accept: "text/html" } });
+  if (!resp.ok) return;
+  const page = new DOMParser().parseFromString(await resp.text(), "text/html");
+  const fresh = page.querySelector("#runs-table tbody");
+  if (!fresh) return;
+  const picked = new Set(selectedIds());
+  document.querySelector("#runs-table tbody").replaceWith(document.adoptNode(fresh));
+  for (const box of document.querySelectorAll(".run-select")) box.checked = picked.has(box.value);
+  panelTime.refresh(document.querySelector("#runs-table tbody"));
+  wireRows();
+  refreshBar();
+}
+
+function wireRows() {
+  for (const box of document.querySelectorAll(".run-select")) box.addEventListener("change", refreshBar);
+  for (const button of document.querySelectorAll(".retry-run")) button.addEventListener("click", retryOne);
+  for (const button of document.querySelectorAll(".cancel-run")) button.addEventListener("click", cancelOne);
 }
 
 function wireBulk() {
@@ -99,8 +132,7 @@ function wireBulk() {
     for (const box of document.querySelectorAll(".run-select")) box.checked = e.target.checked;
     refreshBar();
   });
-  for (const box of document.querySelectorAll(".run-select")) box.addEventListener("change", refreshBar);
-  for (const button of document.querySelectorAll(".retry-run")) button.addEventListener("click", retryOne);
+  wireRows();
 }
 
 document.addEventListener("DOMContentLoaded", () => {

@@ -39,6 +39,13 @@ function ago(seconds) {
   return seconds < 60 ? seconds.toFixed(1) + " s ago" : Math.round(seconds / 60) + " min ago";
 }
 
+// Two counters from two sources, so they need not add up: each says what it counts.
+const PROCESSED_MEANS = "the worker's own count of tasks it started since its process started";
+const ENDED_MEANS = "ends the panel saw in this worker process's task events, since it first saw the process " +
+                    "(not those that ended while the panel was down)";
+
+function count(n) { return Number(n).toLocaleString("en-US"); }
+
 function poolText(pool) {
   if (!pool || !pool.type) return "—";
   return pool.type + " × " + pool.size + (pool.autoscaler ? " (autoscale)" : "");
@@ -63,8 +70,8 @@ function renderWorkers(list) {
     cell(row, "").appendChild(badge(w.online));
     cell(row, poolText(w.pool));
     cell(row, String(w.active));
-    cell(row, String(w.processed));
-    cell(row, w.succeeded + " / " + w.failed);
+    cell(row, count(w.processed)).title = PROCESSED_MEANS;
+    cell(row, count(w.succeeded) + " / " + count(w.failed)).title = ENDED_MEANS;
     cell(row, ago(w.heartbeat_age_s)).title = w.last_heartbeat_at ? panelTime.absolute(w.last_heartbeat_at) : "";
     cell(row, (w.queues || []).join(", ") || "—");
     const b = el("button", "Details");
@@ -108,7 +115,8 @@ function renderDetail(d) {
   fact(dl, "Status", status);
   fact(dl, "Host / PID", d.hostname + " / " + (d.pid ?? "—"));
   fact(dl, "Pool", poolText(d.pool) + (d.pool.processes && d.pool.processes.length ? " (PIDs " + d.pool.processes.join(", ") + ")" : ""));
-  fact(dl, "Tasks", d.processed + " processed, " + d.succeeded + " succeeded, " + d.failed + " failed since it started");
+  fact(dl, "Processed", count(d.processed) + " — " + PROCESSED_MEANS);
+  fact(dl, "Succeeded / failed", count(d.succeeded) + " / " + count(d.failed) + " — " + ENDED_MEANS);
   fact(dl, "Last heartbeat", ago(d.heartbeat_age_s) + " (every " + d.heartbeat_freq_s + " s)");
   fact(dl, "Celery", d.sw_ver + " on " + d.sw_sys);
   liveList("live-active", d.live.active, taskLine);

@@ -139,5 +139,5 @@ def test_the_panel_offers_the_same_stop_retries_action(app):
     wait_for(lambda: (r := row(app, looping.id)) and r.retries >= 1, 20, "the first retry")
     body = api_client(app).post(f"/scheduler/stop-retries/{looping.id}/").get_json()
     assert body["status"] == "success" and body["ok"] and body["record"]["status"] == "failed"
-    assert any("kept in their persistent revoke state" in s["step"] for s in body["steps"])
+    assert any("in their revoked list" in s["step"] for s in body["steps"])
     assert api_client(app).post("/scheduler/stop-retries/no-such/").status_code == 404

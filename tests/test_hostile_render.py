@@ -41,8 +41,9 @@ ALLOWED_ATTRS = {
     "id", "class", "href", "rel", "type", "name", "value", "content", "charset", "lang", "title", "role", "hidden",
     "disabled", "checked", "selected", "required", "placeholder", "list", "for", "method", "action", "novalidate",
     "min", "max", "colspan", "datetime", "autocomplete", "download", "src", "defer", "open", "tabindex", "autofocus",
-    "data-state", "data-action", "data-program", "data-log", "data-field", "data-control", "data-can-control",
-    "data-task-id", "data-worker", "data-task", "data-queue", "data-loading", "data-filter", "data-default",
+    "data-state", "data-status", "data-action", "data-program", "data-log", "data-field", "data-control",
+    "data-can-control", "data-task-id", "data-worker", "data-task", "data-queue", "data-loading", "data-filter",
+    "data-default",
     "viewbox", "x", "y", "x1", "x2", "y1", "y2", "width", "height", "text-anchor", "xmlns",
 }
 ONLY_ON = {"autofocus": {"username"}, "tabindex": {"log-lines"}}  # element ids where the templates put them

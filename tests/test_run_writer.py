@@ -49,17 +49,17 @@ def _task(task_id):
     return SimpleNamespace(name="tests.add", request=SimpleNamespace(id=task_id, hostname="w1@host", retries=0))
 
 
-def _insert(task_id, task_name="tests.add"):
-    return (("insert", {"celery_task_id": task_id, "task_name": task_name, "scheduled_task_id": None,
-                        "status": "pending", "state": "PENDING", "args": [], "kwargs": {}, "queued_at": utcnow(),
+def _insert(task_id, state="PENDING"):
+    return (("insert", {"celery_task_id": task_id, "task_name": "tests.add", "scheduled_task_id": None,
+                        "status": "pending", "state": state, "args": [], "kwargs": {}, "queued_at": utcnow(),
                         "started_at": None, "worker": None, "retries": 0, "next_retry_at": None}),)
 
 
 def test_a_change_the_database_rejects_does_not_take_the_rest_of_its_batch_along(make_app, backend):
     app = make_app(backend)
     good = [uuid.uuid4().hex for _ in range(2)]
-    # task_name NULL breaks NOT NULL: an error the database will never accept, not a refusal to keep
-    recorder._write_batch([_insert(good[0]), _insert(uuid.uuid4().hex, task_name=None), _insert(good[1])])
+    # state NULL breaks NOT NULL: an error the database will never accept, not a refusal to keep
+    recorder._write_batch([_insert(good[0]), _insert(uuid.uuid4().hex, state=None), _insert(good[1])])
     with app.app_context():
         names = {r.celery_task_id for r in db.session.query(Run)}
     assert names == set(good)

@@ -75,9 +75,11 @@ def test_pool_restart_and_autoscale_report_the_workers_own_answer(cluster):
     done = cluster.op.post(f"/api/workers/{cluster.w1}/pool-restart")
     assert done.status_code == 200 and done.get_json()["reply"] == {"ok": "reload started"}
     refused = cluster.op.post(f"/api/workers/{cluster.w2}/pool-restart")
-    assert refused.status_code == 409 and "Pool restarts not enabled" in refused.get_json()["message"]
+    # What the worker would raise on (an ERROR traceback in its log) is refused by the panel, from its conf and stats.
+    assert refused.status_code == 409 and "worker_pool_restarts" in refused.get_json()["message"]
+    assert refused.get_json()["reply"]["sent"] is False
     no_autoscale = cluster.op.post(f"/api/workers/{cluster.w2}/autoscale", json={"max": 3, "min": 1})
-    assert no_autoscale.status_code == 409 and "Autoscale not enabled" in no_autoscale.get_json()["reply"]["error"]
+    assert no_autoscale.status_code == 409 and "--autoscale" in no_autoscale.get_json()["reply"]["error"]
 
 
 def test_an_ad_hoc_send_is_recorded_and_completes(cluster):

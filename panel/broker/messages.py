@@ -16,6 +16,7 @@ SCAN_CHUNK = 1000
 SCAN_MAX = 200_000  # messages looked at per queue before giving up: a bound on a look under the control lock
 AMQP_LOOK_MAX = 10_000  # messages held back (and then put back) while looking for one on AMQP
 KEPT_PROPERTIES = ("correlation_id", "reply_to", "priority", "delivery_mode")
+NOT_READ = "not read"  # take_waiting on a broker whose queues cannot be searched by task id
 
 
 @dataclass(frozen=True)
@@ -62,19 +63,27 @@ def _carries(raw, task_id):
         return False
 
 
+def _take_from_lists(client, channel, task_id, queues):
+    """LREM the exact message from its queue's lists (atomic against a worker's BRPOP); None when not there."""
+    for queue in queues:
+        for key in tail_keys(channel, queue):
+            for start in range(0, SCAN_MAX, SCAN_CHUNK):
+                chunk = client.lrange(key, start, start + SCAN_CHUNK - 1)
+                found = next((raw for raw in chunk if _carries(raw, task_id)), None)
+                if found is not None:
+                    return _from_redis(found, queue) if client.lrem(key, 1, found) else None
+                if len(chunk) < SCAN_CHUNK:
+                    break
+    return None
+
+
 def _take_redis(channel, task_id, queues):
     """LREM the exact message from its queue's lists, or drop it from the unacked set; None when not there."""
     prefix = getattr(channel, "global_keyprefix", "") or ""
     with channel.conn_or_acquire() as client:
-        for queue in queues:
-            for key in tail_keys(channel, queue):
-                for start in range(0, SCAN_MAX, SCAN_CHUNK):
-                    chunk = client.lrange(key, start, start + SCAN_CHUNK - 1)
-                    found = next((raw for raw in chunk if _carries(raw, task_id)), None)
-                    if found is not None:
-                        return _from_redis(found, queue) if client.lrem(key, 1, found) else None
-                    if len(chunk) < SCAN_CHUNK:
-                        break
+        found = _take_from_lists(client, channel, task_id, queues)
+        if found is not None:
+            return found
         unacked, index = prefix + channel.unacked_key, prefix + channel.unacked_index_key
         for tag, raw in client.hscan_iter(unacked, count=500):
             if _carries(raw, task_id):
@@ -116,6 +125,53 @@ def take(celery, task_id, queues):
     with broker_connection(celery, f"take message {task_id} out of its queue") as conn:
         channel = conn.default_channel
         return (_take_redis if is_redis(conn) else _take_amqp)(channel, task_id, names)
+
+
+def take_waiting(celery, task_id, queues):
+    """Take a message that still waits in its queue out of it, so no worker can ever receive it (a revoke that
+    cannot be lost); a message a worker already holds is left to the worker. The Envelope taken, None when it
+    waits in none of these queues, NOT_READ when the broker is not Redis (AMQP has no removal by id)."""
+    names = list(dict.fromkeys(q for q in queues if q))
+    with broker_connection(celery, f"take message {task_id} out of its queue") as conn:
+        if not is_redis(conn):
+            return NOT_READ
+        channel = conn.default_channel
+        with channel.conn_or_acquire() as client:
+            return _take_from_lists(client, channel, task_id, names)
+
+
+def take_all_waiting(celery, task_ids, queues):
+    """take_waiting for many runs at once, one pass over each list: {task id: the queue it was taken out of} for
+    those still waiting (bounded by SCAN_MAX a list), NOT_READ when the broker is not Redis."""
+    wanted, taken = set(task_ids), {}
+    with broker_connection(celery, f"take {len(wanted)} message(s) out of their queues") as conn:
+        if not is_redis(conn):
+            return NOT_READ
+        channel = conn.default_channel
+        with channel.conn_or_acquire() as client:
+            for queue in dict.fromkeys(q for q in queues if q):
+                for key in tail_keys(channel, queue):
+                    for raw, task_id in _carrying(client, key, wanted - set(taken)):
+                        if client.lrem(key, 1, raw):
+                            taken[task_id] = queue
+    return taken
+
+
+def _carrying(client, key, wanted):
+    """(message, task id) of the messages of one list that carry one of the wanted ids."""
+    found = []
+    for start in range(0, SCAN_MAX if wanted else 0, SCAN_CHUNK):
+        chunk = client.lrange(key, start, start + SCAN_CHUNK - 1)
+        for raw in chunk:
+            try:
+                task_id = (json.loads(raw).get("headers") or {}).get("id")
+            except (ValueError, AttributeError):
+                continue
+            if task_id in wanted:
+                found.append((raw, task_id))
+        if len(chunk) < SCAN_CHUNK:
+            break
+    return found
 
 
 def publish(celery, envelope):

@@ -1,4 +1,5 @@
 """Queues on the broker through kombu's channel: how many messages wait, purging, the longest waiting message."""
+import ast
 import base64
 import json
 from contextlib import contextmanager
@@ -10,6 +11,7 @@ from panel.errors import BrokerDown
 
 CONNECT_TIMEOUT_S = 2.0
 SHOWN_MAX_CHARS = 200  # args and kwargs in a peek: enough to tell runs apart, short enough to read
+LITERAL_MAX_CHARS = 20_000  # a repr longer than this is shown as it is rather than parsed
 ACCEPTED = ["json", "pickle", "yaml", "msgpack"]
 
 
@@ -201,18 +203,43 @@ def _described_redis(raw, at):
 
 def _described(headers, properties, body, at):
     """Task type, id, args and kwargs cut to a readable length, ETA, expiry, retries and priority."""
-    args, kwargs = headers.get("argsrepr"), headers.get("kwargsrepr")
-    if args is None or kwargs is None:  # a sender that gave no repr: read the body (protocol 2: [args, kwargs, ...])
-        try:
-            decoded = json.loads(body)
-            args, kwargs = repr(decoded[0]), repr(decoded[1])
-        except (ValueError, TypeError, LookupError, KeyError):
-            args, kwargs = _cut(str(body)), ""
+    args, kwargs = _json_args(headers, body)
     priority = properties.get("priority")
     return {"position": at + 1, "task": _text(headers.get("task")), "id": _text(headers.get("id")),
             "args": _cut(str(args)), "kwargs": _cut(str(kwargs)), "eta": _text(headers.get("eta")),
             "expires": _text(headers.get("expires")), "retries": _whole(headers.get("retries")),
             "priority": priority if isinstance(priority, int) else None}
+
+
+def _json_args(headers, body):
+    """Args and kwargs as JSON text, one notation for every message: the JSON body's own (protocol 2:
+    [args, kwargs, ...]; protocol 1: {"args", "kwargs"}), else the sender's reprs read as JSON where they are
+    literals (a tuple's "(0, 123)" is "[0, 123]"), else the reprs as they are."""
+    try:
+        decoded = json.loads(body)
+        if isinstance(decoded, dict):
+            decoded = [decoded["args"], decoded["kwargs"]]
+        if isinstance(decoded[0], list) and isinstance(decoded[1], dict):
+            return json.dumps(decoded[0], ensure_ascii=False), json.dumps(decoded[1], ensure_ascii=False)
+    except (ValueError, TypeError, LookupError):
+        pass
+    args, kwargs = headers.get("argsrepr"), headers.get("kwargsrepr")
+    if args is None and kwargs is None:  # neither JSON nor a repr (pickle, say): the body as it is
+        return _cut(str(body)), ""
+    return literal_json(args, list), literal_json(kwargs, dict)
+
+
+def literal_json(text, kind):
+    """A Python repr of a list, tuple or dict as JSON text (tuples become lists); the text itself when it is not a
+    plain literal (a cut repr ending in "...", an object's repr)."""
+    if not isinstance(text, str) or len(text) > LITERAL_MAX_CHARS:
+        return "" if text is None else str(text)
+    try:
+        value = ast.literal_eval(text)
+        value = list(value) if isinstance(value, tuple) else value
+        return json.dumps(value, ensure_ascii=False) if isinstance(value, kind) else text
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return text
 
 
 def _cut(text, limit=SHOWN_MAX_CHARS):
@@ -228,3 +255,34 @@ def _whole(value):
         return int(value or 0)
     except (TypeError, ValueError):
         return 0
+
+
+def waiting_ids(celery, names, limit=100_000):
+    """Task ids whose message waits in these queues or is delivered but unacknowledged (Redis: the lists and the
+    `unacked` hash, read in one transaction, nothing moved); None when that cannot be read whole (another broker,
+    or more than `limit` messages)."""
+    with broker_connection(celery, "read the waiting messages") as conn:
+        if not is_redis(conn):
+            return None
+        channel = conn.default_channel
+        keys = [key for name in sorted(names) for key in tail_keys(channel, name)]
+        unacked = channel.unacked_key  # kombu's client adds any global key prefix itself
+        with channel.conn_or_acquire() as client:
+            if sum(client.llen(key) for key in keys) + client.hlen(unacked) > limit:
+                return None
+            with client.pipeline(transaction=True) as pipe:
+                for key in keys:
+                    pipe.lrange(key, 0, -1)
+                pipe.hvals(unacked)
+                lists = pipe.execute()
+    raws = [raw for items in lists[:-1] for raw in items]
+    delivered = [_first_of(raw) for raw in lists[-1]]
+    return {task_id for task_id in map(_task_id, raws + delivered) if task_id}
+
+
+def _first_of(raw):
+    """An `unacked` entry is [message, exchange, routing key]: the message."""
+    try:
+        return json.loads(raw)[0]
+    except (ValueError, LookupError, TypeError):
+        return None

@@ -9,9 +9,14 @@ NO_REPLY = object()
 # The panel's own remote-control commands, registered in the embedded app's workers (panel/worker_commands.py).
 DETAIL = "panel_detail"
 RESUME = "panel_resume_queue"
+OWN_COMMANDS = (DETAIL, RESUME)
+# A worker whose app imports the panel's embedded tasks was built by panel/celery_setup.py, which registers
+# OWN_COMMANDS; any other worker logs an ERROR traceback for a command it does not have, so it never gets one.
+OWN_APP_MODULE = "panel.embedded"
 TIMEOUT_S = 1.0
 DISCOVERY_LIMIT = 64  # workers a discovery ping waits for at most; its timeout bounds it anyway
 _parallel = ThreadPoolExecutor(max_workers=6, thread_name_prefix="inspect")
+_own_app = {}  # worker -> (its instance when known, e.g. its pid; does it have OWN_COMMANDS)
 
 
 def _inspect(celery, workers, timeout_s):
@@ -64,16 +69,39 @@ def pool_pids(celery, worker, timeout_s=TIMEOUT_S):
     return set(replies[worker].get("pool", {}).get("processes") or [])
 
 
-def parts(celery, worker, calls, timeout_s=TIMEOUT_S):
+def conf(celery, worker, timeout_s=TIMEOUT_S):
+    """The worker's own settings as `inspect conf` gives them (a standard command), or None when it is silent."""
+    reply = ask(celery, [worker], "conf", timeout_s=timeout_s).get(worker)
+    return reply if isinstance(reply, dict) else None
+
+
+def knows_own_commands(celery, worker, instance=None, timeout_s=TIMEOUT_S):
+    """True only when the worker's own conf says its app is the panel's; remembered per worker (and instance).
+
+    A silent worker is not remembered (asked again next time) and gets no command of ours meanwhile.
+    """
+    known = _own_app.get(worker)
+    if known is not None and (instance is None or known[0] == instance):
+        return known[1]
+    settings = conf(celery, worker, timeout_s)
+    if settings is None:
+        return False
+    knows = OWN_APP_MODULE in (settings.get("imports") or ()) or OWN_APP_MODULE in (settings.get("include") or ())
+    _own_app[worker] = (instance, knows)
+    return knows
+
+
+def parts(celery, worker, calls, timeout_s=TIMEOUT_S, instance=None):
     """{part: reply} of several inspect calls to one worker; a part without a reply in time is missing.
 
     The embedded app's workers answer all parts in one round trip (worker_commands.py); any other worker
-    is asked part by part, in parallel.
+    is asked part by part, in parallel, with standard commands only.
     """
-    info_items = list(calls.get("registered", ("registered", ()))[1])
-    together = command(celery, [worker], DETAIL, {"taskinfoitems": info_items}, timeout_s).get(worker)
-    if isinstance(together, dict) and "error" not in together:
-        return {part: together[part] for part in calls if part in together}
+    if knows_own_commands(celery, worker, instance, timeout_s):
+        info_items = list(calls.get("registered", ("registered", ()))[1])
+        together = command(celery, [worker], DETAIL, {"taskinfoitems": info_items}, timeout_s).get(worker)
+        if isinstance(together, dict) and "error" not in together:
+            return {part: together[part] for part in calls if part in together}
 
     def one(item):
         part, (method, args) = item
@@ -106,7 +134,15 @@ def revoke_everywhere(celery, task_ids, workers, timeout_s=TIMEOUT_S):
 
 
 def command(celery, names, name_of_command, arguments=None, timeout_s=2.0):
-    """A control command to these workers only; {worker: its reply} for those that answered in time."""
+    """A control command to these workers only; {worker: its reply} for those that answered in time.
+
+    A command of the panel's own goes only to the workers that have it (knows_own_commands); the others are
+    left out, as if silent.
+    """
+    if name_of_command in OWN_COMMANDS:
+        names = [name for name in names if knows_own_commands(celery, name, timeout_s=min(timeout_s, TIMEOUT_S))]
+        if not names:
+            return {}
     replies = celery.control.broadcast(name_of_command, arguments=arguments or {}, destination=list(names),
                                        reply=True, timeout=timeout_s, limit=len(names)) or []
     return {worker: reply for answer in replies for worker, reply in answer.items() if worker in names}

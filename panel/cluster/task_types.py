@@ -27,13 +27,21 @@ def _doc(task):
     return lines[0] if lines else ""
 
 
+def own_types(celery):
+    """The panel's registry: the embedded demo's task types (crawl_url...), offered only when the panel runs its
+    embedded app; with a project attached its workers would refuse them, so only what they register is offered."""
+    if not Target.of(celery.flask_app.config).embedded:
+        return set()
+    return {n for n in celery.tasks if not n.startswith("celery.")}
+
+
 def registered(celery):
-    """Every task type known to the panel's registry or reported by a worker, with who has it."""
+    """Every task type the embedded app has or a worker reports, with who has it."""
     by_worker = {}
     for row in workers.rows():
         for name in row.registered or []:
             by_worker.setdefault(name, []).append(row.name)
-    names = {n for n in celery.tasks if not n.startswith("celery.")} | set(by_worker)
+    names = own_types(celery) | set(by_worker)
     out = []
     for name in sorted(names):
         task = celery.tasks.get(name)
@@ -48,7 +56,7 @@ def schedulable(celery):
     """Task types a schedule may name: the embedded app's own, or what your project's workers register and the
     panel's housekeeping (the panel never imports your project, so its workers are the only ones who know)."""
     if Target.of(celery.flask_app.config).embedded:
-        return {n for n in celery.tasks if not n.startswith("celery.")}
+        return own_types(celery)
     return {t["name"] for t in registered(celery) if t["workers"]} | set(HOUSEKEEPING_TASKS)
 
 
@@ -101,8 +109,12 @@ def timing(countdown=None, eta=None, expires=None, priority=None, max_s=1500.0, 
 def _to_workers(celery, task_name, command, arguments, timeout_s=workers.CONTROL_TIMEOUT_S):
     """One broadcast to the online workers that have the task (or have not said); each reply, or "no reply"."""
     now = workers.utcnow()
-    names = [row.name for row in workers.rows() if workers.is_online(row, now)
-             and (not row.registered or task_name in row.registered)]
+    online = [row for row in workers.rows() if workers.is_online(row, now)]
+    for row in online:  # a worker without the task type logs an ERROR traceback: ask what it has before telling it
+        if not row.registered:
+            workers.refresh_info(celery, row.name)
+    names = [row.name for row in workers.rows() if row.name in {r.name for r in online}
+             and task_name in (row.registered or ())]
     if not names:
         raise NoWorkerOnline(f"no online worker has {task_name}")
     replies = remote.command(celery, names, command, arguments, timeout_s)

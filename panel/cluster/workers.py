@@ -19,6 +19,8 @@ STALE_BEATS = 3           # offline after this many missed heartbeats...
 STALE_GRACE_S = 2.0       # ...plus this much for a slow broker or a busy panel
 INFO_REFRESH_S = 60       # an unchanged reply is written back at most this often
 CACHED_PARTS = ("stats", "active_queues", "registered")
+RESIZING = ("autoscale", "pool_grow", "pool_shrink")
+RESIZABLE_POOLS = ("prefork", "eventlet", "gevent")  # the pools with grow and shrink (solo and threads have none)
 TASK_INFO = ("rate_limit", "time_limit", "soft_time_limit")
 DETAIL_CALLS = {  # part of the detail -> (inspect method, its arguments)
     "stats": ("stats", ()), "active": ("active", ()), "reserved": ("reserved", ()), "scheduled": ("scheduled", ()),
@@ -80,9 +82,9 @@ def list_workers():
     return [as_dict(row, now) for row in rows()]
 
 
-def live_info(celery, name, timeout_s=INSPECT_TIMEOUT_S, parts=tuple(DETAIL_CALLS)):
+def live_info(celery, name, timeout_s=INSPECT_TIMEOUT_S, parts=tuple(DETAIL_CALLS), pid=None):
     """Every detail part asked of one worker in one go; a silent part is NO_REPLY."""
-    got = remote.parts(celery, name, {part: DETAIL_CALLS[part] for part in parts}, timeout_s)
+    got = remote.parts(celery, name, {part: DETAIL_CALLS[part] for part in parts}, timeout_s, instance=pid)
     return {part: got.get(part, NO_REPLY) for part in parts}
 
 
@@ -121,8 +123,9 @@ def refresh_cache(row, live, now):
 
 def refresh_info(celery, name):
     """Ask one worker for its pool, queues and tasks and keep them; True when it answered all three."""
-    live = live_info(celery, name, parts=CACHED_PARTS)
-    refresh_cache(get_row(name), live, utcnow())
+    row = get_row(name)
+    live = live_info(celery, name, parts=CACHED_PARTS, pid=row.pid)
+    refresh_cache(row, live, utcnow())
     return all(live[part] != NO_REPLY for part in CACHED_PARTS)
 
 
@@ -130,7 +133,7 @@ def detail(celery, broker_url, name):
     """The row and what the worker answers now; the worker stays online by heartbeat even when silent."""
     row = get_row(name)
     connection.ping(broker_url)
-    live = live_info(celery, name)
+    live = live_info(celery, name, pid=row.pid)
     now = utcnow()
     try:
         row = refresh_cache(row, live, now)
@@ -143,8 +146,43 @@ def detail(celery, broker_url, name):
 
 
 def control(celery, name, command, arguments=None, timeout_s=CONTROL_TIMEOUT_S):
-    """Send a control command to one worker and return its own reply dict, or None when it is silent."""
+    """Send a control command to one worker and return its own reply dict, or None when it is silent.
+
+    A command the worker would raise on (an ERROR traceback in its log) is not sent: the reply says why.
+    """
+    why = refusal(celery, name, command, arguments or {})
+    if why is NO_REPLY:
+        return None
+    if why:
+        return {"error": why, "sent": False}
     return remote.command(celery, [name], command, arguments, timeout_s).get(name)
+
+
+def refusal(celery, name, command, arguments):
+    """Why the worker would raise on this command, from its own conf or stats (standard inspect calls); None
+    when it would not, NO_REPLY when it is silent."""
+    if command == "pool_restart":
+        settings = remote.conf(celery, name, INSPECT_TIMEOUT_S)
+        if settings is None:
+            return NO_REPLY
+        return None if settings.get("worker_pool_restarts") else \
+            "not sent: pool restarts are off in its app (worker_pool_restarts = True turns them on)"
+    if command not in RESIZING:
+        return None
+    stats = remote.ask(celery, [name], "stats", timeout_s=INSPECT_TIMEOUT_S).get(name)
+    if not isinstance(stats, dict):
+        return NO_REPLY
+    pool = pool_summary(stats.get("pool"))
+    if command == "autoscale":
+        return None if stats.get("autoscaler") else "not sent: the worker was not started with --autoscale"
+    if stats.get("autoscaler"):
+        return None  # the worker refuses in its reply (no error logged): adjust the autoscale range instead
+    if pool["type"] not in RESIZABLE_POOLS:
+        return f"not sent: a {pool['type'] or 'unknown'} pool cannot grow or shrink"
+    busy = len(remote.active_ids(celery, name, INSPECT_TIMEOUT_S) or ()) if command == "pool_shrink" else 0
+    if command == "pool_shrink" and (pool["size"] or 0) - busy < int(arguments.get("n", 1)):
+        return f"not sent: {busy} of its {pool['size']} pool processes are busy; only idle ones can go"
+    return None
 
 
 def outcome(name, command, reply, timeout_s=CONTROL_TIMEOUT_S):
@@ -153,8 +191,9 @@ def outcome(name, command, reply, timeout_s=CONTROL_TIMEOUT_S):
         return {"status": "error", "worker": name, "command": command, "reply": NO_REPLY,
                 "message": f"{name} gave no reply to {command} within {timeout_s:g} s"}, 504
     if isinstance(reply, dict) and "error" in reply:
-        return {"status": "error", "worker": name, "command": command, "reply": reply,
-                "message": f"{name} refused {command}: {reply['error']}"}, 409
+        said = f"{command} {reply['error']}" if reply.get("sent") is False else f"{name} refused {command}: " \
+            f"{reply['error']}"
+        return {"status": "error", "worker": name, "command": command, "reply": reply, "message": said}, 409
     text = reply.get("ok", reply) if isinstance(reply, dict) else reply
     return {"status": "success", "worker": name, "command": command, "reply": reply,
             "message": f"{name}: {text}"}, 200

@@ -28,6 +28,7 @@ PROCESS_STOPPED, PROCESS_FATAL, BEAT_MISSED, FAILURES, QUARANTINED, TEST = (
 SUBJECT_MAX = KEY_MAX = 200  # the columns' width
 REASON_MAX = 300  # a channel's failure as stored: the server's words, not a page of them
 TOP_TASKS = 5
+NAME_NOT_KNOWN = "(task not known)"  # failures read back without a task name (no result_extended) still count
 PAGE_SIZE_MAX = 500
 TLS_MODES = ("", "starttls", "ssl")
 clock = utcnow  # the time alerts are stamped and rate-limited by (naive UTC); the tests set their own
@@ -267,7 +268,7 @@ def check_failures(config, now):
     total = sum(n for _, n in counts)
     if total < threshold:
         return []
-    top = sorted(counts, key=lambda c: (-c[1], c[0]))[:TOP_TASKS]
+    top = sorted(((name or NAME_NOT_KNOWN, n) for name, n in counts), key=lambda c: (-c[1], c[0]))[:TOP_TASKS]
     listing = "\n".join(f"  {name}: {n}" for name, n in top)
     alert = _safely(config, FAILURES, FAILURES, f"{total} failed runs in the last {span(window_s)}",
                     f"{total} runs failed in the last {span(window_s)} (threshold {threshold}). "

@@ -1,26 +1,14 @@
 """What the panel found of the Celery app it runs, without importing it: the app, its Celery, the broker and
 result backend, and the task types its workers register (`flask --app app celery-check`)."""
 import os
-import subprocess
 
-from sqlalchemy import create_engine, text
-
-from panel.broker import connection, remote
-from panel.errors import BrokerDown
+from panel.broker import remote, results
+from panel.cluster import project_conf
 from panel.health.checks import check_broker
+from panel.host import project_cli
 from panel.target import Target
 
-RUN_TIMEOUT_S = 30.0   # `celery -A app report` imports the project in its own process: a Django app takes a while
 TAIL_CHARS = 1500
-
-
-def _run(argv, target, env):
-    """(ok, output) of one command of the project's own celery, run in its folder."""
-    try:
-        out = subprocess.run(argv, cwd=target.workdir, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return False, f"{type(exc).__name__}: {exc}"
-    return out.returncode == 0, (out.stdout + out.stderr).strip()
 
 
 def project(target, env):
@@ -29,33 +17,17 @@ def project(target, env):
              "embedded": target.embedded, "workdir_exists": os.path.isdir(target.workdir)}
     if not facts["workdir_exists"]:
         return dict(facts, celery_version=None, loads=False, error=f"no such folder: {target.workdir}")
-    ok, out = _run([target.celery_bin, "--version"], target, env)
+    ok, out = project_cli.run(target, env, "--version")
     facts["celery_version"] = out.splitlines()[0] if ok and out else None
     if not ok:
         return dict(facts, loads=False, error=f"{target.celery_bin} --version failed: {out[-TAIL_CHARS:]}")
-    ok, out = _run([target.celery_bin, "-A", target.app, "report"], target, env)
+    ok, out = project_conf.report(target, env)
     return dict(facts, loads=ok, error=None if ok else out[-TAIL_CHARS:])
 
 
-def check_backend(url, timeout_s=connection.CONNECT_TIMEOUT_S):
-    """The result backend reachable, with latency; a backend of another kind is named, not guessed at."""
-    if url.startswith(connection.REDIS_SCHEMES):
-        return check_broker(url)
-    if url.startswith("db+"):
-        try:
-            engine = create_engine(url[3:], connect_args={} if url.startswith("db+sqlite") else
-                                   {"connect_timeout": int(timeout_s)})
-            with engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
-            engine.dispose()
-            return {"ok": True}
-        except Exception as exc:  # every driver raises its own kind
-            return {"ok": False, "error": f"result backend unreachable: {type(exc).__name__}: {exc}"[:500]}
-    try:
-        connection.ping(url, timeout_s)
-        return {"ok": True}
-    except BrokerDown as exc:
-        return {"ok": False, "error": str(exc).replace("broker", "result backend", 1)}
+def check_backend(celery, url=None):
+    """The result backend: its kind, reachable (with latency), what the panel cannot do with it or what to set."""
+    return results.check(celery, url)
 
 
 def task_types(celery, timeout_s=remote.TIMEOUT_S):
@@ -70,6 +42,13 @@ def check(config, celery, env):
     """Every fact, each on its own: one part down never hides the others."""
     target = Target.of(config)
     broker = check_broker(config["CELERY_BROKER_URL"])
-    return {"project": project(target, env), "broker": broker,
-            "backend": check_backend(config["CELERY_RESULT_BACKEND"]),
-            "workers": task_types(celery) if broker["ok"] else {}}
+    facts = {"project": project(target, env), "broker": broker,
+             "backend": check_backend(celery, config["CELERY_RESULT_BACKEND"]),
+             "workers": task_types(celery) if broker["ok"] else {}}
+    facts["settings"] = settings(config, target, celery, env, broker["ok"])
+    return facts
+
+
+def settings(config, target, celery, env, broker_ok):
+    """The project's real settings (its workers', else its `celery report`) and each one that blinds the panel."""
+    return project_conf.summary(project_conf.read(target, celery, env, ask_workers=broker_ok), config)

@@ -7,8 +7,8 @@ from sqlalchemy import select, text
 
 from models import Run, db, iso, utcnow
 from panel.beat import claims, in_panel
-from panel.broker import connection
-from panel.cluster import queues
+from panel.broker import connection, results
+from panel.cluster import project_conf, queues, workers
 from panel.database import reader
 from panel.errors import BrokerDown
 from panel.host.processes import KINDS
@@ -69,6 +69,20 @@ def oldest_queued(celery, configured):
     return max(waiting, key=lambda w: w["age_s"] if w["age_s"] is not None else -1)
 
 
+def project_settings(app, broker_ok=True, database_ok=True):
+    """The attached project's real settings, where they were read, and each one that blinds the panel (warnings:
+    the panel still works, with less)."""
+    cfg, supervisor = app.config, app.extensions["supervisor"]
+    known = []
+    try:
+        known = [row.name for row in workers.rows() if workers.is_online(row)] if database_ok else []
+    except Exception:  # the database check says why; the workers are then found by a ping
+        log.warning("project settings: the worker list could not be read", exc_info=True)
+    conf = project_conf.read(supervisor.host.target, app.extensions["celery"], supervisor.child_env(), known,
+                             ask_workers=broker_ok)
+    return project_conf.summary(conf, cfg)
+
+
 def report(app, actor_pid=None, watchdogs=dict):
     """Everything the health view shows; `status` is ok, degraded (something down) or down (broker or DB).
 
@@ -77,7 +91,8 @@ def report(app, actor_pid=None, watchdogs=dict):
     """
     cfg = app.config
     out = {"checked_at": iso(utcnow()), "broker": check_broker(cfg["CELERY_BROKER_URL"]),
-           "database": check_database(), "background_actor_pid": actor_pid}
+           "database": check_database(), "background_actor_pid": actor_pid,
+           "backend": results.check(app.extensions["celery"])}
     target = app.extensions["supervisor"].host.target
     out["app"] = {"name": target.app, "workdir": target.workdir, "embedded": target.embedded,
                   "schedules_sent_by": "beat" if target.embedded else "panel",
@@ -88,6 +103,7 @@ def report(app, actor_pid=None, watchdogs=dict):
         out[kind] = {"active": status[kind]["active"], "pids": status[kind]["pids"], "state": status[kind]["state"],
                      "watchdog": dogs.get(kind)}
     out["last_beat_dispatch"] = last_dispatch() if out["database"]["ok"] else None
+    out["project"] = project_settings(app, out["broker"]["ok"], out["database"]["ok"])
     out["oldest_queued"] = None
     if out["broker"]["ok"]:
         try:
@@ -95,6 +111,6 @@ def report(app, actor_pid=None, watchdogs=dict):
         except Exception as exc:  # a part that fails says so; the rest of the view still answers
             out["oldest_queued"] = {"error": str(exc)}
     down = not (out["broker"]["ok"] and out["database"]["ok"])
-    stopped = not all(out[kind]["active"] for kind in KINDS)
+    stopped = not all(out[kind]["active"] for kind in KINDS) or not out["backend"]["ok"]
     out["status"] = "down" if down else ("degraded" if stopped else "ok")
     return out

@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import delete, func, select
 
-from models import COMPLETED, FAILED, PENDING, RUNNING, Run, db, utcnow
+from models import COMPLETED, FAILED, PENDING, RUNNING, UNKNOWN, Run, db, utcnow
 from panel.broker import remote
 from panel.cluster import workers
 from panel.errors import ConflictError, ValidationError
@@ -17,9 +17,9 @@ ANSWER_PER_BATCH_S = 0.5  # a worker takes about this long to file 1,000 revoked
 DELETE_BATCH = 5_000  # rows per delete transaction: workers keep recording between batches
 ACTIONS = ("retry", "revoke", "cancel", "delete")
 # Which runs each action applies to, by status: revoke is for queued runs (and runs waiting for a retry);
-# cancel also stops running ones; retry and delete take only ended runs.
-APPLIES_TO = {"retry": (COMPLETED, FAILED), "revoke": (PENDING,), "cancel": (PENDING, RUNNING),
-              "delete": (COMPLETED, FAILED)}
+# cancel also stops running ones; retry and delete take only ended runs (retry only those retry.refusal lets go).
+APPLIES_TO = {"retry": (COMPLETED, FAILED, UNKNOWN), "revoke": (PENDING,), "cancel": (PENDING, RUNNING),
+              "delete": (COMPLETED, FAILED, UNKNOWN)}
 NARROW = "narrow it with status, task, worker, since and until, or q, and act on each part"
 
 
@@ -71,6 +71,11 @@ def act(celery, host, flt, ids, action, who, cap, dry_run=False):
     """Count, then (unless a dry run) do `action` to every matched run it applies to."""
     matched, applies = count(flt, ids, action, cap)
     outcome = Outcome(matched, applies)
+    sendable = []
+    if action == "retry" and applies:  # a dry run decides which can be sent again exactly as the real run does
+        sendable = _sendable(celery, outcome, _rows(flt, ids, action, Run.celery_task_id, Run.task_name, Run.status,
+                                                    Run.state, Run.args, Run.kwargs))
+        outcome.applies = applies = len(sendable)
     if dry_run or not applies:
         return outcome
     if action == "delete":
@@ -80,8 +85,7 @@ def act(celery, host, flt, ids, action, who, cap, dry_run=False):
     elif action == "cancel":
         _cancel(celery, host, outcome, _rows(flt, ids, action, Run.celery_task_id, Run.status, Run.worker))
     else:
-        _retry(celery, outcome, _rows(flt, ids, action, Run.celery_task_id, Run.task_name, Run.status, Run.state,
-                                      Run.args, Run.kwargs))
+        _retry(celery, outcome, sendable)
     log.info("bulk %s by %s: %d matched, %d applied to, %d done", action, who, matched, applies, outcome.done)
     return outcome
 
@@ -121,8 +125,20 @@ def _delete(outcome, run_ids):
         db.session.commit()
 
 
+def _sendable(celery, outcome, rows):
+    """The runs retry.refusal lets go; each other one is named in `failed` with why (a dry run names them too)."""
+    sendable = []
+    for row in rows:
+        why = retry.refusal(celery, row)
+        if why is None:
+            sendable.append(row)
+        else:
+            outcome.failed.append((row.celery_task_id, why))
+    return sendable
+
+
 def _retry(celery, outcome, rows):
-    """Send each run again; one whose arguments are unknown is named in `failed`, the others still go."""
+    """Send each run again; one that cannot go after all (its row changed meanwhile) is named in `failed`."""
     for row in rows:
         try:
             new_id, _ = retry.send_again(celery, row)

@@ -4,8 +4,9 @@ import time
 from dataclasses import dataclass, field
 
 from models import PENDING, RUNNING
-from panel.broker import remote
-from panel.errors import NotCancellable
+from panel.broker import messages, remote
+from panel.cluster import queues
+from panel.errors import BrokerDown, NotCancellable
 from panel.host import oscontrol
 from panel.runlog import outcomes, runs
 
@@ -16,6 +17,11 @@ TERM_GRACE_S = 0.4     # a cooperative task ends on SIGTERM well within this
 REMOTE_TERM_GRACE_S = 6.0
 KILL_WAIT_S = 2.0      # after SIGKILL the process is gone at once; this bounds the check
 POLL_S = 0.05
+# A worker on a loaded machine serves its mailbox late: a revoke's one-second reply window proves nothing, so its
+# revoked list is asked again until it shows the id, this long at most.
+REVOKE_CONFIRM_S = 8.0
+CONFIRM_ASK_S = 1.0
+CONFIRM_POLL_S = 0.2
 
 
 @dataclass
@@ -42,6 +48,25 @@ def _wait(alive, timeout_s):
             return False
         time.sleep(POLL_S)
     return True
+
+
+def take_waiting(celery, task_id, queue_names):
+    """The queue a still-waiting message was taken out of (it can never run now), or None: a worker holds it, it
+    is gone, or the broker cannot be searched by task id (AMQP)."""
+    taken = messages.take_waiting(celery, task_id, queue_names)
+    return taken.queue if isinstance(taken, messages.Envelope) else None
+
+
+def confirm_revoked(celery, task_id, names, timeout_s=REVOKE_CONFIRM_S):
+    """The workers whose revoked list shows task_id, asked again until one does or the time is up."""
+    deadline = time.monotonic() + timeout_s
+    while names:
+        said = remote.ask(celery, sorted(names), "revoked", timeout_s=CONFIRM_ASK_S)
+        holders = sorted(worker for worker, ids in said.items() if task_id in (ids or ()))
+        if holders or time.monotonic() >= deadline:
+            return holders
+        time.sleep(CONFIRM_POLL_S)
+    return []
 
 
 def stop_execution(celery, host, task_id, worker, outcome):
@@ -76,6 +101,24 @@ def stop_execution(celery, host, task_id, worker, outcome):
     outcome.not_confirmed.append(task_id)
 
 
+def queue_names(celery):
+    """Every queue a waiting message may be in: the settings', the workers', the broker's bindings, the default."""
+    configured = celery.flask_app.config.get("WORKER_QUEUES", "") if hasattr(celery, "flask_app") else ""
+    return sorted(queues.known(celery, configured) | {celery.conf.task_default_queue})
+
+
+def _take_out(celery, task_ids):
+    """Queued runs still waiting in the broker are taken out, so no worker started later runs what the log ended
+    (a broadcast revoke reaches only the workers running now); a broker that cannot be read leaves it to that."""
+    try:
+        taken = messages.take_all_waiting(celery, task_ids, queue_names(celery))
+    except BrokerDown as exc:
+        log.warning("queued runs not looked for in the broker (%s); revoked on the workers only", exc)
+        return
+    if taken != messages.NOT_READ:
+        log.info("%d queued run(s) taken out of their queue: %s", len(taken), sorted(taken))
+
+
 def cancel(celery, host, open_runs):
     """Mark the runs failed now (the database tells the truth at once), then stop them for real."""
     pending = [r.celery_task_id for r in open_runs if r.status == PENDING]
@@ -84,6 +127,7 @@ def cancel(celery, host, open_runs):
     # held while we wait for workers
     outcome = Outcome()
     if pending:
+        _take_out(celery, pending)
         remote.revoke(celery, pending)  # every worker: any of them may hold the queued message
         outcome.revoked_queued = pending
     for task_id, worker in running:

@@ -63,7 +63,8 @@ def _shown(value):
 
 
 def new_row(task_id):
-    return {"celery_task_id": task_id, "task_name": "unknown", "status": PENDING, "state": "PENDING",
+    """A run first seen now; what no event tells stays None (a read-back ending without extended result: no name)."""
+    return {"celery_task_id": task_id, "task_name": None, "status": PENDING, "state": "PENDING",
             "args": None, "kwargs": None, "queued_at": None, "started_at": None, "finished_at": None,
             "worker": None, "result": None, "error": None, "traceback": None, "retries": 0, "next_retry_at": None}
 
@@ -225,8 +226,10 @@ def enabled(config):
     return setting == "on" or (setting == "auto" and not Target.of(config).embedded)
 
 
-def run(app, stop):
-    """The thread's body: consume the durable event queue, and on any failure reconnect with a bounded backoff."""
+def run(app, stop, on_listening=None):
+    """The thread's body: consume the durable event queue, and on any failure reconnect with a bounded backoff.
+
+    on_listening() is called once, when the recorder first consumes (a start-up settle waits for it)."""
     config, celery = app.config, app.extensions["celery"]
     engine = unmapped_engine(config["SQLALCHEMY_DATABASE_URI"])  # its own, so the panel's memory stays flat
     name = events.durable_queue_name(config["INSTANCE_PATH"])
@@ -238,6 +241,9 @@ def run(app, stop):
     def idle():
         batcher.flush_due()
         gap()
+        if on_listening is not None and not listening:
+            listening.append(on_listening())
+    listening = []
     while not stop.is_set():
         try:
             events.capture_durable(celery, name, batcher.add, stop, max_length=config["EVENT_QUEUE_MAX_LENGTH"],
@@ -253,8 +259,8 @@ def run(app, stop):
     engine.dispose()
 
 
-def start(app):
+def start(app, on_listening=None):
     """Start the event recorder as a daemon thread; returns its stop event."""
     stop = threading.Event()
-    threading.Thread(target=run, args=(app, stop), name="run-events", daemon=True).start()
+    threading.Thread(target=run, args=(app, stop, on_listening), name="run-events", daemon=True).start()
     return stop

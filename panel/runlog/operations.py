@@ -30,9 +30,7 @@ class Where:
 
 def _workers(celery, timeout_s):
     """The workers that answer now: those the cluster monitor sees online asked by name, else a discovery ping."""
-    now = utcnow()
-    known = [row.name for row in workers.rows() if workers.is_online(row, now)]
-    return remote.answering(celery, known, timeout_s)
+    return remote.answering(celery, _online(), timeout_s)
 
 
 def _entries(replies, key=None):
@@ -131,46 +129,76 @@ def retry_check(celery, task_id):
 
 
 def revoke(celery, host, task_id, terminate=False, who="someone"):
-    """Revoke on every worker; with terminate, stop a running execution and prove it stopped.
+    """Revoke for certain, and say how: a message still in its queue is taken out of it (no worker can ever get
+    it); else the revoke goes through the workers and waits, bounded, for one to list it revoked. With terminate,
+    a running execution is stopped and proven stopped.
 
-    A run no worker executes ends in the log now (it will not run); one still executing stays open
-    until it ends, unless terminated.
+    A run no worker executes ends in the log once that is certain; one still executing stays open until it ends,
+    unless terminated; one no worker confirmed stays open (it may still run: nothing is guessed).
     """
     where = locate(celery, task_id)
+    taken = None if where.anywhere else cancel.take_waiting(celery, task_id, cancel.queue_names(celery))
+    if taken:
+        remote.revoke(celery, [task_id])  # and any copy of it elsewhere is dropped when it arrives
+        steps = [(f"message taken out of queue {taken} before any worker received it: it will never run", True),
+                 _closed(outcomes.end([task_id], outcomes.revoked(who)).runs)]
+        return _revoke_answer(celery, task_id, where, steps)
+    online = sorted(set(where.workers) | set(_online()))
     acked = remote.revoke_everywhere(celery, [task_id], where.workers)
-    steps = [_revoke_step(acked)]
-    if where.active and terminate:
+    confirmed = acked or cancel.confirm_revoked(celery, task_id, online)
+    executing = where.active or [w for w in confirmed if task_id in (remote.active_ids(celery, w) or ())]
+    steps = [_revoke_step(confirmed, online)]
+    if executing and terminate:
         outcomes.end([task_id], outcomes.revoked(who))
         outcome = cancel.Outcome()
-        for worker in where.active:
+        for worker in executing:
             cancel.stop_execution(celery, host, task_id, worker, outcome)
-        steps.append((f"running execution stopped on {', '.join(where.active)}", outcome.confirmed_stopped))
-    elif where.active:
-        steps.append((f"still executing on {', '.join(where.active)} until it ends (use --terminate)", False))
-    elif acked:  # it will not run: every worker that could take it discards it
-        closed = outcomes.end([task_id], outcomes.revoked(who)).runs
-        steps.append(("run marked revoked in the database" if closed else "run record already closed (or none)",
-                      True))
+        steps.append((f"running execution stopped on {', '.join(executing)}", outcome.confirmed_stopped))
+    elif executing:
+        steps.append((f"still executing on {', '.join(executing)} until it ends (use --terminate)", False))
+    elif confirmed:  # it will not run: the workers that hold it, or get it, discard it
+        steps.append(_closed(outcomes.end([task_id], outcomes.revoked(who)).runs))
+    return _revoke_answer(celery, task_id, where, steps)
+
+
+def _closed(runs_ended):
+    return ("run marked revoked in the database" if runs_ended else "run record already closed (or none)", True)
+
+
+def _revoke_answer(celery, task_id, where, steps):
     after = locate(celery, task_id)
     return {"task_id": task_id, "before": where.as_dict(), "after": after.as_dict(),
             "steps": [{"step": s, "ok": ok} for s, ok in steps], "ok": all(ok for _, ok in steps)}
 
 
-def _revoke_step(acked):
-    """The first step of a revoke: which workers took it (and keep it across a restart), or that none did."""
-    if acked:
-        return (f"revoke received by {', '.join(acked)} (kept in their persistent revoke state)", True)
-    return ("no worker answered: a revoke reaches only running workers, so this one is lost; "
-            "start a worker and revoke again, or purge the queue", False)
+def _online():
+    """The workers the cluster monitor sees online (a busy one may miss a ping's window, not its heartbeats)."""
+    now = utcnow()
+    return [row.name for row in workers.rows() if workers.is_online(row, now)]
+
+
+def _revoke_step(confirmed, online=()):
+    """The first step of a revoke: the workers that list it revoked, or why none does."""
+    if confirmed:
+        return (f"revoke received by {', '.join(confirmed)}: in their revoked list (kept across a restart in a "
+                "--statedb), so they discard the message", True)
+    if online:
+        return (f"revoke sent to {', '.join(online)}, but none listed it as revoked within "
+                f"{cancel.REVOKE_CONFIRM_S:g} s: not confirmed, so the run stays open until a worker discards or "
+                "runs it; revoke again", False)
+    return ("no worker answered, and the message could not be taken out of a queue (none holds it, or the broker "
+            "cannot be searched by id): a revoke reaches only running workers; start a worker and revoke again, "
+            "or purge the queue", False)
 
 
 def cleanup(celery, task_id):
     """Forget the result in the backend and close the record, so nothing shows it pending for ever."""
-    results.forget(celery, task_id)
+    forgotten = results.forget(celery, task_id)
     closed = outcomes.end([task_id], outcomes.CLEANED_UP).runs
     remote.revoke(celery, [task_id])
     return {"task_id": task_id, "steps": [
-        {"step": "result forgotten in the backend", "ok": True},
+        {"step": "result forgotten in the backend" if forgotten else
+         "result left in the backend (it keeps none, or the panel reads it read only)", "ok": True},
         {"step": "record closed in the database" if closed else "record already closed (or none)", "ok": True},
         {"step": "revoked so a queued copy never runs", "ok": True}], "ok": True}
 
@@ -178,8 +206,10 @@ def cleanup(celery, task_id):
 def stop_retries(celery, host, task_id, who="someone"):
     """Stop a retry loop for good by every means that works, then check again."""
     before = locate(celery, task_id)
-    acked = remote.revoke_everywhere(celery, [task_id], before.workers)
-    steps = [_revoke_step(acked)]
+    online = sorted(set(before.workers) | set(_online()))
+    acked = remote.revoke_everywhere(celery, [task_id], before.workers) or \
+        cancel.confirm_revoked(celery, task_id, online)
+    steps = [_revoke_step(acked, online)]
     if before.active:
         outcome = cancel.Outcome()
         for worker in before.active:

@@ -9,13 +9,14 @@ from typing import NamedTuple
 
 from sqlalchemy import select, update
 
-from models import COMPLETED, FAILED, Run, Schedule, db, utcnow
+from models import COMPLETED, FAILED, UNKNOWN, Run, Schedule, db, utcnow
 from panel.runlog import runtime
 from panel.runlog.ending import OPEN, guard
 from panel.runlog.recorder import as_naive_utc, clip
 
 log = logging.getLogger("panel.outcomes")
 BATCH = 500  # ids per statement: inside every database's limit on bound parameters
+ENDED = "ENDED"  # the state of a run that certainly ended while nobody saw how (status UNKNOWN)
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class Ending:
 
     @property
     def status(self):
-        return COMPLETED if self.state == "SUCCESS" else FAILED
+        return {"SUCCESS": COMPLETED, ENDED: UNKNOWN}.get(self.state, FAILED)
 
 
 CANCELLED = Ending("REVOKED", "Task cancelled manually", "cancel")
@@ -52,6 +53,15 @@ def purged(queue):
 
 def lost(worker, how):
     return Ending("FAILURE", f"Worker {worker} {how}; the run was lost", "lost")
+
+
+def unknown(how):
+    """A run that certainly ended, its outcome seen by nobody and stored nowhere: said as unknown, never as failed."""
+    return Ending(ENDED, f"{how}, so its outcome is unknown", "unknown")
+
+
+def revoked_by_worker(worker):
+    return Ending("REVOKED", f"Revoked: worker {worker} lists it as revoked and no longer holds it", "revoked_list")
 
 
 class Ended(NamedTuple):

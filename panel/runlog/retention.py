@@ -8,7 +8,7 @@ from models import Run, db, iso, utcnow
 from panel.errors import ValidationError
 
 log = logging.getLogger("panel.retention")
-FINISHED_STATES = ("SUCCESS", "FAILURE", "REVOKED")  # a queued, running or retrying run is never deleted
+FINISHED_STATES = ("SUCCESS", "FAILURE", "REVOKED", "ENDED")  # a queued, running or retrying run is never deleted
 DEFAULT_KEEP_DAYS = 30
 KEEP_DAYS_MAX = 36500
 BATCH_ROWS = 5000  # short write transactions: workers keep recording runs between batches

@@ -1,13 +1,15 @@
 """Retrying a run: the same task type, args, kwargs and queue sent again as a new run that names the old one."""
 import logging
 
-from panel.broker import publish
+from panel.broker import publish, results
 from panel.errors import ConflictError
 from panel.runlog import runs
 from panel.runlog.ending import OPEN
 from panel.runlog.recorder import RETRY_OF_HEADER
 
 log = logging.getLogger("panel.retry")
+RECORD_THEM = ("set result_extended = True in the project's Celery settings to have the result backend keep every "
+               "run's task name and arguments")
 
 
 def _stored(celery, celery_task_id):
@@ -16,26 +18,52 @@ def _stored(celery, celery_task_id):
     The run log has no queue column; the backend's extended result keeps the routing key the worker took it from.
     """
     try:
-        meta = celery.backend.get_task_meta(celery_task_id)
+        meta = results.meta(celery, celery_task_id)  # wherever the project keeps them (Redis, SQL, django-db)
     except Exception as exc:  # a backend that is away only costs us the queue: the task's own default is used
         log.warning("could not read the result backend for %s: %s", celery_task_id, exc)
         return {}
     return meta if isinstance(meta, dict) else {}
 
 
-def what_to_send(celery, run):
-    """(task name, args, kwargs, queue or None) of an ended run; 409 when it is open or its arguments are unknown."""
+def _in_the_log(run):
+    """The run log alone knows the task and the arguments as values (not a repr): no backend read is needed."""
+    return bool(run.task_name) and isinstance(run.args, list) and isinstance(run.kwargs, dict)
+
+
+def _what(run, stored):
+    """(task name, args, kwargs) to send again, from the run log or else the backend's extended result; 409 why not."""
     if run.status in OPEN:
         raise ConflictError(f"Run {run.celery_task_id} is still {run.status} ({run.state}): only an ended run "
                             f"can be retried; cancel it first or wait for it to end")
-    stored = _stored(celery, run.celery_task_id)
-    args, kwargs = run.args, run.kwargs
-    if not isinstance(args, list) or not isinstance(kwargs, dict):  # recorded from events: only a repr
+    name, args, kwargs = run.task_name or stored.get("name"), run.args, run.kwargs
+    if not isinstance(args, list) or not isinstance(kwargs, dict):  # recorded from events: a repr, or nothing
         args, kwargs = stored.get("args"), stored.get("kwargs")
-    if not isinstance(args, (list, tuple)) or not isinstance(kwargs, dict):
-        raise ConflictError(f"Run {run.celery_task_id}'s arguments are known only as the worker showed them "
-                            f"(a repr, maybe cut): it cannot be sent again as it was")
-    return run.task_name, list(args), kwargs, stored.get("queue") or None
+    if name and isinstance(args, (list, tuple)) and isinstance(kwargs, dict):
+        return name, list(args), kwargs
+    if not runs.args_known(run) or not name:
+        what = "arguments were" if name else "task was" if runs.args_known(run) else "task and arguments were"
+        raise ConflictError(f"Run {run.celery_task_id} cannot be retried: its {what} never recorded (the panel "
+                            f"did not see it sent or received, and the result backend keeps none); {RECORD_THEM}")
+    raise ConflictError(f"Run {run.celery_task_id}'s arguments are known only as the worker showed them "
+                        f"(a repr, maybe cut): it cannot be sent again as it was; {RECORD_THEM}")
+
+
+def refusal(celery, run):
+    """Why the run cannot be sent again as it was, or None: one rule for the API, the run page and bulk retry."""
+    # A bulk dry run asks this for every run, so it counts exactly what the real run sends; the backend is read
+    # only for a run whose task or arguments the run log lacks.
+    try:
+        _what(run, {} if _in_the_log(run) else _stored(celery, run.celery_task_id))
+    except ConflictError as exc:
+        return str(exc)
+    return None
+
+
+def what_to_send(celery, run):
+    """(task name, args, kwargs, queue or None) of an ended run; 409 when it is open or its arguments are unknown."""
+    stored = _stored(celery, run.celery_task_id)
+    name, args, kwargs = _what(run, stored)
+    return name, args, kwargs, stored.get("queue") or None
 
 
 def send_again(celery, run):

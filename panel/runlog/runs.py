@@ -17,8 +17,13 @@ def as_dict(run):
         "queued_at": iso(run.queued_at), "started_at": iso(run.started_at), "finished_at": iso(run.finished_at),
         "runtime_s": runtime, "worker": run.worker, "result": run.result, "error": run.error,
         "traceback": run.traceback, "retries": run.retries, "next_retry_at": iso(run.next_retry_at),
-        "eta": iso(run.eta), "retry_of": run.retry_of,
+        "eta": iso(run.eta), "retry_of": run.retry_of, "args_known": args_known(run),
     }
+
+
+def args_known(run):
+    """Whether anyone recorded the run's arguments (its send or receipt seen, or an extended result read back)."""
+    return run.args is not None and run.kwargs is not None
 
 
 def schedule_names(rows):

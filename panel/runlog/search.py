@@ -13,7 +13,11 @@ from panel.database import reader
 from panel.errors import ValidationError
 
 # Celery's states in the results browser's order; they are what `status` filters on.
-STATES = ("SUCCESS", "FAILURE", "PENDING", "STARTED", "RETRY", "REVOKED")
+STATES = ("SUCCESS", "FAILURE", "PENDING", "RECEIVED", "STARTED", "RETRY", "REVOKED", "UNKNOWN")
+# A filter word that is not the state itself: UNKNOWN is the run that ended unseen (status unknown, state ENDED).
+STORED_AS = {"UNKNOWN": "ENDED"}
+# A filter word that takes in more states: PENDING is every run not started yet, a worker's RECEIVED ones too.
+ALSO = {"PENDING": ("RECEIVED",)}
 PAGE_SIZE = 50
 PAGE_SIZE_MAX = 500
 TEXT_MAX = 200
@@ -98,7 +102,9 @@ def conditions(flt):
     if flt.task:
         terms.append(Run.task_name == flt.task)
     if flt.states:
-        terms.append(Run.state == flt.states[0] if len(flt.states) == 1 else Run.state.in_(flt.states))
+        states = [STORED_AS.get(state, state) for state in flt.states]
+        states = list(dict.fromkeys(states + [also for state in flt.states for also in ALSO.get(state, ())]))
+        terms.append(Run.state == states[0] if len(states) == 1 else Run.state.in_(states))
     if flt.worker:
         terms.append(Run.worker == flt.worker)
     if flt.since:

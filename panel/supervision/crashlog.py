@@ -3,6 +3,9 @@
 Celery's main process logs "Task name[id] received" before it hands a message to the pool, and a line with
 the same id when the task ends; a message that kills the main process (a RecursionError while pickling it for
 the pool, a C extension's crash) leaves a "received" with no ending, often followed by "Unrecoverable error".
+
+Errors of the remote-control mailbox ("pidbox command error", an unknown task in a rate or time limit) are
+logged and survived by the worker, whoever sent the command (the panel, say): they never count as a cause.
 """
 import re
 from dataclasses import dataclass
@@ -12,6 +15,9 @@ ENDED = re.compile(r"\[(?P<id>[^\]\s]+)\] (?:succeeded|raised|retry|ignored|reje
                    r"Discarding revoked task: [^\s\[]+\[(?P<revoked>[^\]\s]+)\]")
 STARTED = re.compile(r"\] Connected to |celery@\S+ v\d|\S+@\S+ v\d+\.\d+")  # each worker process's first lines
 FATAL = re.compile(r"Unrecoverable error|CRITICAL/MainProcess|Traceback \(most recent call last\)")
+SURVIVED = re.compile(r"pidbox command error|Control command error|(?:Rate|Change time) limit attempt for unknown task")
+TRACEBACK_BODY = re.compile(r"^(?:\s|Traceback \(most recent call last\)|During handling of the above|The above "
+                            r"exception|$)")
 
 
 @dataclass(frozen=True)
@@ -44,10 +50,29 @@ def death(text):
             held.setdefault(m.group("id"), m.group("task"))
     if not held:
         return None
+    first_held = next(n for n, line in enumerate(lines) if (m := RECEIVED.search(line)) and m.group("id") in held)
+    lines = _without_survived(lines[first_held:])  # what came before the messages held cannot be their doing
     fatal = next((n for n, line in enumerate(lines) if FATAL.search(line)), len(lines))
     first = lines[fatal].strip() if fatal < len(lines) else ""
     evidence = _error_line(lines[fatal:]) or first or "the worker exited holding these messages, unfinished"
     return Death(tuple(held.items()), evidence[:500])
+
+
+def _without_survived(lines):
+    """The lines less every error the worker logged and survived (a remote-control command's), traceback too."""
+    kept, skipping = [], False
+    for line in lines:
+        if SURVIVED.search(line):
+            skipping = True
+            continue
+        if skipping and TRACEBACK_BODY.match(line):
+            continue
+        if skipping and re.match(r"^[A-Za-z_][\w.]*(?::|$)", line) and not line.startswith("["):
+            skipping = False  # the exception line that ends the traceback
+            continue
+        skipping = False
+        kept.append(line)
+    return kept
 
 
 def _error_line(lines):

@@ -5,10 +5,11 @@ from urllib.parse import urlparse
 from flask import abort, current_app, g, redirect, render_template, request
 
 from models import iso
-from panel.broker import results
+from panel.broker import queues, results
 from panel.cluster import task_types
 from panel.errors import ValidationError
-from panel.runlog import runs, search
+from panel.runlog import progress, retry, runs, search
+from panel.runlog.ending import OPEN
 from panel.security import audit, lockout, users
 from panel.security.auth import login_session, logout_session
 from panel.web.contract import parse
@@ -98,7 +99,10 @@ def run_page(celery_task_id):
         return _run_from_backend(celery_task_id)
     detail = runs.as_dict(run)
     schedule = run.schedule
-    return render_template("run.html", run=detail, schedule_name=schedule.name if schedule else None)
+    celery = current_app.extensions["celery"]
+    return render_template("run.html", run=detail, schedule_name=schedule.name if schedule else None,
+                           progress=progress.of_run(celery, run),
+                           retry_refusal=None if run.status in OPEN else retry.refusal(celery, run))
 
 
 def _run_from_backend(celery_task_id):
@@ -114,18 +118,29 @@ def _run_from_backend(celery_task_id):
 
 
 def json_text(value, indent=None):
-    """A value as JSON in plain text (a recorded repr stays as it is), for the template to escape where it goes.
+    """A value as JSON in plain text, for the template to escape where it goes; a recorded repr reads as JSON when
+    it is a plain literal (one notation for args: "(0, 123)" is [0, 123]), else it stays as it is.
 
     Not tojson: its Markup skips the escaping and leaves `"` as is, so inside an attribute a value ends it."""
     if isinstance(value, str):
-        return value
+        converted = queues.literal_json(value, (list, dict))
+        if converted is value:
+            return value
+        value = json.loads(converted)
     return json.dumps(value, ensure_ascii=False, indent=indent, sort_keys=True, default=str)
+
+
+def progress_text(progress):
+    """A running run's progress as a person reads it: `PROGRESS {"done": 3, "total": 10}`."""
+    if not progress:
+        return "— (its task reports no state of its own)"
+    return f"{progress['state']} {json_text(progress['meta'])}"
 
 
 def template_globals():
     """Who is logged in, whether login is off, and the JSON text and timestamp helpers, for every template."""
     return {"identity": g.get("identity"), "auth_off": current_app.config.get("PANEL_AUTH", "on").lower() == "off",
-            "json_text": json_text, "iso": iso}
+            "json_text": json_text, "progress_text": progress_text, "iso": iso}
 
 
 def workers_page():

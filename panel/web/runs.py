@@ -6,7 +6,7 @@ from flask import Response, current_app, g, jsonify
 from models import ADMIN, db, utcnow
 from panel.database import reader
 from panel.errors import NotFound
-from panel.runlog import bulk, cancel, export, operations, retention, retry, runs, search, stats
+from panel.runlog import bulk, cancel, export, operations, progress, retention, retry, runs, search, stats
 from panel.web.contract import api
 from panel.web.errors import error_response
 from panel.web.schemas.runs import (
@@ -104,18 +104,20 @@ def run_or_404(celery_task_id):
 
 @api(RunDetail, 404, 405)
 def get_run(celery_task_id):
-    """A run's detail, with the schedule it came from (None for an ad-hoc run)."""
+    """A run's detail, with the schedule it came from (None for an ad-hoc run) and, while it runs, its progress."""
     run = run_or_404(celery_task_id)
     schedule = run.schedule
     return jsonify({**runs.as_dict(run), "retried_by": runs.retried_by(celery_task_id),
-                    "scheduled_task": {"id": schedule.id, "name": schedule.name} if schedule else None})
+                    "scheduled_task": {"id": schedule.id, "name": schedule.name} if schedule else None,
+                    "progress": progress.of_run(celery(), run)})
 
 
 @api(Retried, 404, 409, 503)
 def retry_run(celery_task_id):
     """Send an ended run again as a new run: same task type, args, kwargs and queue; it names the old one.
 
-    409: the run is still queued or running, or its arguments are known only as a repr; 503: the broker is away.
+    409: the run is still queued or running, or its task or arguments were never recorded (or only as a repr);
+    503: the broker is away.
     """
     run = run_or_404(celery_task_id)
     new_id, queue = retry.send_again(celery(), run)
@@ -145,10 +147,10 @@ PAST = {"retry": "Sent again", "revoke": "Revoked", "cancel": "Cancelled", "dele
 
 def bulk_message(action, dry_run, done):
     applies = f"{done.applies} of the {done.matched} matching run(s)"
+    unsent = f"; {len(done.failed)} cannot be sent again (see failed)" if done.failed else ""
     if dry_run:
-        return f"Would {action} {applies} (dry run: nothing done)"
-    return f"{PAST[action]} {done.done}: {action} applied to {applies}" + (
-        f"; {len(done.failed)} could not be sent again" if done.failed else "")
+        return f"Would {action} {applies} (dry run: nothing done){unsent}"
+    return f"{PAST[action]} {done.done}: {action} applied to {applies}{unsent}"
 
 
 @api(Cancelled, 404, 409)

@@ -40,9 +40,12 @@ class Worker(Answer):
     sw_ver: str
     sw_sys: str
     active: int
-    processed: int
-    succeeded: int
-    failed: int
+    processed: int = Field(description="the worker's own count: tasks it started since its process started "
+                                       "(from its heartbeat)")
+    succeeded: int = Field(description="the panel's count: task-succeeded events it saw from this worker process "
+                                       "since it first saw that process; ends while the panel was down are not in "
+                                       "it, so succeeded + failed need not reach processed")
+    failed: int = Field(description="the panel's count of task-failed events, like succeeded")
     loadavg: list[float] | None
     pool: Pool
     queues: list[str]

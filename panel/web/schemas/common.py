@@ -11,8 +11,8 @@ Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"}, desc
 Pids = list[int]
 StateName = Literal["STOPPED", "STARTING", "RUNNING", "STOPPING", "EXITED", "BACKOFF", "FATAL"]
 Program = Literal["worker", "beat"]
-CeleryState = Literal["PENDING", "RECEIVED", "STARTED", "SUCCESS", "FAILURE", "RETRY", "REVOKED", "REJECTED"]
-RunStatus = Literal["pending", "running", "completed", "failed"]
+CeleryState = Literal["PENDING", "RECEIVED", "STARTED", "SUCCESS", "FAILURE", "RETRY", "REVOKED", "REJECTED", "ENDED"]
+RunStatus = Literal["pending", "running", "completed", "failed", "unknown"]
 Before = digits(ge=1, le=ID_MAX, description="an id: the page before ends here") | SkipJsonSchema[None]
 
 

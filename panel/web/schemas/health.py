@@ -15,6 +15,14 @@ class Check(Answer):
     error: str | None = None
 
 
+class BackendCheck(Check):
+    kind: Literal["redis", "sqlalchemy", "django-db", "rpc", "other"] = Field(
+        description="the project's result store: Redis, Celery's SQLAlchemy table, django-celery-results' table "
+                    "(read through RESULTS_DATABASE_URL), rpc:// (keeps nothing), or another Celery backend")
+    listable: bool = Field(description="runs that ended while the panel was away can be read back from it")
+    note: str | None = Field(None, description="what the panel cannot do with this store, said plainly")
+
+
 class ProgramHealth(Answer):
     active: bool
     pids: Pids
@@ -48,17 +56,52 @@ class Oldest(Answer):
     error: str | None = Field(None, description="when the queues could not be read")
 
 
+class SettingWarning(Answer):
+    setting: str = Field(description="the project's Celery setting, e.g. result_extended")
+    value: bool | str | None = Field(description="its value in the project")
+    line: str | None = Field(description="the line to add to the project's Celery settings; null for a URL")
+    message: str = Field(description="what the panel loses with it")
+    workers: list[str] = Field(description="the workers it was read from that run with it (empty: from the report)")
+
+
+class ProjectFlags(Answer):
+    worker_send_task_events: bool
+    task_send_sent_event: bool
+    result_extended: bool
+    task_ignore_result: bool
+    task_track_started: bool
+
+
+class ProjectSettings(Answer):
+    source: Literal["workers", "report", "panel", "unread"] = Field(
+        description="where they were read: the running workers' inspect conf, `celery -A <app> report` run with "
+                    "the project's own celery (no worker answered), the panel's own (the embedded app), or unread")
+    workers: list[str] = Field(description="the workers that answered")
+    read_at: Timestamp = Field(description="when they were read (cached for a short while)")
+    error: str | None = Field(description="why they could not be read, or why the workers were not asked")
+    broker_url: str | None = Field(description="the project's broker, passwords masked")
+    result_backend: str | None = Field(description="the project's result backend, passwords masked")
+    broker_from: Literal["panel", "project", "default"] = Field(
+        description="where the panel's broker comes from: its own setting, the project's, or the code default")
+    result_backend_from: Literal["panel", "project", "default"]
+    settings: ProjectFlags = Field(description="the project's settings that decide what the panel can see")
+    warnings: list[SettingWarning] = Field(description="each setting that blinds the panel, with the line to add; "
+                                                       "a broker or result backend not the project's")
+
+
 class Health(Answer):
     status: Literal["ok", "degraded", "down"]
     checked_at: Timestamp
     broker: Check
     database: Check
+    backend: BackendCheck
     background_actor_pid: int | None
     app: AttachedApp
     worker: ProgramHealth
     beat: ProgramHealth
     last_beat_dispatch: Dispatch | None
     oldest_queued: Oldest | None
+    project: ProjectSettings
 
 
 class Watchdogs(Answer):

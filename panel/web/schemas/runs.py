@@ -92,7 +92,7 @@ class ExportQuery(RunQuery):
 
 class Run(Answer):
     celery_task_id: str
-    task: str
+    task: str | None = Field(description="the task type; null: nobody recorded it (read back without result_extended)")
     scheduled_task_id: int | None
     status: RunStatus
     state: CeleryState
@@ -111,6 +111,7 @@ class Run(Answer):
     next_retry_at: Timestamp | None
     eta: Timestamp | None = Field(description="sent to start no sooner than this")
     retry_of: str | None = Field(description="the run this one retried (its Celery task id)")
+    args_known: bool = Field(description="false: nobody recorded the arguments (never seen sent, no result_extended)")
 
 
 class RunPage(Answer):
@@ -124,9 +125,17 @@ class ScheduleRef(Answer):
     name: str
 
 
+class Progress(Answer):
+    state: str = Field(description="the custom state the task reported, e.g. PROGRESS")
+    meta: Any = Field(description="the meta it reported with it, e.g. {\"done\": 3, \"total\": 10}")
+
+
 class RunDetail(Run):
     scheduled_task: ScheduleRef | None
     retried_by: list[str] = Field(description="the runs that retried this one, oldest first (Celery task ids)")
+    progress: Progress | None = Field(description="while the run runs: the custom state and meta its task last "
+                                                  "wrote with update_state, read from the result backend; None "
+                                                  "otherwise")
 
 
 class PerMinuteQuery(Query):
@@ -283,9 +292,9 @@ class BulkDone(Answer):
     action: str
     dry_run: bool
     matched: int = Field(description="runs the filter matches")
-    applies: int = Field(description="of those, runs the action applies to")
+    applies: int = Field(description="of those, runs the action applies to (retry: those that can be sent again)")
     done: int = Field(description="runs it was done to (0 on a dry run)")
     new_ids: list[str] = Field(description="retry: the new runs' Celery task ids")
     acknowledged_by: list[str] = Field(description="revoke: the workers that acknowledged it")
     not_confirmed: list[str] = Field(description="cancel: runs whose stop was not confirmed")
-    failed: list[NotDone] = Field(description="retry: runs that could not be sent again, and why")
+    failed: list[NotDone] = Field(description="retry: runs that cannot be sent again, and why (also on a dry run)")
