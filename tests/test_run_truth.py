@@ -104,9 +104,12 @@ def test_stop_celery_revokes_its_workers_waiting_retries_so_they_never_come_back
 
 def test_a_stop_during_a_run_ends_it_as_stopped_even_with_the_reconciler_racing(make_app, monkeypatch):
     """Only the control lock keeps the reconciler off: the run is old enough for it at once (MIN_AGE_S 0), and
-    during the grace the stopping worker answers no inspect, which is exactly what the reconciler ends as lost."""
+    during the grace the stopping worker answers no inspect, which is exactly what the reconciler ends as lost. The
+    grace outlasts several passes (a silent worker gets SILENT_WAIT_S, shortened here, before its runs are lost)."""
     from panel.broker import remote
-    app = make_app(STOP_GRACE_S=3.0)
+    from panel.runlog import settle
+    monkeypatch.setattr(settle, "SILENT_WAIT_S", 1.0)
+    app = make_app(STOP_GRACE_S=10.0)
     client = api_client(app, "operator")
     assert client.post("/scheduler/start-celery/").get_json()["status"] == "success"
     celery, worker = app.extensions["celery"], app.extensions["supervisor"].nodename

@@ -103,7 +103,9 @@ def _revoke(celery, outcome, task_ids, who):
     """Revoke in batches broadcast to every worker, then end the rows; which workers took it, by a ping after.
 
     A worker handles its control messages in order, so one that answers a ping sent after the revokes holds them.
+    Messages still waiting in a Redis queue are taken out first: no worker started later can run them.
     """
+    cancel.take_out(celery, task_ids)
     for start in range(0, len(task_ids), REVOKE_BATCH):
         remote.revoke(celery, task_ids[start:start + REVOKE_BATCH])
     outcome.acknowledged_by = _online(celery, batches=-(-len(task_ids) // REVOKE_BATCH))

@@ -107,7 +107,7 @@ def queue_names(celery):
     return sorted(queues.known(celery, configured) | {celery.conf.task_default_queue})
 
 
-def _take_out(celery, task_ids):
+def take_out(celery, task_ids):
     """Queued runs still waiting in the broker are taken out, so no worker started later runs what the log ended
     (a broadcast revoke reaches only the workers running now); a broker that cannot be read leaves it to that."""
     try:
@@ -127,7 +127,7 @@ def cancel(celery, host, open_runs):
     # held while we wait for workers
     outcome = Outcome()
     if pending:
-        _take_out(celery, pending)
+        take_out(celery, pending)
         remote.revoke(celery, pending)  # every worker: any of them may hold the queued message
         outcome.revoked_queued = pending
     for task_id, worker in running:
