@@ -443,6 +443,16 @@ def api_client(app, role="admin"):
     client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {tokens[role]}"
     return client
 
+def start_project_celery(app, wait_s):
+    """Start Celery through the panel and wait until its worker is seen online with the project's task types."""
+    assert api_client(app, "operator").post("/scheduler/start-celery/").get_json()["status"] == "success"
+    node = app.extensions["supervisor"].nodename
+    viewer = api_client(app, "viewer")
+    wait_for(lambda: any(w["name"] == node and w["online"] for w in viewer.get("/api/workers").get_json()["workers"]),
+             wait_s, "the project's worker to be seen online")
+    wait_for(lambda: any(t["name"] == "proj.add" for t in viewer.get("/api/registered-tasks").get_json()["tasks"]),
+             wait_s, "the project's task types, as its worker reports them")
+
 
 def form_login(client, username, password=TEST_PASSWORD):
     """Log a test client in through the form; returns the answer and the CSRF token of the new session."""

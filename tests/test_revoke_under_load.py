@@ -14,7 +14,17 @@ import redis
 from panel import background
 from panel.host.processes import WORKER
 from panel.runlog import cancel, operations
-from tests.helpers import CELERY, PROJECT, api_client, ended, run_row, start_worker, tool, wait_for
+from tests.helpers import (
+    CELERY,
+    PROJECT,
+    api_client,
+    ended,
+    run_row,
+    start_project_celery,
+    start_worker,
+    tool,
+    wait_for,
+)
 
 WAIT_S = 60
 BURNERS = 2  # busy processes: the two shared cores are loaded while the revokes run
@@ -29,14 +39,7 @@ def loaded(make_app, redis_server):
     burners = []
     try:
         wait_for(handle.acting.is_set, 10, "the background duties to start")
-        assert api_client(app, "operator").post("/scheduler/start-celery/").get_json()["status"] == "success"
-        node = app.extensions["supervisor"].nodename
-        wait_for(lambda: any(w["name"] == node and w["online"] for w in
-                             api_client(app, "viewer").get("/api/workers").get_json()["workers"]),
-                 WAIT_S, "the project's worker to be seen online")
-        wait_for(lambda: any(t["name"] == "proj.add" for t in
-                             api_client(app, "viewer").get("/api/registered-tasks").get_json()["tasks"]),
-                 WAIT_S, "the project's task types, as its worker reports them")
+        start_project_celery(app, WAIT_S)
         yield app, burners
     finally:
         for proc in burners:

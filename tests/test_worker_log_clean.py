@@ -14,7 +14,7 @@ from models import QuarantinedMessage, db
 from panel import background
 from panel.host.processes import WORKER
 from panel.supervision import crashlog, quarantine
-from tests.helpers import CELERY, PROJECT, api_client, ended, process_gone, run_row, wait_for
+from tests.helpers import CELERY, PROJECT, api_client, ended, process_gone, run_row, start_project_celery, wait_for
 
 WAIT_S = 40
 ERRORS = re.compile(r"ERROR/|CRITICAL/|Traceback \(most recent call last\)|pidbox command error")
@@ -29,14 +29,7 @@ def attached_on(request, make_app, redis_server):
     handle = background.start(app)
     try:
         wait_for(handle.acting.is_set, 10, "the background duties to start")
-        assert api_client(app, "operator").post("/scheduler/start-celery/").get_json()["status"] == "success"
-        node = app.extensions["supervisor"].nodename
-        wait_for(lambda: any(w["name"] == node and w["online"] for w in
-                             api_client(app, "viewer").get("/api/workers").get_json()["workers"]),
-                 WAIT_S, "the project's worker to be seen online")
-        wait_for(lambda: any(t["name"] == "proj.add" for t in
-                             api_client(app, "viewer").get("/api/registered-tasks").get_json()["tasks"]),
-                 WAIT_S, "the project's task types, as its worker reports them")
+        start_project_celery(app, WAIT_S)
         yield app
     finally:
         handle.stop()
