@@ -70,15 +70,29 @@ def redis_server(tmp_path_factory):
     server.stop()
 
 
-@pytest.fixture(scope="session")
-def pg_server():
-    """A throw-away database on the machine's PostgreSQL; fails (never skips) when it is missing."""
+def _throwaway_database():
+    """A database of its own on the machine's PostgreSQL, dropped afterwards; fails (never skips) when it is missing."""
     name = f"panel_test_{uuid.uuid4().hex[:10]}"
     admin = psycopg.connect(PG_DSN, autocommit=True)
     admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-    admin.close()
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        admin.close()
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """The session's throw-away panel database on PostgreSQL (each test leaves its schema as the models make it)."""
+    yield from _throwaway_database()
+
+
+@pytest.fixture
+def pg_database():
+    """A throw-away PostgreSQL database of one test's own: for tables that must not reach the shared one (a
+    project's result store)."""
+    yield from _throwaway_database()
 
 
 def _db_url(backend, folder, pg_server_url):

@@ -172,7 +172,7 @@ def sql_attached(request, make_app, tmp_path):
     if request.param == "sqlite":
         url = f"db+sqlite:///{tmp_path / 'results.db'}"
     else:
-        url = "db+" + request.getfixturevalue("pg_server").replace("postgresql://", "postgresql+psycopg://", 1)
+        url = "db+" + request.getfixturevalue("pg_database").replace("postgresql://", "postgresql+psycopg://", 1)
     app = make_app(CELERY_APP="proj", CELERY_WORKDIR=str(PROJECT), CELERY_BIN=CELERY,
                    CELERY_WORKER_ARGS="--concurrency 2", CELERY_RESULT_BACKEND=url)
     yield app
