@@ -179,7 +179,8 @@ def test_the_projects_worker_killed_mid_task_is_restarted_by_the_watchdog_and_it
         wait_for(lambda: (pids := [r.pid for r in host.scan()["worker"]]) and pids != [old], 60,
                  "the watchdog to start the project's worker again")
         run = wait_for(lambda: (r := run_row(app, slow)) and r.status == "failed" and r, 30, "the run to fail")
-        assert "died (killed by SIGKILL)" in run.error, run.error
+        # The exit status is named when this panel process reaped the worker; another reaper leaves it unknown.
+        assert f"Worker {app.extensions['supervisor'].nodename} died (" in run.error, run.error
         with app.app_context():
             crashes = db.session.query(ProcessEvent).filter_by(program="worker", action="crash").all()
             assert [c.exit_status for c in crashes] == [-signal.SIGKILL]
