@@ -31,14 +31,15 @@ def free_port():
 
 
 def wait_for(predicate, timeout_s, message="condition"):
-    """Poll until predicate() is truthy; fail the test with `message` after timeout_s."""
+    """Poll until predicate() is truthy; fail the test with `message` (or what it returns) after timeout_s."""
     deadline = time.monotonic() + timeout_s
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {message}")
+            said = message() if callable(message) else message
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {said}")
         time.sleep(WAIT_POLL_S)
 
 
