@@ -25,6 +25,7 @@ from tests.helpers import (
     make_user,
     open_page,
     stop_everything,
+    wait_for,
 )
 
 PG_DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres connect_timeout=5"
@@ -61,6 +62,23 @@ def broker_app(request, make_app, redis_server):
             conn.default_channel.queue_purge("celery")
         except NotFound:  # RabbitMQ: nobody ever declared it in this vhost
             pass
+
+
+POISON_WATCHDOG = {"WATCHDOG_INTERVAL_S": 0.3, "WATCHDOG_STABLE_S": 30.0, "WATCHDOG_BACKOFF_S": 0.5,
+                   "WATCHDOG_BACKOFF_MAX_S": 2.0, "WATCHDOG_MAX_FAILURES": 5, "WATCHDOG": "worker"}
+
+
+@pytest.fixture
+def guarded(broker_app):
+    """The broker_app with its background duties (the watchdog on for the worker), stopped at teardown."""
+    from panel import background
+    broker_app.config.update(POISON_WATCHDOG)
+    handle = background.start(broker_app)
+    try:
+        wait_for(handle.acting.is_set, 10, "the background duties to start")
+        yield broker_app
+    finally:
+        handle.stop()
 
 
 @pytest.fixture(scope="session")

@@ -35,3 +35,9 @@ def sleep(seconds):
 def always_fails(self, countdown=1.0):
     """A task stuck in a retry loop."""
     raise self.retry(exc=RuntimeError("upstream is down"), countdown=countdown)
+
+
+@shared_task(name="tests.echo with space")
+def echo_with_space(**kwargs):
+    """A task type whose name holds a space, as Celery allows any string."""
+    return sorted(kwargs)

@@ -7,18 +7,14 @@ the broker, takes it out of the queue into the quarantine, alerts, and starts th
 import base64
 import json
 
-import pytest
 from playwright.sync_api import expect
 
 from models import QUARANTINED, AlertEvent, QuarantinedMessage, Run, db
-from panel import background
 from panel.broker import messages
 from panel.host.processes import WORKER
 from panel.supervision import crashlog, quarantine
 from tests.helpers import ARTIFACTS, FAULTS, api_client, run_row, start_worker, wait_for
 
-FAST = {"WATCHDOG_INTERVAL_S": 0.3, "WATCHDOG_STABLE_S": 30.0, "WATCHDOG_BACKOFF_S": 0.5,
-        "WATCHDOG_BACKOFF_MAX_S": 2.0, "WATCHDOG_MAX_FAILURES": 5, "WATCHDOG": "worker"}
 DEPTH = 480  # about 1 KB of JSON; deeper than the prefork pool's pickler can go inside the worker's stack
 
 
@@ -27,18 +23,6 @@ def nested(depth):
     for _ in range(depth):
         value = [value]
     return value
-
-
-@pytest.fixture
-def guarded(broker_app):
-    """The broker_app with its background duties (the watchdog on for the worker), stopped at teardown."""
-    broker_app.config.update(FAST)
-    handle = background.start(broker_app)
-    try:
-        wait_for(handle.acting.is_set, 10, "the background duties to start")
-        yield broker_app
-    finally:
-        handle.stop()
 
 
 def kept(app):
@@ -157,7 +141,7 @@ def test_a_message_a_dead_consumer_left_unacknowledged_on_redis_is_taken_from_th
         assert raw.llen("celery") == 0
 
 
-def test_the_crash_log_names_every_message_the_last_worker_received_and_never_finished():
+def test_the_crash_log_names_what_the_last_worker_held_and_the_message_it_died_handling():
     log = "\n".join([
         "[2026-11-30 15:14:50,000: INFO/MainProcess] Connected to redis://127.0.0.1:1/0",
         "[2026-11-30 15:14:51,000: INFO/MainProcess] Task crawl_url[old-1] received",
@@ -177,6 +161,7 @@ def test_the_crash_log_names_every_message_the_last_worker_received_and_never_fi
     died = crashlog.death(log)  # the newest life only; what succeeded is not held
     assert died.held == (("long-1", "tests.sleep"), ("poison-1", "crawl_url"),
                          ("after-1", "tests.add"))
+    assert died.by_message, "the main process gave up"
     assert died.evidence == "RecursionError: maximum recursion depth exceeded while pickling an object"
     assert crashlog.death("[x: INFO/MainProcess] Connected to redis://\nnothing else") is None
 

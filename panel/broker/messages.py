@@ -53,7 +53,7 @@ def _from_redis(raw, queue):
 def _carries(raw, task_id):
     """A cheap look before parsing: the id appears in the text, then in the headers."""
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
-    if task_id not in text:
+    if task_id not in text and json.dumps(task_id)[1:-1] not in text:  # kombu writes non-ASCII escaped
         return False
     try:
         message = json.loads(text)

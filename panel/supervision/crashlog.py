@@ -1,31 +1,39 @@
-"""What a dead worker's log says it was holding: the message it received last and never finished.
+"""What a dead worker's log says: the messages it held, in the order received, and whether a message killed it.
 
-Celery's main process logs "Task name[id] received" before it hands a message to the pool, and a line with
-the same id when the task ends; a message that kills the main process (a RecursionError while pickling it for
-the pool, a C extension's crash) leaves a "received" with no ending, often followed by "Unrecoverable error".
+Celery's main process logs "Task name[id] received" and hands due messages to the pool one at a time, in the order
+received, pickling each as it goes (worker.py `_process_task` -> asynpool `send_job`); a message that kills the main
+process there (a RecursionError while pickling it, a C extension's crash) is the first of the due messages it held
+that never reached a pool process. The log's own order around the fatal line cannot say which: on AMQP the main
+process logs messages of the same delivery burst before and after its "Unrecoverable error". Which held messages
+were due (not waiting for an ETA or a retry's countdown) and which started is known to the runs, not to the log:
+panel/supervision/quarantine.py asks them.
 
-Errors of the remote-control mailbox ("pidbox command error", an unknown task in a rate or time limit) are
-logged and survived by the worker, whoever sent the command (the panel, say): they never count as a cause.
+Ids and task names may hold any character Celery accepts (spaces included): a line is read by its fixed words
+("Task ", "] received"), never by a pattern that stops at whitespace. Errors of the remote-control mailbox
+("pidbox command error", an unknown task in a rate or time limit) and a task's own failure are logged and
+survived by the worker, whoever caused them (the panel, say): they are never the cause of a death.
 """
 import re
 from dataclasses import dataclass
 
-RECEIVED = re.compile(r"Task (?P<task>[^\s\[]+)\[(?P<id>[^\]\s]+)\] received")
-ENDED = re.compile(r"\[(?P<id>[^\]\s]+)\] (?:succeeded|raised|retry|ignored|rejected|revoked)|"
-                   r"Discarding revoked task: [^\s\[]+\[(?P<revoked>[^\]\s]+)\]")
+RECEIVED = re.compile(r"\] Task (?P<task>[^\[]+?)\[(?P<id>.+)\] received\s*$")
+ENDED = re.compile(r"\] Task [^\[]+?\[(?P<id>.+?)\] (?:succeeded in |raised |retry: |ignored|rejected|revoked|"
+                   r"INTERNAL ERROR)|Discarding revoked task: [^\[]+?\[(?P<revoked>.+)\]\s*$")
 STARTED = re.compile(r"\] Connected to |celery@\S+ v\d|\S+@\S+ v\d+\.\d+")  # each worker process's first lines
-FATAL = re.compile(r"Unrecoverable error|CRITICAL/MainProcess|Traceback \(most recent call last\)")
+FATAL = re.compile(r"Unrecoverable error|CRITICAL/MainProcess")  # the main process itself giving up
 SURVIVED = re.compile(r"pidbox command error|Control command error|(?:Rate|Change time) limit attempt for unknown task")
 TRACEBACK_BODY = re.compile(r"^(?:\s|Traceback \(most recent call last\)|During handling of the above|The above "
                             r"exception|$)")
+CRASH_SIGNALS = {4, 6, 7, 8, 11}  # SIGILL, SIGABRT, SIGBUS, SIGFPE, SIGSEGV: the process crashed, nobody killed it
 
 
 @dataclass(frozen=True)
 class Death:
-    """What a dead worker held: the messages it received and never finished (in the order received), and the
-    log's own words for the death."""
+    """What a dead worker held (received and never finished, in the order received), whether its end shows a
+    message killed it (the main process gave up, or crashed on a signal), and the log's words for it."""
 
     held: tuple  # ((task id, task type), ...)
+    by_message: bool  # False: killed (SIGKILL, SIGTERM) or exited with no fatal error: no message is to blame
     evidence: str
 
 
@@ -36,26 +44,26 @@ def last_life(text):
     return lines[starts[-1]:] if starts else lines
 
 
-def death(text):
-    """The messages the last worker received and never finished, and why it died; None when it held none.
+def death(text, exit_status=None):
+    """What the last worker held, and whether a message killed it; None when it held none.
 
-    Every one is a suspect: a message that kills the main process is not always the last "received" line (on
-    AMQP the worker logs the messages already in its buffer before the error reaches the log).
+    `exit_status`: how the process ended when known (negative: the signal); a crash signal with no fatal line
+    in the log still points at a message, a SIGKILL or a clean exit at none.
     """
-    lines = last_life(text)
+    lines = _without_survived(last_life(text))
     ended = {m.group("id") or m.group("revoked") for line in lines for m in ENDED.finditer(line)}
     held = {}
     for line in lines:
         if (m := RECEIVED.search(line)) and m.group("id") not in ended:
-            held.setdefault(m.group("id"), m.group("task"))
+            held.setdefault(m.group("id"), m.group("task").strip())
     if not held:
         return None
-    first_held = next(n for n, line in enumerate(lines) if (m := RECEIVED.search(line)) and m.group("id") in held)
-    lines = _without_survived(lines[first_held:])  # what came before the messages held cannot be their doing
-    fatal = next((n for n, line in enumerate(lines) if FATAL.search(line)), len(lines))
-    first = lines[fatal].strip() if fatal < len(lines) else ""
-    evidence = _error_line(lines[fatal:]) or first or "the worker exited holding these messages, unfinished"
-    return Death(tuple(held.items()), evidence[:500])
+    fatal = next((n for n, line in enumerate(lines) if FATAL.search(line)), None)
+    crashed = exit_status is not None and -exit_status in CRASH_SIGNALS
+    evidence = (_error_line(lines[fatal:]) or lines[fatal].strip() if fatal is not None
+                else f"the worker crashed (signal {-exit_status})" if crashed
+                else "the worker exited holding these messages, unfinished")
+    return Death(tuple(held.items()), fatal is not None or crashed, evidence[:500])
 
 
 def _without_survived(lines):

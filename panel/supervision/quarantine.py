@@ -1,9 +1,11 @@
 """Poison messages: a message the worker dies on again and again is taken out of its queue and kept here.
 
-Every unexpected death of the worker names the message its log says it held (panel/supervision/crashlog.py); the
-same message behind POISON_AFTER_DEATHS deaths is taken out of the broker (panel/broker/messages.py), its run
-ends, an alert names it, and the watchdog starts the worker again. A person can read it, delete it, or
-requeue it (the same bytes, to the same queue). Supervisor only gives up (FATAL); Celery has no such place.
+A death of the worker by a message is counted against the message its main process was handing to the pool (the
+first held message, in the order its log received them, that the runs say was due and never started:
+panel/supervision/crashlog.py reads the log); the same message behind POISON_AFTER_DEATHS deaths is taken out of
+the broker (panel/broker/messages.py), its run ends, an alert names it, and the watchdog starts the worker again.
+A person can read it, delete it, or requeue it (the same bytes, to the same queue). Supervisor only gives up
+(FATAL); Celery has no such place.
 """
 import base64
 import json
@@ -40,10 +42,16 @@ def search_queues(cfg, celery):
     return list(dict.fromkeys(names))
 
 
-def _started(task_ids):
-    """Messages whose run started on a worker: they reached the pool, so they are not what killed the main process."""
-    return set(db.session.scalars(select(Run.celery_task_id).where(Run.celery_task_id.in_(task_ids),
-                                                                   Run.started_at.is_not(None))))
+def _not_handled(task_id, now):
+    """Why the run says its message was not what the main process was handing to the pool (else None): it started
+    on a pool process, or it waits for its ETA or a retry's countdown in the worker's timer."""
+    run = db.session.scalars(select(Run).filter_by(celery_task_id=task_id)).first()
+    if run is None:
+        return None
+    if run.started_at is not None:
+        return "it started on a pool process"
+    due = max((t for t in (run.eta, run.next_retry_at) if t is not None), default=None)
+    return f"it waits for its time ({iso(due)})" if due is not None and due > now else None
 
 
 def _count(task_id, task, evidence, now):
@@ -58,24 +66,30 @@ def _count(task_id, task, evidence, now):
     return row
 
 
-def note_death(cfg, celery, log_path):
-    """A worker died unasked: count it against each message it held that never started, and quarantine the first
-    of them (in the order received: the main process handles them in that order) whose deaths are due.
+def note_death(cfg, celery, log_path, exit_status=None):
+    """A worker died of a message: count the death against the one its main process was handing to the pool (the
+    first message it held that was due and never started), and quarantine it once POISON_AFTER_DEATHS deaths are
+    counted. A message the worker only held (waiting for its ETA, behind the one handed over, running on a pool
+    process) is never counted, nor is any message when the worker was killed rather than died of one.
 
     Returns the row when a message was taken out of its queue by this death, else None.
     """
-    died = crashlog.death(tail(log_path, lines=10_000, max_bytes=LOG_TAIL_BYTES))
-    if died is None:
+    died = crashlog.death(tail(log_path, lines=10_000, max_bytes=LOG_TAIL_BYTES), exit_status)
+    if died is None or not died.by_message:
         return None
-    now, started = utcnow(), _started([task_id for task_id, _ in died.held])
-    suspects = [row for task_id, task in died.held if task_id not in started
-                and (row := _count(task_id, task, died.evidence, now)) is not None]
-    db.session.commit()
-    for row in suspects:
-        log.warning("worker died holding message %s (%s), death %d: %s", row.celery_task_id, row.task_name,
+    now = utcnow()
+    for task_id, task in died.held:
+        if (why := _not_handled(task_id, now)) is not None:
+            log.info("worker died holding message %s, not blamed: %s", task_id, why)
+            continue
+        row = _count(task_id, task, died.evidence, now)
+        db.session.commit()
+        if row is None:
+            return None
+        log.warning("worker died handling message %s (%s), death %d: %s", row.celery_task_id, row.task_name,
                     row.deaths, row.evidence)
-    due = [row for row in suspects if row.deaths >= cfg["POISON_AFTER_DEATHS"]]
-    return _take(cfg, celery, due[0], now) if due else None
+        return _take(cfg, celery, row, now) if row.deaths >= cfg["POISON_AFTER_DEATHS"] else None
+    return None
 
 
 def _take(cfg, celery, row, now):

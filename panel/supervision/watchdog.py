@@ -166,7 +166,7 @@ class Watchdogs:
                         status = _exit_status(row.pids)
                         lost = self._fail_runs_of_dead_worker(oscontrol.describe_exit(status)) if kind == WORKER else 0
                         self._died(kind, row, now, lost, status, "nothing restarts it: the watchdog is off")
-                        self._quarantine(kind)
+                        self._quarantine(kind, status)
                     row.pids = []
                     db.session.commit()
             except ControlBusy:
@@ -214,7 +214,7 @@ class Watchdogs:
         if quick:
             row.failures += 1
         how = self._died(kind, row, now, lost, status, "the watchdog starts it again")
-        if self._quarantine(kind) is not None:  # its cause is out of the queue: a fresh start, not a step to FATAL
+        if self._quarantine(kind, status) is not None:  # its cause is out of the queue: a fresh start, not a FATAL step
             row.failures = 0
             self._restart(kind, row, now)
         elif row.failures >= self.cfg["WATCHDOG_MAX_FAILURES"]:
@@ -225,12 +225,12 @@ class Watchdogs:
         else:
             self._restart(kind, row, now)
 
-    def _quarantine(self, kind):
-        """After a worker's death: the message it died holding, taken out of its queue if it is a repeat (else None)."""
+    def _quarantine(self, kind, status=None):
+        """After a worker's death: the message it died handling, out of its queue if it is a repeat (else None)."""
         if kind != WORKER:
             return None
         try:
-            return quarantine.note_death(self.cfg, self.supervisor.celery, self.supervisor.log_path(kind))
+            return quarantine.note_death(self.cfg, self.supervisor.celery, self.supervisor.log_path(kind), status)
         except BrokerDown as exc:
             log.warning("watchdog: could not look for the message the worker died on: %s", exc)
             return None
