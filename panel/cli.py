@@ -73,11 +73,16 @@ def set_role(name, role):
 @users_cli.command("set-password")
 @click.argument("name")
 @click.option("--password-stdin", is_flag=True)
-def set_password(name, password_stdin):
-    """Change a user's password (their open sessions end)."""
+@click.option("--end-tokens/--keep-tokens", default=None,
+              help="End the user's API tokens too, or keep them working (asked when neither is given on a terminal).")
+def set_password(name, password_stdin, end_tokens):
+    """Change a user's password (their open sessions end; their API tokens too with --end-tokens)."""
     password = _read_password(password_stdin)
-    _audited("users.set-password", name, lambda: users.set_password(name, password))
-    click.echo(f"password of {name} changed")
+    if end_tokens is None:  # offered, not assumed: a token may be what a script of theirs runs on
+        end_tokens = (not password_stdin and sys.stdin.isatty()
+                      and click.confirm(f"End every API token of {name} too?", default=False))
+    changed = _audited("users.set-password", name, lambda: users.set_password(name, password, end_tokens))
+    click.echo(changed.summary(name, end_tokens))
 
 
 @users_cli.command("disable")

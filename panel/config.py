@@ -135,8 +135,12 @@ class Settings(BaseSettings):
     PANEL_AUTH: str = "on"  # "off" drops the login (loopback only)
     PANEL_ALLOWED_HOSTS: str = ""  # with PANEL_AUTH=off: host names served besides localhost, 127.0.0.1, [::1]
     PANEL_SECURE_COOKIES: Flag = False  # the session cookie is marked Secure (behind HTTPS)
+    # 0: X-Forwarded-For is never read (a client cannot forge its address); N: N reverse proxies in front name it.
+    TRUSTED_PROXY_HOPS: Int = Field(0, ge=0)
+    SESSION_IDLE_TIMEOUT_S: Seconds = Field(1800.0, ge=0)  # a session unused this long ends (0: never idle out)
+    SESSION_LIFETIME_S: Seconds = Field(43200.0, gt=0)  # a session ends this long after its login, used or not
     # Login throttling (panel/security/lockout.py): a lock per account and address, one per address, and an
-    # account-wide slowdown (a doubling delay up to LOGIN_SLOW_MAX_DELAY_S) that never locks the account.
+    # account-wide slowdown of the addresses that failed (never a new one) that never locks the account.
     LOGIN_MAX_FAILURES_PER_ACCOUNT_ADDRESS: Int = 5  # failures of one account from one address before a lock
     LOGIN_MAX_FAILURES_PER_ADDRESS: Int = 20  # failures from one address before a lock
     LOGIN_SLOW_AFTER_FAILURES_PER_ACCOUNT: Int = 10  # failures of one account before each attempt waits

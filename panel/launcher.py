@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
+from werkzeug.serving import WSGIRequestHandler
+
 from panel.broker import connection
 from panel.config import ROOT
 from panel.errors import BrokerDown, SettingsError
@@ -69,6 +71,13 @@ def prepare():
     return app
 
 
+class NamelessRequestHandler(WSGIRequestHandler):
+    """Werkzeug's handler, minus the versions of Werkzeug and Python in `Server`: a scanner's shortcut."""
+
+    def version_string(self):
+        return "celery-panel"
+
+
 def main():
     """`make run`: prepare, then serve with Flask's own server in this one process."""
     from panel import background
@@ -77,7 +86,8 @@ def main():
     cfg = app.config
     background.start(app)  # reconciler, cluster monitor, watchdog, alert checks: one process acts
     print(f"panel: http://{cfg['PANEL_HOST']}:{cfg['PANEL_PORT']}/  (log: {cfg['INSTANCE_PATH']}/logs/panel.log)")
-    app.run(host=cfg["PANEL_HOST"], port=cfg["PANEL_PORT"], threaded=True, use_reloader=False)
+    app.run(host=cfg["PANEL_HOST"], port=cfg["PANEL_PORT"], threaded=True, use_reloader=False,
+            request_handler=NamelessRequestHandler)
 
 
 def serve():

@@ -213,6 +213,7 @@ CASES = {  # name: (path, hostile strings shown as text (selector, text), a step
                           ("dl.detail", ATTR), ("dl.detail", BACKEND_ID), ("main", json_text(ATTR_BREAKOUT)),
                           ("main", json_text(SCRIPT))], None, None),
     "run-unknown": ("/runs/" + quote(UNKNOWN_ID, safe=""), [("body", UNKNOWN_ID)], None, None),  # the 404 says which
+    "account": ("/account", [("nav.user", ADMIN)], None, None),
     "workers": ("/workers", [("#workers-body", WORKER), ("#workers-body", SCRIPT), ("#workers-body", QUEUE),
                              ("#types-body", PANEL_TASK), ("#types-body", WORKER_TASK), ("#types-body", SCRIPT),
                              ("#queues-body", QUEUE), ("#detail-title", WORKER), ("#detail-facts", TPL),
@@ -220,7 +221,7 @@ CASES = {  # name: (path, hostile strings shown as text (selector, text), a step
     "audit": ("/audit", [("table.grid", TAG), ("table.grid", ATTR), ("table.grid", SCRIPT), ("table.grid", JS_URL),
                          ("table.grid", SVG), ("table.grid", TPL + ATTR_BREAKOUT)], None, None),
 }
-COVERED = {"/", "/login", "/runs", "/runs/<celery_task_id>", "/workers", "/audit"}
+COVERED = {"/", "/login", "/runs", "/runs/<celery_task_id>", "/workers", "/audit", "/account"}
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -36,10 +36,11 @@ PAGES = {
     "run": (f"/runs/{RUN_ID}", True, "#run-title"),
     "workers": ("/workers", True, "main"),
     "audit": ("/audit", True, "table.grid"),
+    "account": ("/account", True, "#current_password"),
     "not-found": ("/runs/no-such-run", True, "main h2"),
     "error": ("/layout-test-boom", True, "main h2"),
 }
-COVERED = {"/", "/login", "/runs", "/runs/<celery_task_id>", "/workers", "/audit"}
+COVERED = {"/", "/login", "/runs", "/runs/<celery_task_id>", "/workers", "/audit", "/account"}
 
 
 def boom():

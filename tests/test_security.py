@@ -76,7 +76,7 @@ def test_login_sets_a_hardened_session_cookie_and_logout_needs_csrf(app):
     client = app.test_client()
     resp, token = form_login(client, "ops")
     assert resp.status_code == 302 and resp.headers["Location"] == "/"
-    cookie = resp.headers["Set-Cookie"]
+    cookie = next(c for c in resp.headers.getlist("Set-Cookie") if c.startswith("session="))  # not the device's
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
     assert client.get("/api/me").get_json() == {"username": "ops", "role": "operator", "via": "session"}
 

@@ -4,7 +4,8 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
-from models import AuditEvent, db, iso, utcnow
+from models import AuditEvent, db, iso
+from panel.security import clock
 
 log = logging.getLogger("panel.audit")
 LOGIN = "login"
@@ -14,7 +15,7 @@ PAGE_SIZE_MAX = 500
 def record(actor, source, action, target, outcome, detail=""):
     """Append one event in its own transaction; an audit failure is logged loudly, never hidden."""
     try:
-        db.session.add(AuditEvent(actor=actor or "anonymous", source=source or "", action=action,
+        db.session.add(AuditEvent(at=clock.now(), actor=actor or "anonymous", source=source or "", action=action,
                                   target=(target or "")[:255], outcome=outcome, detail=detail or ""))
         db.session.commit()
     except Exception:
@@ -22,26 +23,26 @@ def record(actor, source, action, target, outcome, detail=""):
         log.exception("could not write the audit event %s %s %s", actor, action, target)
 
 
-def _logins(query, window_s, actor, source, outcome):
+def _logins(query, window_s, actor, source, outcome, target=None):
     query = query.where(AuditEvent.action == LOGIN, AuditEvent.outcome == outcome,
-                        AuditEvent.at >= utcnow() - timedelta(seconds=window_s))
-    if actor is not None:
-        query = query.where(AuditEvent.actor == actor)
-    if source is not None:
-        query = query.where(AuditEvent.source == source)
+                        AuditEvent.at >= clock.now() - timedelta(seconds=window_s))
+    for column, value in ((AuditEvent.actor, actor), (AuditEvent.source, source), (AuditEvent.target, target)):
+        if value is not None:
+            query = query.where(column == value)
     return query
 
 
-def recent_failures(window_s, actor=None, source=None):
-    """Failed logins in the last window for an account, an address or both (for rate limiting).
+def recent_failures(window_s, actor=None, source=None, target=None):
+    """Failed logins in the last window for an account, an address, a target (a known device) or several.
 
     Only wrong passwords count (outcome "failure"): attempts refused by the rate limit are "denied" and do not."""
-    return db.session.scalar(_logins(select(func.count()).select_from(AuditEvent), window_s, actor, source, "failure"))
+    return db.session.scalar(_logins(select(func.count()).select_from(AuditEvent), window_s, actor, source, "failure",
+                                     target))
 
 
-def failure_times(window_s, limit, actor=None, source=None):
+def failure_times(window_s, limit, actor=None, source=None, target=None):
     """When the last `limit` failed logins in the window happened, newest first."""
-    query = _logins(select(AuditEvent.at), window_s, actor, source, "failure")
+    query = _logins(select(AuditEvent.at), window_s, actor, source, "failure", target)
     return db.session.scalars(query.order_by(AuditEvent.at.desc()).limit(limit)).all()
 
 

@@ -4,10 +4,12 @@ import ipaddress
 import logging
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 
 from flask import abort, current_app, g, request, session
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from models import ADMIN, ROLES, db
 from panel.errors import DatabaseDown, Forbidden, LoginRequired
@@ -25,6 +27,7 @@ STALE_IDENTITY_S = 600  # a reader keeps reading through a database outage this 
 RECENT_MAX = 1000
 csrf = CSRFProtect()
 _recent = {}  # sha256(credential) -> (identity, when the database last confirmed it)
+_told = set()  # warnings given once per process
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,8 @@ def _cache_key(credential):
 def login_session(user):
     """A new server-side session (never the one the browser came with); the cookie carries only its id."""
     logout_session()
-    session["sid"] = sessions.start(user.id, current_app.permanent_session_lifetime, request.remote_addr,
+    session["sid"] = sessions.start(user.id, current_app.permanent_session_lifetime,
+                                    current_app.config["SESSION_IDLE_TIMEOUT_S"], request.remote_addr,
                                     request.user_agent.string)
     session.permanent = True
 
@@ -81,7 +85,7 @@ def _lookup(credential):
     if kind == "token":
         found = users.user_for_token(value)
         return Identity(found[0], found[1], "token") if found else None
-    found = sessions.lookup(value)
+    found = sessions.lookup(value, current_app.config["SESSION_IDLE_TIMEOUT_S"])
     if found is None:
         session.clear()
         return None
@@ -131,8 +135,18 @@ def _needs_csrf(identity):
     return True
 
 
+def _note_forwarded():
+    """A proxy in front and TRUSTED_PROXY_HOPS unset: every client shares the proxy's address (said once)."""
+    if "X-Forwarded-For" in request.headers and not current_app.config["TRUSTED_PROXY_HOPS"] and "xff" not in _told:
+        _told.add("xff")
+        log.warning("requests carry X-Forwarded-For but TRUSTED_PROXY_HOPS is 0: the header is ignored, so behind a "
+                    "proxy every client has the proxy's address (logins are throttled per address); set "
+                    "TRUSTED_PROXY_HOPS to the number of proxies in front of the panel")
+
+
 def enforce():
     """Runs before every request: identify, check the route's role, then CSRF."""
+    _note_forwarded()
     if request.endpoint is None:  # 404 and 405: let the error handlers answer
         return None
     access = policy_of(request.endpoint)
@@ -176,9 +190,16 @@ def security_headers(response):
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("X-Frame-Options", "DENY")
     response.headers.setdefault("Referrer-Policy", "same-origin")
-    if response.is_json:
+    if request.endpoint != "static":  # pages, exports and JSON carry what a user may see: no copy kept anywhere
         response.headers.setdefault("Cache-Control", "no-store")
     return response
+
+
+def trust_proxies(app, hops):
+    """Behind `hops` reverse proxies, the client is the address they name in X-Forwarded-For (the last `hops`
+    entries, the ones they appended); with 0, the header is never read, so a client cannot forge its address."""
+    if hops:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
 
 
 def init_auth(app):
@@ -189,7 +210,9 @@ def init_auth(app):
     cfg.setdefault("WTF_CSRF_CHECK_DEFAULT", False)  # we call protect() ourselves: token requests skip it
     cfg.setdefault("WTF_CSRF_TIME_LIMIT", None)      # valid for the session's life
     cfg.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
-               SESSION_COOKIE_SECURE=bool(cfg.get("PANEL_SECURE_COOKIES")))
+               SESSION_COOKIE_SECURE=bool(cfg.get("PANEL_SECURE_COOKIES")),
+               PERMANENT_SESSION_LIFETIME=timedelta(seconds=cfg["SESSION_LIFETIME_S"]))
+    trust_proxies(app, cfg["TRUSTED_PROXY_HOPS"])
     csrf.init_app(app)
     if auth_off(app):
         hosts.guard(app)  # first of all: a request for another host name gets nothing, not even a static file

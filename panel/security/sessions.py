@@ -2,7 +2,8 @@
 
 Logout deletes its row; disabling a user, changing their role or their password deletes every row of that user in
 the same transaction (users.py). Every request reads its row, joined with the user, in one indexed deferred read,
-so an ended session is refused at once in every process, not after a cache expires.
+so an ended session is refused at once in every process, not after a cache expires. A session ends at its
+absolute lifetime (SESSION_LIFETIME_S) or after SESSION_IDLE_TIMEOUT_S without a request, whichever comes first.
 """
 import hashlib
 import logging
@@ -11,8 +12,9 @@ from datetime import timedelta
 
 from sqlalchemy import delete, select, update
 
-from models import PanelSession, User, db, utcnow
+from models import PanelSession, User, db
 from panel.database import reader, write_aside
+from panel.security import clock
 
 log = logging.getLogger("panel.sessions")
 SEEN_RESOLUTION = timedelta(minutes=5)  # last_seen_at is coarse on purpose: not a write per poll
@@ -22,11 +24,26 @@ def _digest(sid):
     return hashlib.sha256(sid.encode()).hexdigest()
 
 
-def start(user_id, lifetime, address="", user_agent=""):
-    """A new session for the user; returns the id for the cookie. Expired rows of anyone are swept on the way."""
+def resolution(idle_s):
+    """How stale last_seen_at may be: at most a tenth of the idle timeout, so a session never ends much late."""
+    return min(SEEN_RESOLUTION, timedelta(seconds=idle_s / 10)) if idle_s else SEEN_RESOLUTION
+
+
+def _idle_since(now, idle_s):
+    """A session last seen before this is idle past the timeout (None: no idle timeout).
+
+    last_seen_at lags the last request by up to one resolution: the allowance keeps a busy session from ending early."""
+    return now - timedelta(seconds=idle_s) - resolution(idle_s) if idle_s else None
+
+
+def start(user_id, lifetime, idle_s=0, address="", user_agent=""):
+    """A new session for the user; returns the id for the cookie. Expired and idle rows of anyone are swept."""
     sid = secrets.token_urlsafe(32)
-    now = utcnow()
-    db.session.execute(delete(PanelSession).where(PanelSession.expires_at <= now))
+    now = clock.now()
+    idle_since = _idle_since(now, idle_s)
+    stale = PanelSession.expires_at <= now
+    db.session.execute(delete(PanelSession).where(
+        stale if idle_since is None else stale | (PanelSession.last_seen_at < idle_since)))
     db.session.add(PanelSession(id_hash=_digest(sid), user_id=user_id, created_at=now, last_seen_at=now,
                                 expires_at=now + lifetime, address=(address or "")[:64],
                                 user_agent=(user_agent or "")[:255]))
@@ -45,26 +62,32 @@ def end_all_of(user_id):
     return db.session.execute(delete(PanelSession).where(PanelSession.user_id == user_id)).rowcount
 
 
-def lookup(sid):
-    """(username, role) of the active user behind a live session, or None; one deferred read, no write lock."""
+def lookup(sid, idle_s=0):
+    """(username, role) of the active user behind a live session, or None; one deferred read, no write lock.
+
+    A session idle past `idle_s` (0: no idle timeout) names nobody, as one past its lifetime; a request refreshes it."""
     if not isinstance(sid, str) or not sid:
         return None
+    now = clock.now()
     rows, people = PanelSession.__table__, User.__table__
     query = (select(rows.c.id_hash, rows.c.last_seen_at, people.c.username, people.c.role)
              .join(people, people.c.id == rows.c.user_id)
-             .where(rows.c.id_hash == _digest(sid), rows.c.expires_at > utcnow(), people.c.active.is_(True)))
+             .where(rows.c.id_hash == _digest(sid), rows.c.expires_at > now, people.c.active.is_(True)))
+    idle_since = _idle_since(now, idle_s)
+    if idle_since is not None:
+        query = query.where(rows.c.last_seen_at >= idle_since)
     with reader(db.engine).connect() as conn:
         row = conn.execute(query).first()
     if row is None:
         return None
-    if utcnow() - row.last_seen_at > SEEN_RESOLUTION:
-        _note_seen(db.engine, row.id_hash)
+    if now - row.last_seen_at > resolution(idle_s):
+        _note_seen(db.engine, row.id_hash, now)
     return row.username, row.role
 
 
-def _note_seen(engine, id_hash):
+def _note_seen(engine, id_hash, now):
     """last_seen_at, written off the request."""
     table = PanelSession.__table__
-    write_aside(engine, update(table).where(table.c.id_hash == id_hash).values(last_seen_at=utcnow()),
+    write_aside(engine, update(table).where(table.c.id_hash == id_hash).values(last_seen_at=now),
                 "note the use of a session")
 

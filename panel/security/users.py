@@ -2,6 +2,7 @@
 import hashlib
 import logging
 import secrets
+from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import select, update
@@ -10,9 +11,10 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from models import ROLES, ApiToken, User, db, utcnow
 from panel.database import reader, write_aside
 from panel.errors import UserError
-from panel.security import sessions
+from panel.security import clock, sessions
 
 MIN_PASSWORD_CHARS = 10
+MAX_PASSWORD_CHARS = 1024  # a hash check costs the same whatever the length; the bound keeps bodies small
 log = logging.getLogger("panel.users")
 TOKEN_PREFIX = "ccp_"
 TOKEN_USE_RESOLUTION = timedelta(minutes=5)
@@ -28,6 +30,8 @@ def _check_role(role):
 def _check_password(password):
     if len(password or "") < MIN_PASSWORD_CHARS:
         raise UserError(f"a password needs at least {MIN_PASSWORD_CHARS} characters")
+    if len(password) > MAX_PASSWORD_CHARS:
+        raise UserError(f"a password has at most {MAX_PASSWORD_CHARS} characters")
 
 
 def find(username):
@@ -52,13 +56,44 @@ def create(username, password, role):
     return user
 
 
-def set_password(username, password):
-    """A new password; every open session of the user ends in the same transaction."""
+@dataclass(frozen=True)
+class PasswordChanged:
+    sessions_ended: int
+    tokens_ended: int
+    tokens_kept: int  # live API tokens that still work
+
+    def summary(self, username, asked_to_end_tokens):
+        """What the change did, in a sentence a person reads (the CLI and the API say the same)."""
+        said = f"password of {username} changed; {self.sessions_ended} open session(s) ended"
+        if asked_to_end_tokens:
+            return f"{said}; {self.tokens_ended} API token(s) ended too"
+        if self.tokens_kept:
+            return (f"{said}; {self.tokens_kept} API token(s) still work (end them with the password change's "
+                    f"end-tokens option, or revoke them one by one)")
+        return f"{said}; no API token to end"
+
+
+def set_password(username, password, end_tokens=False):
+    """A new password; every open session of the user ends in the same transaction, and with end_tokens every live
+    API token too. Without it tokens keep working (scripts rely on them), and the answer says how many."""
     _check_password(password)
     user = get(username)
     user.password_hash = generate_password_hash(password)
-    sessions.end_all_of(user.id)
+    ended = sessions.end_all_of(user.id)
+    live = ApiToken.__table__
+    alive = (live.c.user_id == user.id) & live.c.revoked_at.is_(None)
+    kept = db.session.scalar(select(db.func.count()).select_from(live).where(alive))
+    revoked = db.session.execute(update(live).where(alive).values(revoked_at=clock.now())).rowcount if end_tokens else 0
     db.session.commit()
+    return PasswordChanged(ended, revoked, kept - revoked)
+
+
+def change_own_password(username, current, new, end_tokens=False):
+    """A user's change of their own password: a PasswordChanged, or None when `current` is not their password."""
+    user = find(username)
+    if user is None or not user.active or not check_password_hash(user.password_hash, current or ""):
+        return None
+    return set_password(username, new, end_tokens)
 
 
 def set_role(username, role):
@@ -151,6 +186,13 @@ def _note_use(engine, token_id):
 
 def all_tokens():
     return db.session.scalars(select(ApiToken).order_by(ApiToken.id)).all()
+
+
+def live_tokens(username):
+    """How many API tokens of the user work now."""
+    query = (select(db.func.count()).select_from(ApiToken).join(User, User.id == ApiToken.user_id)
+             .where(User.username == username, ApiToken.revoked_at.is_(None)))
+    return db.session.scalar(query)
 
 
 def revoke_token(token_id):

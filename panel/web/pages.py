@@ -10,7 +10,7 @@ from panel.cluster import task_types
 from panel.errors import ValidationError
 from panel.runlog import progress, retry, runs, search
 from panel.runlog.ending import OPEN
-from panel.security import audit, lockout, users
+from panel.security import audit, devices, lockout, users
 from panel.security.auth import login_session, logout_session
 from panel.web.contract import parse
 from panel.web.schemas.about import AuditQuery
@@ -45,18 +45,19 @@ def login():
     cfg = current_app.config
     username = (request.form.get("username") or "").strip()[:80]
     source = request.remote_addr or ""
-    refused = lockout.refusal(cfg, username, source)
+    attempt = lockout.Attempt(username, source, devices.device_of(username))
+    refused = lockout.refusal(cfg, attempt)
     if refused:
-        audit.record(username, source, audit.LOGIN, username, "denied", refused.reason)
+        audit.record(username, source, audit.LOGIN, attempt.target, "denied", refused.reason)
         page = render_template("login.html", error=refused.message, username=username, next=next_page)
         return page, 429, {"Retry-After": str(refused.retry_after)}
     user = users.authenticate(username, request.form.get("password"))
     if user is None:
-        lockout.failed(cfg, username, source, "wrong password, unknown or disabled user")
+        lockout.failed(cfg, attempt, "wrong password, unknown or disabled user")
         return render_template("login.html", error=FAILED_LOGIN, username=username, next=next_page), 401
     login_session(user)
     audit.record(user.username, source, audit.LOGIN, user.username, "success", f"role {user.role}")
-    return redirect(next_page)
+    return devices.remember(redirect(next_page), user.username)  # this browser is no stranger from now on
 
 
 def logout():

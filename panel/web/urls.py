@@ -9,7 +9,7 @@ from werkzeug.routing import BaseConverter
 
 from models import ADMIN, OPERATOR, VIEWER
 from panel.security.auth import PUBLIC
-from panel.web import about, cluster, errors, health, pages, processes, quarantine, runs, schedules
+from panel.web import about, account, cluster, errors, health, pages, processes, quarantine, runs, schedules
 
 PAGES = [  # HTML, blueprint "pages"
     ("GET",      "/",                                          pages.dashboard,                 VIEWER),
@@ -19,6 +19,7 @@ PAGES = [  # HTML, blueprint "pages"
     ("GET",      "/runs/<celery_task_id>",                     pages.run_page,                  VIEWER),
     ("GET",      "/workers",                                   pages.workers_page,              VIEWER),
     ("GET",      "/audit",                                     pages.audit_page,                ADMIN),
+    ("GET POST", "/account",                                   account.account_page,            VIEWER),
 ]
 
 API = [  # JSON, blueprint "api"
@@ -87,6 +88,7 @@ API = [  # JSON, blueprint "api"
     # The panel itself: liveness, who you are, the audit log, this API's document.
     ("GET",      "/healthz",                                   about.healthz,                   PUBLIC),
     ("GET",      "/api/me",                                    about.me,                        VIEWER),
+    ("POST",     "/api/me/password",                           account.change_password,         VIEWER),
     ("GET",      "/api/audit",                                 about.audit_events,              ADMIN),
     ("GET",      "/api/openapi.json",                          about.openapi_document,          VIEWER),
 ]
