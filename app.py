@@ -57,6 +57,8 @@ def create_app(config=None, env_file=None, web=True):
     if web:  # imported here so that a Celery process never loads the web layer (its startup and exit are faster)
         from panel.security.auth import init_auth
         from panel.web import urls
+        from panel.web.limits import bound_bodies
+        bound_bodies(app)  # first: a body over the limit is refused before anything reads it
         urls.register(app)
         init_auth(app)
     cli.register(app)

@@ -309,8 +309,13 @@ async function peek(name) {
     cell(row, String(m.position));
     cell(row, m.task || "—", "mono");
     cell(row, m.id || "—", "mono");
-    cell(row, m.args, "mono");
-    cell(row, m.kwargs, "mono");
+    if (m.undecodable) {  // one message peek cannot read: said in its row, the others shown as usual
+      const why = cell(row, "⚠️ " + m.undecodable + " (" + m.size + " bytes)");
+      why.colSpan = 2;
+    } else {
+      cell(row, m.args, "mono");
+      cell(row, m.kwargs, "mono");
+    }
     cell(row, "").appendChild(panelTime.element(m.eta));
     cell(row, "").appendChild(panelTime.element(m.expires));
     cell(row, String(m.retries));

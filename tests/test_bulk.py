@@ -120,9 +120,11 @@ def test_a_dry_run_counts_the_runs_each_action_applies_to(app, action, applies):
 def test_a_bad_bulk_request_names_its_field(app):
     client = api_client(app, "operator")
     assert bulk(client, "explode").get_json()["field"] == "action"
-    assert bulk(client, "retry", {"status": "DONE"}).get_json()["field"] == "filter"
+    assert bulk(client, "retry", {"status": "DONE"}).get_json()["field"] == "filter.status"  # its path in the body
     dated = bulk(client, "retry", {"since": "yesterday"}).get_json()
-    assert dated["field"] == "since", dated  # as GET /api/runs names it
+    assert dated["field"] == "filter.since", dated  # a rule of the filter's own, named with the path too
+    assert bulk(client, "retry", {"since": "2026-01-02", "until": "2026-01-01"}).get_json()["field"] == "filter.until"
+    assert bulk(client, "retry", {"stauts": "FAILURE"}).get_json()["field"] == "filter.stauts"
     too_many = bulk(client, "retry", ids=[str(uuid.uuid4()) for _ in range(501)])
     assert too_many.status_code == 400 and too_many.get_json()["field"] == "ids"
 

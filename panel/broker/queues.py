@@ -113,7 +113,7 @@ def _task_id(raw):
         return (raw.get("headers") or {}).get("id")
     try:
         return (json.loads(raw).get("headers") or {}).get("id")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         return None
 
 
@@ -137,7 +137,7 @@ def oldest(celery, names):
     for name, raw in found:
         try:
             headers = json.loads(raw).get("headers") or {}
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, RecursionError):
             continue
         out.append({"queue": name, "task_id": headers.get("id"), "task": headers.get("task")})
     return out
@@ -173,7 +173,7 @@ def _peek_amqp(conn, name, limit):
         held = []
         while len(held) < limit and (message := queue.get(no_ack=False, accept=ACCEPTED)) is not None:
             held.append(message)
-        return [_described(message.headers or {}, message.properties, _body_of(message), at)
+        return [_described(message.headers or {}, message.properties, _body_of(message), at, len(message.body or b""))
                 for at, message in enumerate(held)]
     except ChannelError:  # the broker has no such queue (yet): nothing waits in it
         return []
@@ -195,20 +195,30 @@ def _described_redis(raw, at):
         props = message.get("properties") or {}
         body = message.get("body") or ""
         if props.get("body_encoding") == "base64":
-            body = base64.b64decode(body).decode("utf-8", "replace")
-        return _described(message.get("headers") or {}, props, body, at)
+            body = base64.b64decode(body)
+            return _described(message.get("headers") or {}, props, body.decode("utf-8", "replace"), at, len(body))
+        return _described(message.get("headers") or {}, props, body, at, len(str(body).encode("utf-8", "replace")))
     except (ValueError, AttributeError, TypeError):  # not a kombu message: say so rather than hide it
-        return _described({}, {}, raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw), at)
+        return _described({}, {}, raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw), at, len(raw))
+    except RecursionError:  # the envelope itself is nested too deep to read: not even its headers
+        return _described({}, {}, "", at, len(raw), "the message is nested deeper than the JSON parser reads")
 
 
-def _described(headers, properties, body, at):
-    """Task type, id, args and kwargs cut to a readable length, ETA, expiry, retries and priority."""
-    args, kwargs = _json_args(headers, body)
+def _described(headers, properties, body, at, size, why=None):
+    """Task type, id, args and kwargs cut to a readable length, ETA, expiry, retries, priority and size; a message
+    that cannot be decoded (`why`) is shown as such with what its headers say, and the others are still read."""
+    args = kwargs = ""
+    if why is None:
+        try:
+            args, kwargs = _json_args(headers, body)
+        except RecursionError:  # json.loads of a body nested thousands deep: this message is unreadable, not the queue
+            why = "its body is nested deeper than the JSON parser reads"
     priority = properties.get("priority")
     return {"position": at + 1, "task": _text(headers.get("task")), "id": _text(headers.get("id")),
             "args": _cut(str(args)), "kwargs": _cut(str(kwargs)), "eta": _text(headers.get("eta")),
             "expires": _text(headers.get("expires")), "retries": _whole(headers.get("retries")),
-            "priority": priority if isinstance(priority, int) else None}
+            "priority": priority if isinstance(priority, int) else None, "size": size,
+            "undecodable": why and f"could not be decoded: {why}"}
 
 
 def _json_args(headers, body):
@@ -284,5 +294,5 @@ def _first_of(raw):
     """An `unacked` entry is [message, exchange, routing key]: the message."""
     try:
         return json.loads(raw)[0]
-    except (ValueError, LookupError, TypeError):
+    except (ValueError, LookupError, TypeError, RecursionError):
         return None

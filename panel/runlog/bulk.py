@@ -17,7 +17,8 @@ ANSWER_PER_BATCH_S = 0.5  # a worker takes about this long to file 1,000 revoked
 DELETE_BATCH = 5_000  # rows per delete transaction: workers keep recording between batches
 ACTIONS = ("retry", "revoke", "cancel", "delete")
 # Which runs each action applies to, by status: revoke is for queued runs (and runs waiting for a retry);
-# cancel also stops running ones; retry and delete take only ended runs (retry only those retry.refusal lets go).
+# cancel also stops running ones; retry and delete take only ended runs (retry only those retry.refusal lets go:
+# not a quarantined message, nor arguments over a send's limits).
 APPLIES_TO = {"retry": (COMPLETED, FAILED, UNKNOWN), "revoke": (PENDING,), "cancel": (PENDING, RUNNING),
               "delete": (COMPLETED, FAILED, UNKNOWN)}
 NARROW = "narrow it with status, task, worker, since and until, or q, and act on each part"
@@ -129,9 +130,10 @@ def _delete(outcome, run_ids):
 
 def _sendable(celery, outcome, rows):
     """The runs retry.refusal lets go; each other one is named in `failed` with why (a dry run names them too)."""
-    sendable = []
+    sendable, held = [], retry.quarantined([row.celery_task_id for row in rows])
+    db.session.rollback()
     for row in rows:
-        why = retry.refusal(celery, row)
+        why = retry.refusal(celery, row, held)
         if why is None:
             sendable.append(row)
         else:
@@ -144,7 +146,7 @@ def _retry(celery, outcome, rows):
     for row in rows:
         try:
             new_id, _ = retry.send_again(celery, row)
-        except ConflictError as exc:
+        except (ConflictError, ValidationError) as exc:  # reopened, quarantined or changed since it was counted
             outcome.failed.append((row.celery_task_id, str(exc)))
             continue
         outcome.new_ids.append(new_id)

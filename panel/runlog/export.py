@@ -1,4 +1,5 @@
-"""Exports of a filtered run list as CSV or JSON, streamed in keyset batches (any size, flat memory)."""
+"""Exports of a filtered run list as CSV or JSON, streamed in keyset batches (any size, flat memory); long values
+are cut to previews as in the list (previews.py), and each run's `cut` names them with their whole size."""
 import csv
 import io
 import json
@@ -6,7 +7,7 @@ import json
 from panel.runlog import runs, search
 
 FIELDS = ("celery_task_id", "task", "state", "status", "queued_at", "started_at", "finished_at", "runtime_s",
-          "worker", "retries", "scheduled_task_id", "args", "kwargs", "result", "error")
+          "worker", "retries", "scheduled_task_id", "args", "kwargs", "result", "error", "cut")
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # spreadsheets would run these as formulas
 
 
@@ -34,6 +35,7 @@ def csv_lines(flt, engine):
     writer.writerow(FIELDS)
     for row in search.stream(flt, engine):
         record = runs.as_dict(row)
+        record["cut"] = {name: size for name, size in record["cut"].items() if name in FIELDS} or None
         writer.writerow([_cell(record[f]) for f in FIELDS])
         if buf.tell() > 64 * 1024:
             yield buf.getvalue()

@@ -2,22 +2,26 @@
 from sqlalchemy import select
 
 from models import PENDING, RUNNING, Run, Schedule, db, iso
+from panel.runlog import previews
 from panel.runlog.ending import OPEN
 
 RUNS_PAGE_MAX = 500
 
 
 def as_dict(run):
+    """A run as the API shows it: whole from the run table, or cut to previews from a list query (previews.py)."""
     runtime = run.runtime_s
     if runtime is None and run.started_at and run.finished_at:  # a writer that kept no runtime (see runtime.py)
         runtime = (run.finished_at - run.started_at).total_seconds()
+    shown, cut = previews.values(run)
     return {
         "celery_task_id": run.celery_task_id, "task": run.task_name, "scheduled_task_id": run.scheduled_task_id,
-        "status": run.status, "state": run.state, "args": run.args, "kwargs": run.kwargs,
+        "status": run.status, "state": run.state, "args": shown["args"], "kwargs": shown["kwargs"],
         "queued_at": iso(run.queued_at), "started_at": iso(run.started_at), "finished_at": iso(run.finished_at),
-        "runtime_s": runtime, "worker": run.worker, "result": run.result, "error": run.error,
-        "traceback": run.traceback, "retries": run.retries, "next_retry_at": iso(run.next_retry_at),
-        "eta": iso(run.eta), "retry_of": run.retry_of, "args_known": args_known(run),
+        "runtime_s": runtime, "worker": run.worker, "result": shown["result"], "error": shown["error"],
+        "traceback": shown["traceback"], "retries": run.retries, "next_retry_at": iso(run.next_retry_at),
+        "eta": iso(run.eta), "retry_of": run.retry_of,
+        "args_known": shown["args"] is not None and shown["kwargs"] is not None, "cut": cut,
     }
 
 
@@ -45,9 +49,10 @@ def retried_by(celery_task_id):
 
 
 def of_schedule(schedule_id, limit=100):
-    query = (select(Run).where(Run.scheduled_task_id == schedule_id)
+    """The schedule's runs, newest first, with previews (a list: see previews.py)."""
+    query = (select(*previews.LIST_COLUMNS).where(Run.scheduled_task_id == schedule_id)
              .order_by(Run.queued_at.desc(), Run.id.desc()).limit(min(max(limit, 1), RUNS_PAGE_MAX)))
-    return db.session.scalars(query).all()
+    return db.session.execute(query).all()
 
 
 def open_runs_of(schedule_id):

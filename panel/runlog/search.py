@@ -11,6 +11,7 @@ from sqlalchemy import String, cast, or_, select, tuple_
 from models import Run, db, iso
 from panel.database import reader
 from panel.errors import ValidationError
+from panel.runlog.previews import LIST_COLUMNS
 
 # Celery's states in the results browser's order; they are what `status` filters on.
 STATES = ("SUCCESS", "FAILURE", "PENDING", "RECEIVED", "STARTED", "RETRY", "REVOKED", "UNKNOWN")
@@ -23,7 +24,6 @@ PAGE_SIZE_MAX = 500
 TEXT_MAX = 200
 ID_MAX = 2**62  # a run id past this was not handed out (and would overflow the database's integer)
 UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-COLUMNS = tuple(Run.__table__.columns)
 # Each order walks one index: (queued_at, id) both ways, (runtime_s, id) backwards. "slowest" lists only runs
 # with a runtime (started and ended): a run that never ran has no place in it.
 SORTS = ("newest", "oldest", "slowest")
@@ -135,8 +135,9 @@ def _ordered(query, flt):
 
 
 def select_runs(flt, limit=None):
-    """The filter's runs in its order, starting after the cursor."""
-    query = _ordered(select(*COLUMNS).where(*conditions(flt)), flt)
+    """The filter's runs in its order, starting after the cursor; args, kwargs, result, error and traceback as
+    previews (a list and an export never carry a huge value whole)."""
+    query = _ordered(select(*LIST_COLUMNS).where(*conditions(flt)), flt)
     return query.limit(limit) if limit else query
 
 

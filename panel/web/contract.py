@@ -6,9 +6,10 @@ and lets us answer validation errors in our own error shape; flask-openapi3 woul
 blueprint classes, and apispec/flask-smorest are built on marshmallow.
 """
 import copy
+import typing
 
 from flask import current_app, make_response
-from pydantic import ValidationError as PydanticError
+from pydantic import BaseModel, ValidationError as PydanticError
 from spectree import Response, SecurityScheme, SecuritySchemeData, SpecTree
 from spectree.plugins.flask_plugin import FlaskPlugin
 
@@ -32,7 +33,10 @@ class PanelPlugin(FlaskPlugin):
         super().request_validation(req, query, None, form, headers, cookies)
         if json is not None:
             optional = (req.endpoint or "").rsplit(".", 1)[-1] in OPTIONAL_BODY
-            req.context = req.context._replace(json=self.model_adapter.validate_obj(json, _body(req, optional)))
+            try:
+                req.context = req.context._replace(json=self.model_adapter.validate_obj(json, _body(req, optional)))
+            except PydanticError as exc:  # named here, where the model is known: a nested field by its path
+                raise ValidationError(*named(json, exc)) from None
 
     def validate_response(self, resp, resp_model, skip_validation, force_resp_serialize):
         """With API_CHECK_RESPONSES (the tests), a JSON answer that drifts from its model is a 500."""
@@ -61,6 +65,32 @@ def _body(req, optional):
     if not isinstance(data, dict):
         raise ValidationError("body", "must be a JSON object (Content-Type: application/json)")
     return data
+
+
+def _model_in(annotation):
+    """The model a field holds (itself, or inside Optional, a union or Annotated), or None."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return next(filter(None, map(_model_in, typing.get_args(annotation))), None)
+
+
+def named(model, error):
+    """(field, message) of the first problem, the field named by its path through nested objects: `filter.status`,
+    also for a nested model's own rule (`filter.since`); a list's items are their list (`ids`, not `ids.3`)."""
+    field, message = first_error(error)
+    problem = error.errors(include_url=False)[0]
+    loc, ours = problem["loc"], isinstance((problem.get("ctx") or {}).get("error"), ValidationError)
+    path, current = [], model
+    for key in loc:
+        if isinstance(key, int) or current is None:  # an item of a list; past the last model (a union's tag)
+            break
+        inner = current.model_fields.get(key)
+        inner = _model_in(inner.annotation) if inner is not None else None
+        if ours and inner is None:  # the rule of the model we are in names its own field
+            break
+        path.append(str(key))
+        current = inner
+    return ".".join(path + ([field] if ours else [])) or field, message
 
 
 def _refuse(req, resp, error, instance, adapter):
@@ -153,4 +183,4 @@ def parse(model, data):
     try:
         return model.model_validate(data)
     except PydanticError as exc:
-        raise ValidationError(*first_error(exc)) from None
+        raise ValidationError(*named(model, exc)) from None

@@ -9,9 +9,8 @@ from panel.errors import NotFound
 from panel.runlog import bulk, cancel, export, operations, progress, retention, retry, runs, search, stats
 from panel.web.contract import api
 from panel.web.errors import error_response
+from panel.web.schemas.bulk import BulkDone, BulkIn
 from panel.web.schemas.runs import (
-    BulkDone,
-    BulkIn,
     Cancelled,
     CleanedUp,
     Cleanup,
@@ -31,7 +30,7 @@ log = logging.getLogger("panel.results")
 EXPORT_TYPES = {"csv": "text/csv; charset=utf-8", "json": "application/json"}
 EXPORT_CONTENT = {"text/csv": {"schema": {"type": "string"}},
                   "application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/Run"}}}}
-LIST_OMITS = ("traceback",)  # the list stays light; a run's detail has everything
+LIST_OMITS = ("traceback",)  # the list stays light (its other values cut to previews); a run's detail has everything
 
 
 def celery():
@@ -42,6 +41,7 @@ def listed(row):
     record = runs.as_dict(row)
     for key in LIST_OMITS:
         record.pop(key)
+        record["cut"].pop(key, None)  # cut names only what the list shows
     return record
 
 
@@ -49,7 +49,9 @@ def listed(row):
 def list_runs(query: RunQuery):
     """Every run, newest first (or oldest, or slowest first), filtered; follow next_cursor for the next page.
 
-    400 names the filter at fault, also when `until` is not after `since` or the cursor is not one we gave.
+    Long args, kwargs, results and errors are cut to previews, named in each run's `cut` with their whole size;
+    GET /api/runs/<id> has them whole. 400 names the filter at fault, also when `until` is not after `since` or the
+    cursor is not one we gave.
     """
     flt = query.to_filter()
     rows, next_cursor = search.page(flt)
@@ -58,7 +60,7 @@ def list_runs(query: RunQuery):
 
 @api(None, 400, content=EXPORT_CONTENT)
 def export_runs(query: ExportQuery):
-    """The filtered list (not one page: all of it) as CSV or JSON, streamed."""
+    """The filtered list (not one page: all of it) as CSV or JSON, streamed; long values cut as in the list."""
     flt = query.to_filter()
     engine = reader(db.engine)
     chunks = export.csv_lines(flt, engine) if query.format == "csv" else export.json_chunks(flt, engine)
@@ -112,12 +114,13 @@ def get_run(celery_task_id):
                     "progress": progress.of_run(celery(), run)})
 
 
-@api(Retried, 404, 409, 503)
+@api(Retried, 400, 404, 409, 503)
 def retry_run(celery_task_id):
     """Send an ended run again as a new run: same task type, args, kwargs and queue; it names the old one.
 
-    409: the run is still queued or running, or its task or arguments were never recorded (or only as a repr);
-    503: the broker is away.
+    400 (field args or kwargs): they exceed the limits of a send (ARGS_DEPTH_MAX, ARGS_BYTES_MAX); 409: the run is
+    still queued or running, its message is quarantined (requeue it from the quarantine), or its task or arguments
+    were never recorded (or only as a repr); 503: the broker is away.
     """
     run = run_or_404(celery_task_id)
     new_id, queue = retry.send_again(celery(), run)
@@ -129,7 +132,9 @@ def retry_run(celery_task_id):
 def bulk_runs(json: BulkIn):
     """Retry, revoke, cancel or delete (admin) every run a filter matches; a dry run only counts.
 
-    400 (field `filter`): more runs than BULK_MAX_RUNS, or a delete that would take an open run.
+    400 (field `filter.<name>` for a bad filter, `filter` for the whole): more runs than BULK_MAX_RUNS, or a delete
+    that would take an open run. Retry sends only what POST /api/runs/<id>/retry would (in a dry run too): a run
+    whose message is quarantined or whose arguments exceed a send's limits is named in `failed` with why.
     """
     if json.action == "delete" and g.identity.role != ADMIN:
         return error_response(403, f"your role ({g.identity.role}) cannot delete runs; it needs admin")

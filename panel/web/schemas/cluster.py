@@ -1,7 +1,8 @@
 """The cluster: workers and their controls, the task types they register, queues."""
+from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from panel.cluster import task_types
 from panel.errors import ValidationError
@@ -14,8 +15,23 @@ QUEUE = r"^[A-Za-z0-9_.:@-]{0,200}$"
 AUTOSCALE_MAX = 1024  # the document's bound; WORKER_POOL_MAX (32) is the cap a call meets
 Seconds = Annotated[float, Field(gt=0, le=task_types.TIME_LIMIT_MAX_S)]
 Later = Annotated[float, Field(gt=0, le=task_types.LATER_LIMIT_S)]
-Moment = worded(task_types.MOMENT.pattern, "must be a time in ISO 8601 with its zone, like 2030-01-31T12:00:00Z or "
-                "2030-01-31T13:00:00+01:00")
+MOMENT_WORDS = "must be a time in ISO 8601 with its zone, like 2030-01-31T12:00:00Z or 2030-01-31T13:00:00+01:00"
+Moment = worded(task_types.MOMENT.pattern, MOMENT_WORDS)
+
+
+def moment(field, text):
+    """A time as text: its form, a real date, and one the calendar still holds once shifted to UTC (Python's dates
+    end at 9999-12-31: 9999-12-31T23:59:59-14:00 is past that in UTC); 400 naming `field` otherwise."""
+    if not task_types.MOMENT.search(text):
+        raise ValidationError(field, MOMENT_WORDS + (", or seconds from now" if field == "expires" else ""))
+    try:
+        datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(timezone.utc)
+    except ValueError as exc:  # the form passed, the calendar did not (a 31st of February)
+        raise ValidationError(field, f"is not a real time: {exc}") from None
+    except OverflowError:
+        raise ValidationError(field, f"is {text}, outside the calendar once shifted to UTC (dates run from "
+                                     f"0001-01-01 to 9999-12-31 UTC)") from None
+    return text
 
 
 class Pool(Answer):
@@ -129,6 +145,12 @@ class SendIn(Body):
     priority: whole(ge=0, le=9) | None = Field(
         None, description="0-9: on Redis 0 is taken first; on RabbitMQ 9 is, for a queue declared with x-max-priority")
 
+    @field_validator("eta", "expires", mode="before")
+    @classmethod
+    def _a_time_utc_holds(cls, value, info):
+        """Checked before the union: a bad time is named as one, not as "must be a number"."""
+        return moment(info.field_name, value) if isinstance(value, str) else value
+
     @model_validator(mode="after")
     def _one_start(self):
         if self.countdown is not None and self.eta is not None:
@@ -209,13 +231,16 @@ class PeekQuery(Query):
 class WaitingMessage(Answer):
     position: int
     task: str | None
-    id: str | None
-    args: str
+    id: str | None = Field(description="the task id, from the headers (null when they cannot be read)")
+    args: str = Field(description="JSON text cut to a preview; empty when the message cannot be decoded")
     kwargs: str
     eta: str | None
     expires: str | None
     retries: int
     priority: int | None
+    size: int = Field(description="bytes of the message's body")
+    undecodable: str | None = Field(description="null: read; else why it cannot be decoded, e.g. \"could not be "
+                                                "decoded: its body is nested deeper than the JSON parser reads\"")
 
 
 class QueueMessages(Answer):

@@ -7,7 +7,7 @@ from pydantic import Field, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from panel.errors import ValidationError
-from panel.runlog import retention, search
+from panel.runlog import previews, retention, search
 from panel.web.schemas.base import Answer, Body, Query, digits, text, whole, worded
 from panel.web.schemas.common import CeleryState, RunStatus, Timestamp, page_size
 
@@ -97,7 +97,8 @@ class Run(Answer):
     status: RunStatus
     state: CeleryState
     args: list[Any] | str | None = Field(description="a string when only the worker's repr of them is known "
-                                                   "(a run recorded from task events), cut where the worker cut it")
+                                                   "(a run recorded from task events), cut where the worker cut it, "
+                                                   "or in a list when cut to a preview (see cut)")
     kwargs: dict[str, Any] | str | None
     queued_at: Timestamp | None
     started_at: Timestamp | None
@@ -112,6 +113,9 @@ class Run(Answer):
     eta: Timestamp | None = Field(description="sent to start no sooner than this")
     retry_of: str | None = Field(description="the run this one retried (its Celery task id)")
     args_known: bool = Field(description="false: nobody recorded the arguments (never seen sent, no result_extended)")
+    cut: dict[Literal[tuple(previews.BOUNDS)], int] = Field(description=(
+        "in lists and exports: the values cut to a preview (a string, their first characters: of the JSON text for "
+        "args and kwargs), each with its whole size in bytes (UTF-8); {} in a run's own JSON, whose values are whole"))
 
 
 class RunPage(Answer):
@@ -246,55 +250,3 @@ class Retried(Answer):
     celery_task_id: str = Field(description="the new run's")
     retry_of: str = Field(description="the run sent again")
     queue: str | None = Field(description="the queue it went to (None: the task type's default)")
-
-
-BULK_IDS_MAX = search.PAGE_SIZE_MAX
-
-
-class BulkFilter(Body):
-    """The results browser's filters (as GET /api/runs takes them); none at all matches every run."""
-
-    task: Text = None
-    status: Statuses = None
-    worker: Text = None
-    since: When = None
-    until: When = None
-    q: Text = None
-
-    @model_validator(mode="after")
-    def _check_window(self):
-        window(self.since, self.until)
-        return self
-
-    def to_filter(self):
-        return RunQuery.model_validate(self.model_dump(exclude_none=True)).to_filter()
-
-
-class BulkIn(Body):
-    action: Literal["retry", "revoke", "cancel", "delete"] = Field(
-        description="retry: ended runs; revoke: queued runs (and runs waiting for a retry); cancel: queued and "
-                    "running runs; delete (admin): ended runs, and refused when the filter matches an open one")
-    filter: BulkFilter = BulkFilter()
-    ids: Annotated[list[text(64)], Field(
-        max_length=BULK_IDS_MAX, description="only these runs (Celery task ids) "
-                                             "of the filter's")] | SkipJsonSchema[None] = None
-    dry_run: bool = False
-
-
-class NotDone(Answer):
-    celery_task_id: str
-    reason: str
-
-
-class BulkDone(Answer):
-    status: Literal["success"]
-    message: str
-    action: str
-    dry_run: bool
-    matched: int = Field(description="runs the filter matches")
-    applies: int = Field(description="of those, runs the action applies to (retry: those that can be sent again)")
-    done: int = Field(description="runs it was done to (0 on a dry run)")
-    new_ids: list[str] = Field(description="retry: the new runs' Celery task ids")
-    acknowledged_by: list[str] = Field(description="revoke: the workers that acknowledged it")
-    not_confirmed: list[str] = Field(description="cancel: runs whose stop was not confirmed")
-    failed: list[NotDone] = Field(description="retry: runs that cannot be sent again, and why (also on a dry run)")
