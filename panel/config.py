@@ -4,6 +4,7 @@ Each setting is declared once below (`Settings`), with its type and default; pyd
 environment and `.env`. A value that does not fit its type stops the start with a SettingsError naming the key.
 """
 import os
+import re
 import secrets
 from pathlib import Path
 from typing import Annotated
@@ -11,7 +12,7 @@ from typing import Annotated
 from dotenv import dotenv_values
 from pydantic import BeforeValidator, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError, PydanticUseDefault
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from panel.errors import SettingsError
 
@@ -66,6 +67,23 @@ def _or_default(value):
     if value == "":
         raise PydanticUseDefault()
     return value
+
+
+def pairs(pattern, wants):
+    """"name=value,..." (or a dict) whose entries each match `pattern`, as a dict; empty is the default. A bad entry
+    is named by its place, never echoed: its URL may hold a password."""
+    def parse(value):
+        if value == "":
+            raise PydanticUseDefault()
+        entries = value.items() if isinstance(value, dict) else (
+            e.partition("=")[::2] for e in str(value).split(",") if e.strip())
+        found = {}
+        for n, (name, text) in enumerate(entries, 1):
+            if name.strip() in found or not re.fullmatch(pattern, f"{name.strip()}={text.strip()}"):
+                raise PydanticCustomError("setting", "entry {n} is not {wants}", {"n": n, "wants": wants})
+            found[name.strip()] = text.strip()
+        return found
+    return Annotated[dict[str, str], NoDecode, BeforeValidator(parse)]
 
 
 Int = Annotated[int, BeforeValidator(_to_int)]
@@ -131,6 +149,12 @@ class Settings(BaseSettings):
     WATCHDOG_BACKOFF_MAX_S: Seconds = 60.0  # longest delay before a restart
     WATCHDOG_LOCK_WAIT_S: Seconds = 5.0  # how long the watchdog waits for the control lock
     POISON_AFTER_DEATHS: Int = 2  # worker deaths holding the same message before it is quarantined
+    # Supervisor on each host (panel/fleet): "name=url,..."; empty: no hosts pane. Passwords are never shown.
+    SUPERVISORS: pairs(r"[\w.-]+=(http://[^/\s]+/?|unix:///\S+)", "name=http://user:password@host:port or "
+                       "name=unix:///path") = {}
+    SUPERVISOR_PROGRAMS: pairs(r"(worker|beat)=[^\s:]+(:[^\s:]+)?", "worker=<program> or beat=<program>") = {
+        "worker": "celery-worker", "beat": "celery-beat"}  # Supervisor's names for the worker and Beat
+    SUPERVISOR_TIMEOUT_S: Seconds = Field(2.0, gt=0)  # a supervisord that takes longer is unreachable
     # Security.
     PANEL_AUTH: str = "on"  # "off" drops the login (loopback only)
     PANEL_ALLOWED_HOSTS: str = ""  # with PANEL_AUTH=off: host names served besides localhost, 127.0.0.1, [::1]

@@ -26,6 +26,7 @@ LAYERS = (
     ("security",),
     ("health",),
     ("supervision",),
+    ("fleet",),
     ("web", "cli", "background", "launcher", "celery_setup", "embedded", "worker_commands",
      "app", "celery_app", "scripts", "bench", "gunicorn"),
 )

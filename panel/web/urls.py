@@ -9,7 +9,7 @@ from werkzeug.routing import BaseConverter
 
 from models import ADMIN, OPERATOR, VIEWER
 from panel.security.auth import PUBLIC
-from panel.web import about, account, cluster, errors, health, pages, processes, quarantine, runs, schedules
+from panel.web import about, account, cluster, errors, health, hosts, pages, processes, quarantine, runs, schedules
 
 PAGES = [  # HTML, blueprint "pages"
     ("GET",      "/",                                          pages.dashboard,                 VIEWER),
@@ -36,6 +36,11 @@ API = [  # JSON, blueprint "api"
     ("POST",     "/scheduler/cancel-run/<celery_task_id>/",    runs.cancel_run,                 OPERATOR),
     ("POST",     "/scheduler/stop-retries/<celery_task_id>/",  runs.stop_retries,               OPERATOR),
     ("GET",      "/api/logs/<any(worker, beat):program>",      processes.process_log,           VIEWER),
+    # Supervisor on each host (SUPERVISORS): its worker and Beat, in one pane.
+    ("GET",      "/api/hosts",                                 hosts.list_hosts,                VIEWER),
+    ("POST",     "/api/hosts/<host>/<any(worker, beat):program>/start",   hosts.start_program,  OPERATOR),
+    ("POST",     "/api/hosts/<host>/<any(worker, beat):program>/stop",    hosts.stop_program,   OPERATOR),
+    ("POST",     "/api/hosts/<host>/<any(worker, beat):program>/restart", hosts.restart_program, OPERATOR),
     # Schedules: what Beat sends (served at /api/tasks: the dashboard calls a schedule a "task").
     ("GET",      "/api/tasks",                                 schedules.list_tasks,            VIEWER),
     ("POST",     "/api/tasks",                                 schedules.create_task,           OPERATOR),
