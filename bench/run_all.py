@@ -9,7 +9,7 @@ sys.path.insert(0, str(ROOT))
 BENCHES = ("bench.status_latency", "bench.record_throughput", "bench.cancel_latency", "bench.worker_detail",
            "bench.runs_query", "bench.status_load", "bench.fault_answers", "bench.event_ingest", "bench.beat_failover",
            "bench.sort_pages", "bench.bulk_actions", "bench.restart_settle",
-           "bench.readback_rate")
+           "bench.readback_rate", "bench.hosts")
 
 
 def main():

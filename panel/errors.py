@@ -102,5 +102,30 @@ class SettingsError(PanelError, ValueError):
         super().__init__("\n".join(f"{key}: {message}" for key, message in self.problems))
 
 
+class SupervisorUnreachable(PanelError, ConnectionError):
+    """A host's supervisord did not answer (or not as supervisord): the reason says why."""
+
+    status = 503
+
+
+class SupervisorRefused(SupervisorUnreachable):
+    """A host's supervisord answered 401: the panel's credentials for it are wrong (its settings, not the caller's
+    login), so 502 like a gateway whose upstream refused it."""
+
+    status = 502
+
+
+class SupervisorFault(ConflictError):
+    """Supervisor refused the action (ALREADY_STARTED, NOT_RUNNING, SPAWN_ERROR...); `fault` is its name."""
+
+    def __init__(self, message, fault):
+        super().__init__(message)
+        self.fault = fault
+
+
+class NoSuchProgram(NotFound):
+    """The host's supervisord has no program of that name (BAD_NAME)."""
+
+
 class IllegalTransition(RuntimeError):
     """A process state change the state model does not allow: a bug, never the user's input (so no status)."""

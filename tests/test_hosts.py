@@ -14,9 +14,9 @@ import pytest
 
 from models import AuditEvent, db
 from panel.config import read_settings
-from panel.errors import SettingsError
+from panel.errors import NoSuchProgram, SettingsError
 from panel.fleet.hosts import exposed
-from panel.host.supervisord import NoSuchProgram, Supervisord as SupervisordClient, redact
+from panel.host.supervisord import Supervisord as SupervisordClient, redact
 from tests.helpers import CELERY, PROJECT, api_client, free_port, wait_for
 
 SUPERVISORD = str(Path(CELERY).with_name("supervisord"))
@@ -326,3 +326,10 @@ def test_plain_http_to_a_host_off_loopback_is_warned_about_and_loopback_or_a_soc
                       "sock": "unix:///run/supervisor.sock", "far": "http://u:Hush-9@10.0.0.5:9001"})
     assert warned == ["far: supervisord over plain http:// on 10.0.0.5: its password crosses the network in clear; "
                       "keep it on a private network, use unix:// or an SSH tunnel to loopback"]
+
+
+def test_celery_check_warns_about_a_supervisord_reached_over_plain_http_off_loopback(make_app):
+    app = make_app(SUPERVISORS={"far": "http://u:Hush-9@10.0.0.5:9001", "near": "http://u:p@127.0.0.1:9001"})
+    said = app.test_cli_runner().invoke(args=["celery-check"]).output
+    assert "⚠ SUPERVISORS: far: supervisord over plain http:// on 10.0.0.5" in said, said
+    assert "near:" not in said and "Hush-9" not in said

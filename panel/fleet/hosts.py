@@ -6,8 +6,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from urllib.parse import urlsplit
 
-from panel.errors import NotFound, PanelError
-from panel.host.supervisord import DEFAULT_TIMEOUT_S, Supervisord, SupervisorFault
+from panel.errors import NotFound, PanelError, SupervisorFault
+from panel.host.supervisord import DEFAULT_TIMEOUT_S, Supervisord
 
 log = logging.getLogger("panel.fleet")
 KINDS = ("worker", "beat")

@@ -9,7 +9,7 @@ import socket
 import xmlrpc.client
 from urllib.parse import unquote, urlsplit
 
-from panel.errors import ConflictError, NotFound, PanelError
+from panel.errors import NoSuchProgram, SupervisorFault, SupervisorRefused, SupervisorUnreachable
 
 DEFAULT_TIMEOUT_S = 2.0
 ACTION_TIMEOUT_S = 60.0  # a start or stop waits for supervisord's own startsecs / stopwaitsecs, longer than a look
@@ -32,31 +32,6 @@ _CREDENTIALS = re.compile(r"(?P<user>(?:[a-z][a-z0-9+.-]*://)?[^\s:/@]+):[^\s@/]
 def redact(text):
     """`http://user:secret@h:p` (or `user:secret@h:p`) becomes `http://user:***@h:p`, wherever it is in `text`."""
     return _CREDENTIALS.sub(lambda m: f"{m.group('user')}:***@", str(text))
-
-
-class SupervisorUnreachable(PanelError, ConnectionError):
-    """A host's supervisord did not answer (or not as supervisord): the reason says why."""
-
-    status = 503
-
-
-class SupervisorRefused(SupervisorUnreachable):
-    """A host's supervisord answered 401: the panel's credentials for it are wrong (its settings, not the caller's
-    login), so 502 like a gateway whose upstream refused it."""
-
-    status = 502
-
-
-class SupervisorFault(ConflictError):
-    """Supervisor refused the action (ALREADY_STARTED, NOT_RUNNING, SPAWN_ERROR...); `fault` is its name."""
-
-    def __init__(self, message, fault):
-        super().__init__(message)
-        self.fault = fault
-
-
-class NoSuchProgram(NotFound):
-    """The host's supervisord has no program of that name (BAD_NAME)."""
 
 
 class _UnixConnection(http.client.HTTPConnection):
