@@ -62,6 +62,25 @@ def test_two_poisons_with_spaces_are_quarantined_and_the_message_held_for_its_co
                    "message", "both quarantined, the held message untouched and run at its time; the worker RUNNING"))
 
 
+def test_a_message_a_sigkilled_worker_held_for_its_countdown_goes_back_to_its_queue_and_runs_at_its_time(guarded):
+    """Killed, the worker restores nothing: on Redis its held message would wait in kombu's unacknowledged set for
+    the visibility timeout (an hour); the panel gives it back at once (RabbitMQ requeues it itself)."""
+    import os
+    import signal
+    app = guarded
+    celery, supervisor = app.extensions["celery"], app.extensions["supervisor"]
+    first = start_worker(app)
+    held = celery.send_task("tests.add", args=(4, 5), countdown=12)
+    wait_for(lambda: f"[{held.id}] received" in supervisor.log_path(WORKER).read_text(errors="replace"), 60,
+             "the worker to receive the countdown message and hold it")
+    os.kill(first, signal.SIGKILL)
+    ran = wait_for(lambda: (r := run_row(app, held.id)) and r.status == "completed" and r, 90,
+                   "the held message to run on the restarted worker")
+    assert ran.result == "9" and ran.started_at >= ran.eta, (ran.started_at, ran.eta)
+    assert ran.worker and supervisor.host.scan()[WORKER][0].pid != first
+    assert counted(app, held.id) is None, "a SIGKILL blames no message"
+
+
 @pytest.mark.parametrize("name", ["poison id with spaces 2"])
 def test_the_crash_log_reads_ids_and_task_names_that_hold_spaces(name):
     from panel.supervision import crashlog

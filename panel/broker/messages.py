@@ -84,13 +84,13 @@ def _take_redis(channel, task_id, queues):
         found = _take_from_lists(client, channel, task_id, queues)
         if found is not None:
             return found
-        unacked, index = prefix + channel.unacked_key, prefix + channel.unacked_index_key
-        for tag, raw in client.hscan_iter(unacked, count=500):
+        # kombu's client prefixes HDEL and ZREM keys itself (a global_keyprefix), but not HSCAN's
+        for tag, raw in client.hscan_iter(prefix + channel.unacked_key, count=500):
             if _carries(raw, task_id):
                 message, _exchange, routing_key = json.loads(raw)
-                if not client.hdel(unacked, tag):
+                if not client.hdel(channel.unacked_key, tag):
                     return None  # a restore moved it meanwhile: look again on the next death
-                client.zrem(index, tag)
+                client.zrem(channel.unacked_index_key, tag)
                 return _from_redis(json.dumps(message), routing_key or queues[0])
     return None
 
@@ -172,6 +172,28 @@ def _carrying(client, key, wanted):
         if len(chunk) < SCAN_CHUNK:
             break
     return found
+
+
+def give_back(celery, task_ids):
+    """Put messages a dead consumer left delivered and unacknowledged back at the head of their queues, as kombu's
+    own restore does (Redis only: RabbitMQ requeues a dead connection's messages itself). Without it a message a
+    SIGKILLed worker held (reserved, or waiting for its ETA) stays out of every queue until the visibility timeout,
+    an hour by default. Returns the ids given back."""
+    wanted, back = set(task_ids), []
+    if not wanted:
+        return back
+    with broker_connection(celery, f"give {len(wanted)} message(s) back to their queues") as conn:
+        if not is_redis(conn):
+            return back
+        channel = conn.default_channel
+        prefix = getattr(channel, "global_keyprefix", "") or ""
+        with channel.conn_or_acquire() as client:
+            for tag, raw in list(client.hscan_iter(prefix + channel.unacked_key, count=500)):
+                task_id = next((t for t in wanted if _carries(raw, t)), None)
+                if task_id is not None:
+                    channel.qos.restore_by_tag(tag, client)  # one transaction: a concurrent restore finds nothing
+                    back.append(task_id)
+    return back
 
 
 def publish(celery, envelope):

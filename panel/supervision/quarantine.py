@@ -15,7 +15,7 @@ from sqlalchemy import select, update
 
 from models import FAILED, PENDING, QUARANTINED, QuarantinedMessage, Run, db, iso, utcnow
 from panel.broker import messages, queues
-from panel.errors import ConflictError, NotFound
+from panel.errors import BrokerDown, ConflictError, NotFound
 from panel.health import alerts
 from panel.host.supervisor import tail
 from panel.runlog import outcomes
@@ -67,16 +67,23 @@ def _count(task_id, task, evidence, now):
 
 
 def note_death(cfg, celery, log_path, exit_status=None):
-    """A worker died of a message: count the death against the one its main process was handing to the pool (the
-    first message it held that was due and never started), and quarantine it once POISON_AFTER_DEATHS deaths are
-    counted. A message the worker only held (waiting for its ETA, behind the one handed over, running on a pool
-    process) is never counted, nor is any message when the worker was killed rather than died of one.
+    """A worker died unasked: blame the message that killed it, if one did, and give back the rest of what it held.
 
     Returns the row when a message was taken out of its queue by this death, else None.
     """
     died = crashlog.death(tail(log_path, lines=10_000, max_bytes=LOG_TAIL_BYTES), exit_status)
-    if died is None or not died.by_message:
+    if died is None:
         return None
+    taken = _blame(cfg, celery, died) if died.by_message else None
+    _give_back(celery, died, taken.celery_task_id if taken else None)
+    return taken
+
+
+def _blame(cfg, celery, died):
+    """Count the death against the one message the main process was handing to the pool (the first message it held
+    that was due and never started), and quarantine it once POISON_AFTER_DEATHS deaths are counted. A message the
+    worker only held (waiting for its ETA, behind the one handed over, running on a pool process) is never counted.
+    """
     now = utcnow()
     for task_id, task in died.held:
         if (why := _not_handled(task_id, now)) is not None:
@@ -90,6 +97,21 @@ def note_death(cfg, celery, log_path, exit_status=None):
                     row.deaths, row.evidence)
         return _take(cfg, celery, row, now) if row.deaths >= cfg["POISON_AFTER_DEATHS"] else None
     return None
+
+
+def _give_back(celery, died, taken_id):
+    """The messages the dead worker held and never started go back to their queues now (Redis keeps them aside
+    until its visibility timeout, an hour, when a worker dies without restoring them: a SIGKILL, a crash)."""
+    started = set(db.session.scalars(select(Run.celery_task_id).where(
+        Run.celery_task_id.in_([task_id for task_id, _ in died.held]), Run.started_at.is_not(None))))
+    ids = [task_id for task_id, _ in died.held if task_id != taken_id and task_id not in started]
+    try:
+        back = messages.give_back(celery, ids)
+    except BrokerDown as exc:
+        log.warning("could not give the dead worker's messages back to their queues: %s", exc)
+        return
+    if back:
+        log.info("gave %d message(s) the dead worker held back to their queues: %s", len(back), ", ".join(back))
 
 
 def _take(cfg, celery, row, now):
