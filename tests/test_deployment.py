@@ -69,8 +69,10 @@ def test_gunicorn_timeouts_let_a_stop_finish(monkeypatch):
     assert conf["timeout"] >= 60 + 10 + 5 + 30
 
 
-def test_the_doc_holds_three_units_and_a_supervisor_config():
-    assert set(doc_blocks()) == set(UNITS) | {"celery-panel.conf"}
+def test_the_doc_holds_three_units_a_supervisor_config_and_its_rpc_interface_on_loopback():
+    assert set(doc_blocks()) == set(UNITS) | {"celery-panel.conf", "rpc.conf"}
+    rpc = parse(doc_blocks()["rpc.conf"])["inet_http_server"]
+    assert rpc["port"].split(";")[0].strip().startswith("127.0.0.1:") and rpc["username"] and rpc["password"]
 
 
 @pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze is not installed here")
