@@ -35,6 +35,8 @@ CONTROLS = ("/scheduler/start-celery/", "/restart_celery_beat", "/scheduler/stop
 class GunicornPanel:
     """`launcher serve` on a free loopback port, on its own instance, database and broker; stop() ends it all."""
 
+    command = "serve"  # `launcher serve` execs gunicorn: this pid becomes gunicorn's master
+
     def __init__(self, folder, broker_url, workers=3, imports="tests.sample_tasks", **settings):
         self.folder = folder
         self.instance = str(folder / "instance")
@@ -45,14 +47,14 @@ class GunicornPanel:
                         PANEL_HOST="127.0.0.1", PANEL_PORT=str(self.port), PANEL_WORKERS=str(workers),
                         WATCHDOG="", STOP_GRACE_S="3", PYTHONUNBUFFERED="1")
         self.env.update({key: str(value) for key, value in settings.items()})
-        self.log_path = folder / "gunicorn.out"
+        self.log_path = folder / f"{self.command}.out"
         self.app = None
         self.tokens = {}
-        with open(self.log_path, "ab") as out:  # `serve` execs gunicorn: this pid becomes gunicorn's master
-            self.master = subprocess.Popen([sys.executable, "-m", "panel.launcher", "serve"], cwd=str(ROOT),
+        with open(self.log_path, "ab") as out:
+            self.master = subprocess.Popen([sys.executable, "-m", "panel.launcher", self.command], cwd=str(ROOT),
                                            env=self.env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
         try:
-            wait_for(self._booted, BOOT_WAIT_S, f"gunicorn to serve /healthz (see {self.log_path})")
+            wait_for(self._booted, BOOT_WAIT_S, f"the panel ({self.command}) to serve /healthz (see {self.log_path})")
             self.app = self.local_app()
         except BaseException:
             self.stop()
@@ -60,11 +62,15 @@ class GunicornPanel:
 
     def _booted(self):
         if self.master.poll() is not None:
-            raise AssertionError(f"gunicorn exited with {self.master.returncode}:\n{self.output()}")
+            raise AssertionError(f"the panel ({self.command}) exited with {self.master.returncode}:\n{self.output()}")
         try:
-            return requests.get(self.base + "/healthz", timeout=2).status_code == 200 and len(self.worker_pids()) > 0
+            return requests.get(self.base + "/healthz", timeout=2).status_code == 200 and self._serving()
         except requests.RequestException:
             return False
+
+    def _serving(self):
+        """gunicorn answers from its master before a worker is up: ready once one is."""
+        return len(self.worker_pids()) > 0
 
     def local_app(self):
         """An app in this process on the same settings: users, tokens, and the supervisor for the clean-up."""

@@ -2,19 +2,14 @@
 the servers the panel ships: Werkzeug's (`make run`) and gunicorn (`make serve`), each a real process on loopback."""
 import http.client
 import json
-import os
 import socket
-import subprocess
-import sys
 
 import pytest
-import requests
 from kombu import Connection
 
 from models import Run, db
-from panel.config import ROOT
-from tests.gunicorn_stack import BOOT_WAIT_S, GunicornPanel
-from tests.helpers import free_port, wait_for
+from tests.gunicorn_stack import GunicornPanel
+from tests.helpers import wait_for
 
 LIMIT = 1024 * 1024  # MAX_CONTENT_LENGTH's default
 SEND = "/api/registered-tasks/crawl_url/send"
@@ -26,34 +21,13 @@ HTTP_TIMEOUT_S = 60
 
 
 class DevServerPanel(GunicornPanel):
-    """`python -m panel.launcher` (make run: Werkzeug's threaded server, one process) on a free loopback port, with
-    the settings, users and clean-up of GunicornPanel."""
+    """`python -m panel.launcher run` (make run: Werkzeug's threaded server, one process) on a free loopback port,
+    with the settings, users and clean-up of GunicornPanel."""
 
-    def __init__(self, folder, broker_url):  # the parent's settings; its start is gunicorn's, so not called
-        self.folder, self.instance, self.port = folder, str(folder / "instance"), free_port()
-        self.base, self.app, self.tokens = f"http://127.0.0.1:{self.port}", None, {}
-        self.env = dict(os.environ, PANEL_INSTANCE_PATH=self.instance, DATABASE_URL=f"sqlite:///{folder / 'panel.db'}",
-                        CELERY_BROKER_URL=broker_url, CELERY_RESULT_BACKEND=broker_url,
-                        CELERY_IMPORTS="tests.sample_tasks", PANEL_HOST="127.0.0.1", PANEL_PORT=str(self.port),
-                        WATCHDOG="", STOP_GRACE_S="3", PYTHONUNBUFFERED="1")
-        self.log_path = folder / "panel.out"
-        with open(self.log_path, "ab") as out:
-            self.master = subprocess.Popen([sys.executable, "-m", "panel.launcher", "run"], cwd=str(ROOT),
-                                           env=self.env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
-        try:
-            wait_for(self._booted, BOOT_WAIT_S, f"the panel to serve /healthz (see {self.log_path})")
-            self.app = self.local_app()
-        except BaseException:
-            self.stop()
-            raise
+    command = "run"
 
-    def _booted(self):
-        if self.master.poll() is not None:
-            raise AssertionError(f"the panel exited with {self.master.returncode}:\n{self.output()}")
-        try:
-            return requests.get(self.base + "/healthz", timeout=2).status_code == 200
-        except requests.RequestException:
-            return False
+    def _serving(self):
+        return True  # one process: /healthz answering is the server ready
 
 
 @pytest.fixture(scope="module", params=["werkzeug", "gunicorn"])
