@@ -4,7 +4,6 @@ import logging
 import os
 import shutil
 import signal
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -16,97 +15,12 @@ from models import AuditEvent, db
 from panel.config import read_settings
 from panel.errors import NoSuchProgram, SettingsError
 from panel.fleet.hosts import exposed
-from panel.host.supervisord import Supervisord as SupervisordClient, redact
-from tests.helpers import CELERY, PROJECT, api_client, free_port, wait_for
+from panel.host.supervisord import redact
+from tests.helpers import api_client, wait_for
+from tests.supervisord_harness import PASSWORDS, PROGRAMS, SupervisordHost, beat_command, worker_command
 
-SUPERVISORD = str(Path(CELERY).with_name("supervisord"))
 READY_WAIT_S = 90  # a worker's start on two shared cores, with a CI run beside it
 HOLD_S = 10  # a stop through the panel must still hold this long after
-PASSWORDS = {"alpha": "alpha-S3cret-pw", "beta": "beta-S3cret-pw"}
-PROGRAMS = {"worker": "celery-worker", "beat": "celery-beat"}
-
-CONF = """\
-[supervisord]
-logfile={folder}/supervisord.log
-pidfile={folder}/supervisord.pid
-childlogdir={folder}
-directory={folder}
-nodaemon=true
-
-[inet_http_server]
-port=127.0.0.1:{port}
-username={user}
-password={password}
-
-[rpcinterface:supervisor]
-supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
-"""
-PROGRAM = """
-[program:{name}]
-command={command}
-directory={project}
-autostart=true
-autorestart=true
-startsecs=1
-stopwaitsecs=10
-stopasgroup=true
-killasgroup=true
-redirect_stderr=true
-stdout_logfile={folder}/{name}.log
-"""
-
-
-class SupervisordHost:
-    """A supervisord of its own (temp dir, free loopback port, own password), as one host of a fleet."""
-
-    def __init__(self, folder, name, broker_url, programs, socket=None):
-        folder.mkdir(parents=True, exist_ok=True)
-        self.name, self.folder, self.port = name, folder, free_port()
-        self.user, self.password = f"{name}-admin", PASSWORDS.get(name, f"{name}-S3cret-pw")
-        conf = CONF.format(folder=folder, port=self.port, user=self.user, password=self.password)
-        if socket:  # beside the TCP port, as a host's own supervisorctl reaches it
-            conf += f"\n[unix_http_server]\nfile={socket}\nchmod=0700\n"
-        for program, command in programs.items():
-            conf += PROGRAM.format(name=program, command=command, project=PROJECT, folder=folder)
-        (folder / "supervisord.conf").write_text(conf)
-        env = dict(os.environ, CELERY_BROKER_URL=broker_url, CELERY_RESULT_BACKEND=broker_url, PROJ_TICK_S="60")
-        self.proc = subprocess.Popen([SUPERVISORD, "-c", str(folder / "supervisord.conf")], env=env,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
-        self.url = f"http://{self.user}:{self.password}@127.0.0.1:{self.port}"
-        self.client = SupervisordClient(name, self.url)
-
-    def running(self, program):
-        """The program's PID once supervisord calls it RUNNING."""
-        try:
-            info = self.client.program(program)
-        except Exception:
-            return None
-        return info["pid"] if info["state"] == "RUNNING" else None
-
-    def stop(self):
-        """SIGTERM: supervisord stops its programs, then exits; whatever is left after is killed by PID."""
-        if self.proc.poll() is None:
-            family = psutil.Process(self.proc.pid).children(recursive=True)
-            os.kill(self.proc.pid, signal.SIGCONT)  # a test may have left it stopped
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-            for child in family:
-                try:
-                    child.kill()
-                except psutil.NoSuchProcess:
-                    pass
-
-
-def worker_command(node):
-    return f"{CELERY} -A proj worker -n {node} -P solo -l info --without-mingle --without-gossip"
-
-
-def beat_command(folder):
-    return f"{CELERY} -A proj beat -s {folder}/beat-schedule --pidfile={folder}/beat.pid -l info"
 
 
 @pytest.fixture(scope="module")
