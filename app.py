@@ -11,6 +11,7 @@ from panel.celery_setup import celery_init_app
 from panel.cluster import project_conf
 from panel.config import ROOT, load_settings, project_first
 from panel.database import engine_options
+from panel.host.supervised import Supervised
 from panel.host.supervisor import Supervisor
 from panel.logs import setup_logging
 from panel.supervision.history import intent_for, recorder_for
@@ -50,7 +51,8 @@ def create_app(config=None, env_file=None, web=True):
     db.init_app(app)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
     celery = celery_init_app(app)
-    app.extensions["supervisor"] = Supervisor(
+    manager = Supervised if app.config["PROCESS_MANAGER"] == "supervisor" else Supervisor
+    app.extensions["supervisor"] = manager(
         app.config, celery, check_broker=lambda: connection.ping(app.config["CELERY_BROKER_URL"]),
         worker_answers=lambda nodename, timeout_s: remote.ping_worker(celery, nodename, timeout_s=timeout_s),
         on_event=recorder_for(app), on_intent=intent_for(app))

@@ -156,6 +156,23 @@ class ProcessEvent(db.Model):
     cause: Mapped[str] = mapped_column(String(40), default="", server_default="")  # request, watchdog, crash...
     actor: Mapped[str] = mapped_column(String(80), default="", server_default="")  # who: a user, "watchdog", "cli"
     exit_status: Mapped[int | None] = mapped_column(Integer, nullable=True)  # negative: killed by that signal
+    host: Mapped[str | None] = mapped_column(String(120), nullable=True)  # a host of the pane; null: the panel's own
+
+
+class FollowedProgram(db.Model):
+    """A worker or Beat under another host's Supervisor as the panel last saw it (the hosts pane), so that a PID that
+    changed unasked is recorded as a crash, across a panel restart too; `desired` follows the actions through the
+    panel ("restarting" while one is under way)."""
+
+    __tablename__ = "followed_programs"
+
+    host: Mapped[str] = mapped_column(String(120), primary_key=True)
+    program: Mapped[str] = mapped_column(String(20), primary_key=True)
+    state: Mapped[str] = mapped_column(String(20), default="UNKNOWN")
+    pids: Mapped[list] = mapped_column(JSON, default=list)
+    desired: Mapped[str] = mapped_column(String(10), default="running")
+    reason: Mapped[str] = mapped_column(Text, default="")
+    changed_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
 class Watchdog(db.Model):

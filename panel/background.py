@@ -109,17 +109,20 @@ def watch_loop(app, stop):
     ALERT_CHECK_INTERVAL_S."""
     from panel.health import alerts
     from panel.runlog import recorder
-    from panel.supervision import watchdog
+    from panel.supervision import follow, watchdog
     with app.app_context():
-        dogs = watchdog.Watchdogs(app)
-        watchdog.apply_configured(app.config)
+        dogs = [follow.Follower(app)]  # what Supervisor keeps: this host's (PROCESS_MANAGER=supervisor), the pane's
+        if app.config["PROCESS_MANAGER"] == "panel":  # else Supervisor restarts them: the watchdog stands down
+            dogs.append(watchdog.Watchdogs(app))
+            watchdog.apply_configured(app.config)
         db.session.remove()
     checked = 0.0
     while not stop.wait(app.config["WATCHDOG_INTERVAL_S"]):
         with app.app_context():
             try:
                 recorder.replay_spool()  # run-log writes the database refused earlier, in order
-                dogs.tick()
+                for dog in dogs:
+                    dog.tick()
                 if time.monotonic() - checked >= app.config["ALERT_CHECK_INTERVAL_S"]:
                     checked = time.monotonic()
                     alerts.run_checks(app.config)

@@ -169,7 +169,7 @@ def _check_lines(facts):
         lines.append("workers     none answered: start a worker to list the task types it registers")
     for worker, types in sorted(facts["workers"].items()):
         lines.append(f"worker      {worker}: {', '.join(types) or '(no task types)'}")
-    return lines + _settings_lines(facts["settings"]) + [f"⚠ SUPERVISORS: {w}" for w in facts.get("supervisors", [])]
+    return lines + _settings_lines(facts["settings"]) + [f"⚠ {w}" for w in facts.get("supervisors", [])]
 
 
 def _settings_lines(conf):
@@ -196,7 +196,11 @@ def celery_check(as_json):
     from panel.health import app_check
     facts = app_check.check(current_app.config, current_app.extensions["celery"],
                             current_app.extensions["supervisor"].child_env())
-    facts["supervisors"] = hosts.exposed(current_app.config.get("SUPERVISORS") or {})
+    config = current_app.config
+    facts["supervisors"] = [f"SUPERVISORS: {w}" for w in hosts.exposed(config.get("SUPERVISORS") or {})]
+    if config["PROCESS_MANAGER"] == "supervisor":  # this host's own, as exposed when it is reached over a network
+        facts["supervisors"] += [f"SUPERVISOR_URL: {w.partition(': ')[2]}"
+                                 for w in hosts.exposed({"this host": config["SUPERVISOR_URL"]})]
     click.echo(json.dumps(facts, indent=2) if as_json else "\n".join(_check_lines(facts)))
     ok = facts["project"]["loads"] and facts["broker"]["ok"] and facts["backend"]["ok"]
     sys.exit(0 if ok else 1)

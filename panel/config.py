@@ -7,7 +7,7 @@ import os
 import re
 import secrets
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from dotenv import dotenv_values
 from pydantic import BeforeValidator, Field, ValidationError, model_validator
@@ -19,6 +19,8 @@ from panel.errors import SettingsError
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_INSTANCE = ROOT / "instance"
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+SUPERVISOR_URL_FORM = r"http://[^/\s]+/?|unix:///\S+"  # a password in it is never shown
+SUPERVISORS_FORM = "name=http://user:password@host:port or name=unix:///path"
 TRUE_WORDS, FALSE_WORDS = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
@@ -26,28 +28,25 @@ def _refuse(wanted, value):
     return PydanticCustomError("setting", "expected {wanted}, got {got}", {"wanted": wanted, "got": repr(value)})
 
 
-def _to_int(value):
-    """As int() always read these: " 5 ", "+5" and "1_000" are numbers; "", "5.0" and "five" are not."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        try:
-            return int(value)
-        except ValueError:
-            pass
-    raise _refuse("an integer", value)
+def _number(cast, wanted, kinds):
+    """As cast() always read these (ints: " 5 ", "+5" and "1_000", never "", "5.0" or "five"); a bool is none."""
+    def read(value):
+        if isinstance(value, kinds) and not isinstance(value, bool):
+            return cast(value)
+        if isinstance(value, str):
+            try:
+                return cast(value)
+            except ValueError:
+                pass
+        raise _refuse(wanted, value)
+    return read
 
 
-def _to_seconds(value):
-    """A number of seconds, fractions allowed (as float() always read these)."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            pass
-    raise _refuse("a number of seconds", value)
+def _supervisor_url(value):
+    """A supervisord's address; a bad one is refused without echoing it (it may hold a password)."""
+    if re.fullmatch(SUPERVISOR_URL_FORM, str(value)):
+        return str(value)
+    raise PydanticCustomError("setting", "is not http://user:password@host:port or unix:///path")
 
 
 def _to_flag(value):
@@ -86,10 +85,11 @@ def pairs(pattern, wants):
     return Annotated[dict[str, str], NoDecode, BeforeValidator(parse)]
 
 
-Int = Annotated[int, BeforeValidator(_to_int)]
-Seconds = Annotated[float, BeforeValidator(_to_seconds)]
+Int = Annotated[int, BeforeValidator(_number(int, "an integer", int))]
+Seconds = Annotated[float, BeforeValidator(_number(float, "a number of seconds", (int, float)))]
 Flag = Annotated[bool, BeforeValidator(_to_flag)]
 NonEmpty = Annotated[str, BeforeValidator(_or_default)]
+SupervisorUrl = Annotated[str, BeforeValidator(_supervisor_url)]
 # Read to derive other values (or by gunicorn.conf.py), not Flask config keys themselves.
 INPUT_ONLY = dict(exclude=True)
 
@@ -149,9 +149,10 @@ class Settings(BaseSettings):
     WATCHDOG_BACKOFF_MAX_S: Seconds = 60.0  # longest delay before a restart
     WATCHDOG_LOCK_WAIT_S: Seconds = 5.0  # how long the watchdog waits for the control lock
     POISON_AFTER_DEATHS: Int = 2  # worker deaths holding the same message before it is quarantined
-    # Supervisor on each host (panel/fleet): "name=url,..."; empty: no hosts pane. Passwords are never shown.
-    SUPERVISORS: pairs(r"[\w.-]+=(http://[^/\s]+/?|unix:///\S+)", "name=http://user:password@host:port or "
-                       "name=unix:///path") = {}
+    # Who keeps the worker and Beat: the panel itself, or this host's supervisord (panel/host/supervised.py).
+    PROCESS_MANAGER: Literal["panel", "supervisor"] = "panel"  # "panel" or "supervisor"
+    SUPERVISOR_URL: SupervisorUrl = "unix:///var/run/supervisor.sock"  # with "supervisor": this host's supervisord
+    SUPERVISORS: pairs(rf"[\w.-]+=({SUPERVISOR_URL_FORM})", SUPERVISORS_FORM) = {}  # the hosts pane (panel/fleet)
     SUPERVISOR_PROGRAMS: pairs(r"(worker|beat)=[^\s:]+(:[^\s:]+)?", "worker=<program> or beat=<program>") = {
         "worker": "celery-worker", "beat": "celery-beat"}  # Supervisor's names for the worker and Beat
     SUPERVISOR_TIMEOUT_S: Seconds = Field(2.0, gt=0)  # a supervisord that takes longer is unreachable

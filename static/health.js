@@ -66,6 +66,7 @@
     say(`h-${kind}`, part.active ? `✓ running${pids}` : "⚠️ not running", part.active ? "ok-text" : "bad-text");
     const dog = part.watchdog;
     const box = $(`wd-${kind}`);
+    if (!box) return;  // PROCESS_MANAGER=supervisor: Supervisor restarts it, no watchdog switch
     box.checked = Boolean(dog && dog.enabled);
     if (!dog || !dog.enabled) { say(`wd-${kind}-state`, "watchdog off", "hint"); return; }
     const [cls, word] = DOG_LOOK[dog.state] || ["hint", dog.state];
@@ -119,7 +120,7 @@
     body.replaceChildren(...events.map((e) => {
       const row = document.createElement("tr");
       const outcome = e.outcome === "ok" ? "✓ ok" : "✕ " + e.outcome;
-      row.append(cell(panelTime.element(e.at)), cell(e.program), cell(e.action), cell(outcome),
+      row.append(cell(panelTime.element(e.at)), cell(e.host ? `${e.program} on ${e.host}` : e.program), cell(e.action), cell(outcome),
                  cell(e.pids.join(", ") || "—"), cell(exitWords(e.exit_status)), cell(e.cause || "—"),
                  cell(e.actor || "—"), cell(e.message));
       return row;

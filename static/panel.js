@@ -106,8 +106,10 @@ async function refreshStatus() {
   const [beat, procs] = await Promise.allSettled([getJSON("/celery_status"), getJSON("/scheduler/celery-status/")]);
   if (beat.status === "fulfilled") renderBeat(beat.value);
   else { beatStopped = false; setBadge("beat-badge", "❌ Error", "red", "Cannot check status: " + beat.reason); }
-  if (procs.status === "fulfilled") renderProcesses(procs.value);
-  else {
+  if (procs.status === "fulfilled") {
+    renderProcesses(procs.value);
+    document.dispatchEvent(new CustomEvent("celery-status", { detail: procs.value }));  // hosts.js draws the hosts
+  } else {
     setBadge("overall-badge", "❌ Error", "red", String(procs.reason));
     setBadge("worker-badge", "❌ Error", "red", String(procs.reason));
   }
@@ -285,7 +287,10 @@ async function toolbarAction(name) {
   try {
     const r = await request("POST", url);
     stopWatching(watch);
-    showOutcome(r.data.message || ("Failed: HTTP " + r.status), r.ok && r.data.status !== "error");
+    const hosts = r.data.hosts || [];  // Stop / Start Celery on every host of SUPERVISORS too: a line per host
+    const lines = hosts.map((h) => (h.ok ? "✓ " : "✕ ") + h.host + ": " + h.message);
+    showOutcome([r.data.message || ("Failed: HTTP " + r.status), ...lines].join("\n"),
+                r.ok && r.data.status !== "error" && hosts.every((h) => h.ok));
   } finally {
     stopWatching(watch);
     button.disabled = false;

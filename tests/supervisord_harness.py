@@ -48,9 +48,10 @@ stdout_logfile={folder}/{name}.log
 class SupervisordHost:
     """A supervisord of its own (temp dir, free loopback port, own password), as one host of a fleet."""
 
-    def __init__(self, folder, name, broker_url, programs, socket=None):
+    def __init__(self, folder, name, broker_url, programs, socket=None, env=None, port=None):
+        """`env`: the programs' environment beyond the broker (supervisord passes its own on to them)."""
         folder.mkdir(parents=True, exist_ok=True)
-        self.name, self.folder, self.port = name, folder, free_port()
+        self.name, self.folder, self.port = name, folder, port or free_port()
         self.user, self.password = f"{name}-admin", PASSWORDS.get(name, f"{name}-S3cret-pw")
         conf = CONF.format(folder=folder, port=self.port, user=self.user, password=self.password)
         if socket:  # beside the TCP port, as a host's own supervisorctl reaches it
@@ -58,7 +59,8 @@ class SupervisordHost:
         for program, command in programs.items():
             conf += PROGRAM.format(name=program, command=command, project=PROJECT, folder=folder)
         (folder / "supervisord.conf").write_text(conf)
-        env = dict(os.environ, CELERY_BROKER_URL=broker_url, CELERY_RESULT_BACKEND=broker_url, PROJ_TICK_S="60")
+        env = {**os.environ, "CELERY_BROKER_URL": broker_url, "CELERY_RESULT_BACKEND": broker_url, "PROJ_TICK_S": "60",
+               **(env or {})}
         self.proc = subprocess.Popen([SUPERVISORD, "-c", str(folder / "supervisord.conf")], env=env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
         self.url = f"http://{self.user}:{self.password}@127.0.0.1:{self.port}"

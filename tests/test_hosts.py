@@ -11,7 +11,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from models import AuditEvent, db
+from models import AuditEvent, FollowedProgram, ProcessEvent, db
+from panel import background
 from panel.config import read_settings
 from panel.errors import NoSuchProgram, SettingsError
 from panel.fleet.hosts import exposed
@@ -119,13 +120,58 @@ def test_a_restart_through_the_panel_gives_a_new_pid(make_app, fleet):
     assert restarted["state"] == "RUNNING" and restarted["pid"] not in (None, old)
 
 
-def test_a_worker_killed_is_restarted_by_supervisor_alone_and_the_pane_shows_the_new_pid(make_app, fleet):
-    viewer = api_client(pane_app(make_app, fleet.values(), WATCHDOG=""), "viewer")
+def test_a_worker_killed_is_restarted_by_supervisor_alone_and_the_pane_shows_the_new_pid_and_a_history_row(
+        make_app, fleet):
+    app = pane_app(make_app, fleet.values(), WATCHDOG_INTERVAL_S=0.3)
+    viewer = api_client(app, "viewer")
     old = program_view(viewer, "alpha", "worker")["pid"]
-    os.kill(old, signal.SIGKILL)
-    new = wait_for(lambda: (p := program_view(viewer, "alpha", "worker"))["state"] == "RUNNING"
-                   and p["pid"] not in (None, old) and p["pid"], READY_WAIT_S, "Supervisor to restart the worker")
+    handle = background.start(app)  # the follower looks at every host each 0.3 s
+    try:
+        wait_for(lambda: followed(app, "alpha", "worker") == [old], 30, "the follower to know alpha's worker")
+        os.kill(old, signal.SIGKILL)
+        new = wait_for(lambda: (p := program_view(viewer, "alpha", "worker"))["state"] == "RUNNING"
+                       and p["pid"] not in (None, old) and p["pid"], READY_WAIT_S, "Supervisor to restart the worker")
+        [crash] = wait_for(lambda: crashes(app), 30, "the crash in the restart history")
+    finally:
+        handle.stop()
     assert copies_of("alpha@hosts-test") == [new]
+    assert (crash.host, crash.program, crash.exit_status, crash.pids) == ("alpha", "worker", -9, [old])
+    assert f"killed by SIGKILL; Supervisor started it again (PID {new})" in crash.message
+    shown = viewer.get("/api/process-events?limit=50").get_json()["events"]
+    assert any(e["host"] == "alpha" and e["action"] == "crash" for e in shown)
+
+
+def test_a_stop_and_start_through_the_pane_are_history_rows_with_the_host_and_never_a_crash(make_app, fleet):
+    app = pane_app(make_app, fleet.values(), WATCHDOG_INTERVAL_S=0.3)
+    operator = api_client(app, "operator")
+    handle = background.start(app)
+    try:
+        old = fleet["alpha"].running("celery-beat")
+        wait_for(lambda: followed(app, "alpha", "beat") == [old], 30, "the follower to know alpha's Beat")
+        assert operator.post("/api/hosts/alpha/beat/restart").status_code == 200
+        new = fleet["alpha"].running("celery-beat")
+        wait_for(lambda: followed(app, "alpha", "beat") == [new], 30, "the follower to see the new PID")
+    finally:
+        handle.stop()
+    with app.app_context():
+        rows = db.session.query(ProcessEvent).filter_by(host="alpha", program="beat").all()
+    said = [(r.action, r.outcome, r.actor) for r in rows]
+    assert said == [("restart", "ok", "test-operator")], [r.message for r in rows]
+    assert rows[0].pids == [old, new] and not crashes(app)
+
+
+def followed(app, host, kind):
+    with app.app_context():
+        row = db.session.get(FollowedProgram, (host, kind))
+        db.session.remove()
+        return row.pids if row else None
+
+
+def crashes(app):
+    with app.app_context():
+        rows = db.session.query(ProcessEvent).filter_by(action="crash").all()
+        db.session.remove()
+        return rows
 
 
 def test_a_silent_host_answers_unreachable_within_the_timeout_and_the_other_host_stays_fine(make_app, fleet):
@@ -138,7 +184,7 @@ def test_a_silent_host_answers_unreachable_within_the_timeout_and_the_other_host
         acted = api_client(client.application, "operator").post("/api/hosts/beta/worker/stop")
     finally:
         os.kill(fleet["beta"].proc.pid, signal.SIGCONT)
-    assert hosts["beta"] == {"name": "beta", "reachable": False, "programs": [],
+    assert hosts["beta"] == {"name": "beta", "reachable": False, "programs": [], "nodes": [],
                              "error": "supervisord on beta did not answer within 2 s"}
     assert hosts["alpha"]["reachable"] and hosts["alpha"]["programs"][0]["state"] == "RUNNING"
     assert acted.status_code == 503 and "did not answer" in acted.get_json()["message"]
@@ -247,3 +293,12 @@ def test_celery_check_warns_about_a_supervisord_reached_over_plain_http_off_loop
     said = app.test_cli_runner().invoke(args=["celery-check"]).output
     assert "⚠ SUPERVISORS: far: supervisord over plain http:// on 10.0.0.5" in said, said
     assert "near:" not in said and "Hush-9" not in said
+
+
+def test_celery_check_warns_about_this_hosts_supervisord_reached_over_plain_http_off_loopback(make_app):
+    app = make_app(PROCESS_MANAGER="supervisor", SUPERVISOR_URL="http://u:Hush-9@10.0.0.7:9001")
+    said = app.test_cli_runner().invoke(args=["celery-check"]).output
+    assert "⚠ SUPERVISOR_URL: supervisord over plain http:// on 10.0.0.7: its password crosses" in said, said
+    assert "Hush-9" not in said
+    near = make_app(PROCESS_MANAGER="supervisor", SUPERVISOR_URL="unix:///run/supervisor.sock")
+    assert "SUPERVISOR_URL" not in near.test_cli_runner().invoke(args=["celery-check"]).output

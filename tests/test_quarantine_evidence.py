@@ -139,11 +139,11 @@ def test_a_message_waiting_for_its_countdown_is_never_counted_against_a_death(ap
     with app.app_context():
         db.session.add(Run(celery_task_id=held, task_name="tests.add", eta=utcnow() + timedelta(seconds=60)))
         db.session.commit()
-        assert quarantine.note_death(app.config, app.extensions["celery"], log) is None
+        assert quarantine.note_death(app.config, app.extensions["celery"], log.read_text()) is None
         assert db.session.query(QuarantinedMessage).count() == 0
         db.session.query(Run).filter_by(celery_task_id=held).update({"eta": None})
         db.session.commit()
-        assert quarantine.note_death(app.config, app.extensions["celery"], log) is None  # one death: not yet due
+        assert quarantine.note_death(app.config, app.extensions["celery"], log.read_text()) is None  # not yet due
         [row] = db.session.query(QuarantinedMessage).all()
         assert (row.celery_task_id, row.deaths) == (held, 1) and "RecursionError" in row.evidence
         db.session.remove()

@@ -39,7 +39,8 @@ def test_start_celery_starts_worker_and_beat_and_status_reports_them(app, client
     assert status["status"] == "running"
     assert status["worker"]["active"] and status["worker"]["pids"] == body["worker_pids"]
     assert status["beat"]["active"] and status["beat"]["pids"] == body["beat_pids"]
-    assert client.get("/celery_status").get_json() == {"running": True, "pids": body["beat_pids"], "count": 1}
+    assert client.get("/celery_status").get_json() == {"running": True, "pids": body["beat_pids"], "count": 1,
+                                                      "hosts": []}
 
 
 def test_pool_children_are_reported_under_their_worker_not_as_workers(app, client):
@@ -103,7 +104,7 @@ def test_hand_started_beat_is_found_and_the_script_refuses_a_second(app, client)
     assert "PID" in first.stdout and "beat.log" in first.stdout
     pid = int(first.stdout.split("PID ")[1].split(")")[0])
     status = client.get("/celery_status").get_json()
-    assert status == {"running": True, "pids": [pid], "count": 1}
+    assert status == {"running": True, "pids": [pid], "count": 1, "hosts": []}
 
     second = subprocess.run([str(ROOT / "start_celery_beat.sh")], env=env, capture_output=True, text=True, timeout=60)
     assert second.returncode == 1
@@ -130,7 +131,7 @@ def test_restart_when_beat_is_not_running_is_200_with_instructions(client):
         "success": False, "not_running": True, "message": "Celery Beat is not currently running",
         "instructions": "Please start Celery Beat manually using: ./start_celery_beat.sh",
         "manual_start_command": "./start_celery_beat.sh"}
-    assert client.get("/celery_status").get_json() == {"running": False, "pids": [], "count": 0}
+    assert client.get("/celery_status").get_json() == {"running": False, "pids": [], "count": 0, "hosts": []}
 
 
 def _spawn_decoy(argv, cwd, env):

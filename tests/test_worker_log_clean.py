@@ -125,7 +125,7 @@ def test_a_killed_workers_crash_log_names_only_what_it_executed_never_the_panels
     assert died.held == ((executing, "proj.slow"),), died
     assert "panel_detail" not in died.evidence and "KeyError" not in died.evidence, died.evidence
     with app.app_context():
-        assert quarantine.note_death(app.config, celery, supervisor.log_path(WORKER)) is None
+        assert quarantine.note_death(app.config, celery, supervisor.log_text(WORKER, quarantine.LOG_TAIL_BYTES)) is None
         suspects = {row.celery_task_id for row in db.session.query(QuarantinedMessage)}
         db.session.remove()
     assert innocent not in suspects and executing not in suspects, "it started: it did not kill the main process"

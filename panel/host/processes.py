@@ -27,7 +27,7 @@ class ProcessRef:
     children: tuple = field(default=())
 
 
-def _celery_args(argv):
+def celery_args(argv):
     """The arguments after the celery program, or None when argv does not run celery itself."""
     if not argv:
         return None
@@ -44,7 +44,7 @@ def _celery_args(argv):
 
 def classify(argv, app_module=EMBEDDED_APP):
     """'worker', 'beat' or None for a command line; pure, so decoys are easy to test."""
-    args = _celery_args(list(argv))
+    args = celery_args(list(argv))
     if args is None:
         return None
     app, sub, i = None, None, 0
@@ -134,7 +134,12 @@ def scan(instance, target=EMBEDDED):
 
 def pool_child(instance, pid, target=EMBEDDED):
     """A ProcessRef for pid when it is a pool child of one of this instance's workers, else None."""
-    for worker in scan(instance, target)[WORKER]:
+    return pool_ref(scan(instance, target)[WORKER], pid)
+
+
+def pool_ref(workers, pid):
+    """A ProcessRef for pid when it is a pool child of one of these workers, else None."""
+    for worker in workers:
         if pid in worker.children:
             try:
                 proc = psutil.Process(pid)

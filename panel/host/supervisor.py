@@ -54,6 +54,8 @@ def tail(path, lines=TAIL_LINES, max_bytes=64 * 1024):
 class Supervisor:
     """Owns the programs' states; every decision about processes is read from the table first."""
 
+    manager = "panel"  # PROCESS_MANAGER: the panel starts them as its children and keeps them itself
+
     def __init__(self, config, celery, check_broker, worker_answers, on_event=None, on_intent=None):
         """`check_broker()` raises BrokerDown when the broker is away; `worker_answers(nodename, timeout_s)` is a
         ping of one worker: the OS seam asks the broker seam nothing itself."""
@@ -64,7 +66,7 @@ class Supervisor:
         self.check_broker = check_broker
         self.worker_answers = worker_answers
         self.on_event = on_event or (lambda **_: None)
-        self.on_intent = on_intent or (lambda kind, desired: None)  # what a person wants: the watchdog follows it
+        self.on_intent = on_intent or (lambda kind, desired, pids=None: None)  # what a person wants, followed
         self._held = threading.local()
         self.programs = {kind: Program(kind) for kind in KINDS}
         self.grace_s = config["STOP_GRACE_S"]
@@ -74,6 +76,19 @@ class Supervisor:
 
     def log_path(self, kind):
         return Path(self.instance) / "logs" / f"{kind}.log"
+
+    def log_view(self, kind, lines):
+        """The program's log file, its last lines (the path as shown: within the instance folder)."""
+        path = self.log_path(kind)
+        try:
+            shown = path.resolve().relative_to(Path(self.instance).resolve()).as_posix()
+        except ValueError:
+            shown = path.name
+        return {"path": shown, "exists": path.exists(), "lines": tail(path, lines).splitlines()}
+
+    def log_text(self, kind, max_bytes):
+        """The end of the program's log, for reading how it died."""
+        return tail(self.log_path(kind), lines=10_000, max_bytes=max_bytes)
 
     @contextmanager
     def control_lock(self, wait_s=None):

@@ -5,6 +5,7 @@ a timeout. The outside world's failures become the house's errors in words, and 
 """
 import http.client
 import re
+import signal
 import socket
 import xmlrpc.client
 from urllib.parse import unquote, urlsplit
@@ -14,6 +15,10 @@ from panel.errors import NoSuchProgram, SupervisorFault, SupervisorRefused, Supe
 DEFAULT_TIMEOUT_S = 2.0
 ACTION_TIMEOUT_S = 60.0  # a start or stop waits for supervisord's own startsecs / stopwaitsecs, longer than a look
 LOG_TAIL_BYTES = 16384
+MAIN_LOG_BYTES = 65536  # of supervisord's own log, where it says how a program's process ended
+# supervisord's own words when a process ended (supervisor/process.py `finish`, options.py `decode_wait_status`).
+ENDED = re.compile(r"(?:exited|stopped): (?P<name>\S+) \((?:terminated by (?P<signal>SIG[A-Z0-9]+)|exit status "
+                   r"(?P<code>\d+))")
 STATES = ("STOPPED", "STARTING", "RUNNING", "BACKOFF", "STOPPING", "EXITED", "FATAL", "UNKNOWN")
 UP_STATES = ("RUNNING", "STOPPING")  # a process that has a start time worth an uptime
 # Supervisor's fault codes (supervisor/xmlrpc.py), in words a person reads.
@@ -145,6 +150,18 @@ class Supervisord:
         text, _offset, _overflow = self._call("tailProcessStdoutLog", program, 0, length)
         return text
 
+    def last_exit(self, program):
+        """How the program's last process ended, as supervisord logged it: the status as the panel's own (negative:
+        the signal), or None when its log does not say (a log level above info, a log rotated away)."""
+        name = program.rpartition(":")[2]
+        for line in reversed(self._call("readLog", -MAIN_LOG_BYTES, 0).splitlines()):
+            if (m := ENDED.search(line)) and m.group("name") == name:
+                if m.group("code") is not None:
+                    return int(m.group("code"))
+                known = signal.Signals.__members__.get(m.group("signal"))
+                return -known.value if known else None
+        return None
+
 
 def _full_name(info):
     """Supervisor's name for a process: `program`, or `group:program` inside a group of another name."""
@@ -157,4 +174,5 @@ def as_info(info):
     up = state in UP_STATES and info.get("start")
     return {"state": state, "pid": info.get("pid") or None,
             "uptime_s": max(0, info["now"] - info["start"]) if up else None,
-            "spawn_error": info.get("spawnerr") or "", "exit_status": info.get("exitstatus")}
+            "spawn_error": info.get("spawnerr") or "", "exit_status": info.get("exitstatus"),
+            "start": info.get("start") or None}

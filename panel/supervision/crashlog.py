@@ -14,6 +14,7 @@ Ids and task names may hold any character Celery accepts (spaces included): a li
 survived by the worker, whoever caused them (the panel, say): they are never the cause of a death.
 """
 import re
+import time
 from dataclasses import dataclass
 
 RECEIVED = re.compile(r"\] Task (?P<task>[^\[]+?)\[(?P<id>.+)\] received\s*$")
@@ -24,6 +25,7 @@ FATAL = re.compile(r"Unrecoverable error|CRITICAL/MainProcess")  # the main proc
 SURVIVED = re.compile(r"pidbox command error|Control command error|(?:Rate|Change time) limit attempt for unknown task")
 TRACEBACK_BODY = re.compile(r"^(?:\s|Traceback \(most recent call last\)|During handling of the above|The above "
                             r"exception|$)")
+STAMP = re.compile(r"^\[(?P<at>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(?P<ms>\d{3})")  # Celery's log line, local time
 CRASH_SIGNALS = {4, 6, 7, 8, 11}  # SIGILL, SIGABRT, SIGBUS, SIGFPE, SIGSEGV: the process crashed, nobody killed it
 
 
@@ -42,6 +44,25 @@ def last_life(text):
     lines = text.splitlines()
     starts = [n for n, line in enumerate(lines) if STARTED.search(line)]
     return lines[starts[-1]:] if starts else lines
+
+
+def before(text, started):
+    """The log less the life of a process started at `started` (epoch seconds, whole: Supervisor's) that Supervisor
+    appended to it: the lines up to the first start-up line after the last line stamped before that second (lines
+    of that very second may be the old life's last ones; a new life begins with its start-up lines)."""
+    lines = text.splitlines()
+    older = [n for n, line in enumerate(lines) if (at := _stamp(line)) is not None and at < started]
+    if not older:
+        return text
+    end = next((n for n in range(older[-1] + 1, len(lines)) if STARTED.search(lines[n])), len(lines))
+    return "\n".join(lines[:end])
+
+
+def _stamp(line):
+    m = STAMP.match(line)
+    if m is None:
+        return None
+    return time.mktime(time.strptime(m.group("at"), "%Y-%m-%d %H:%M:%S")) + int(m.group("ms")) / 1000
 
 
 def death(text, exit_status=None):

@@ -22,13 +22,13 @@ def _who(actor):
 
 def recorder_for(app):
     """A callback for the supervisor that writes one row per action; failures are only logged."""
-    def record(program, action, outcome, pids, message, cause="request", actor=None, exit_status=None):
+    def record(program, action, outcome, pids, message, cause="request", actor=None, exit_status=None, host=None):
         try:  # the caller's session when there is one: a second one would wait for the first's lock
             with nullcontext() if has_app_context() else app.app_context():
                 try:
                     db.session.add(ProcessEvent(program=program, action=action, outcome=outcome, pids=list(pids),
                                                 message=message, cause=cause, actor=_who(actor)[:80],
-                                                exit_status=exit_status))
+                                                exit_status=exit_status, host=host))
                     db.session.commit()
                 except Exception:  # the caller's session must stay usable for what it writes next
                     db.session.rollback()
@@ -40,11 +40,11 @@ def recorder_for(app):
 
 def intent_for(app):
     """A callback for the supervisor: a start or stop through the panel sets what the watchdog keeps."""
-    def intent(kind, desired):
+    def intent(kind, desired, pids=None):
         from panel.supervision import watchdog
         try:
             with nullcontext() if has_app_context() else app.app_context():
-                watchdog.note_intent(kind, desired)
+                watchdog.note_intent(kind, desired, pids)
         except Exception:  # the action goes on; a stale intent only matters with the watchdog on
             log.exception("could not record that %s should be %s", kind, desired)
     return intent
@@ -65,4 +65,4 @@ def events(limit=50, before=None, program=None):
 def as_dict(event):
     return {"id": event.id, "at": iso(event.at), "program": event.program, "action": event.action,
             "outcome": event.outcome, "pids": event.pids or [], "message": event.message, "cause": event.cause,
-            "actor": event.actor, "exit_status": event.exit_status}
+            "actor": event.actor, "exit_status": event.exit_status, "host": event.host}

@@ -17,7 +17,6 @@ from models import FAILED, PENDING, QUARANTINED, QuarantinedMessage, Run, db, is
 from panel.broker import messages, queues
 from panel.errors import BrokerDown, ConflictError, NotFound
 from panel.health import alerts
-from panel.host.supervisor import tail
 from panel.runlog import outcomes
 from panel.supervision import crashlog
 
@@ -66,12 +65,13 @@ def _count(task_id, task, evidence, now):
     return row
 
 
-def note_death(cfg, celery, log_path, exit_status=None):
+def note_death(cfg, celery, log_text, exit_status=None):
     """A worker died unasked: blame the message that killed it, if one did, and give back the rest of what it held.
 
-    Returns the row when a message was taken out of its queue by this death, else None.
+    `log_text`: the end of its log (LOG_TAIL_BYTES), the dead process's life last. Returns the row when a message
+    was taken out of its queue by this death, else None.
     """
-    died = crashlog.death(tail(log_path, lines=10_000, max_bytes=LOG_TAIL_BYTES), exit_status)
+    died = crashlog.death(log_text, exit_status)
     if died is None:
         return None
     taken = _blame(cfg, celery, died) if died.by_message else None

@@ -60,10 +60,13 @@ def apply_configured(cfg):
             log.warning("WATCHDOG names %r: only %s can be watched", kind, " and ".join(KINDS))
 
 
-def note_intent(kind, desired):
-    """A start or stop through the panel: the watchdog follows the person's intent."""
+def note_intent(kind, desired, pids=None):
+    """A start or stop through the panel: the watchdog follows the person's intent (and, from Supervisor, the PIDs it
+    left, so that the new PID after a restart is not taken for a crash)."""
     row = rows()[kind]
     row.desired, row.changed_at = desired, utcnow()
+    if pids is not None:
+        row.pids = list(pids)
     if desired == "running":
         row.failures, row.retry_at = 0, None
     db.session.commit()
@@ -230,7 +233,8 @@ class Watchdogs:
         if kind != WORKER:
             return None
         try:
-            return quarantine.note_death(self.cfg, self.supervisor.celery, self.supervisor.log_path(kind), status)
+            return quarantine.note_death(self.cfg, self.supervisor.celery,
+                                          self.supervisor.log_text(kind, quarantine.LOG_TAIL_BYTES), status)
         except BrokerDown as exc:
             log.warning("watchdog: could not look for the message the worker died on: %s", exc)
             return None

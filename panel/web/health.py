@@ -34,9 +34,12 @@ def watchdog_states():
     return jsonify({"watchdog": watchdog.view()})
 
 
-@api(Switched, 400)
+@api(Switched, 400, 409)
 def switch_watchdog(program, json: WatchdogSwitch):
-    """On keeps the program running (and clears FATAL); off leaves it alone."""
+    """On keeps the program running (and clears FATAL); off leaves it alone. 409 under PROCESS_MANAGER=supervisor."""
+    if current_app.config["PROCESS_MANAGER"] == "supervisor":
+        raise ConflictError(f"the {program} is a program of this host's supervisord (PROCESS_MANAGER=supervisor): "
+                            "Supervisor restarts it after a crash, so the panel's watchdog stands down")
     on = json.enabled
     row = watchdog.set_enabled(program, on, f"switched {'on' if on else 'off'} from the panel")
     return jsonify({"status": "success", "message": f"Watchdog for {program} {'on' if on else 'off'}",

@@ -6,7 +6,9 @@ answer within SUPERVISOR_TIMEOUT_S.
 """
 from flask import current_app, jsonify
 
-from panel.fleet.hosts import Fleet
+from panel.cluster import workers
+from panel.fleet.hosts import place_nodes
+from panel.supervision import follow
 from panel.web.contract import api
 from panel.web.schemas.hosts import HostAction, Hosts
 
@@ -14,17 +16,21 @@ ACTION_ERRORS = (404, 409, 502)
 
 
 def fleet():
-    """The hosts of SUPERVISORS, made once per app (their thread pool with them)."""
-    extensions = current_app.extensions
-    if "fleet" not in extensions:
-        extensions["fleet"] = Fleet.from_config(current_app.config)
-    return extensions["fleet"]
+    """The hosts of SUPERVISORS, made once per app (their thread pool with them), their actions in the history."""
+    return follow.pane(current_app._get_current_object())
+
+
+def pane():
+    """Every host, asked in parallel, with the Celery nodes the events show on it."""
+    hosts = fleet().view()
+    return place_nodes(hosts, workers.list_workers()) if hosts else hosts
 
 
 @api(Hosts)
 def list_hosts():
-    """Every host of SUPERVISORS, asked in parallel: reachable or not (with the reason), its programs' states."""
-    return jsonify({"hosts": fleet().view()})
+    """Every host of SUPERVISORS, asked in parallel: reachable or not (with the reason), its programs' states, the
+    Celery nodes on it."""
+    return jsonify({"hosts": pane()})
 
 
 def _act(host, program, action):

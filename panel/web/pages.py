@@ -22,7 +22,7 @@ FAILED_LOGIN = "Wrong username or password."
 def dashboard():
     target = current_app.extensions["supervisor"].host.target
     names = sorted(task_types.schedulable(current_app.extensions["celery"]))
-    return render_template("index.html", target=target, task_types=names,
+    return render_template("index.html", target=target, task_types=names, manager=current_app.config["PROCESS_MANAGER"],
                            default_task="crawl_url" if target.embedded else "")
 
 

@@ -1,17 +1,16 @@
 """The process endpoints: Beat's status and restart (the legacy status routes), the toolbar's Celery controls."""
 import logging
-from pathlib import Path
 
-from flask import current_app, jsonify
+from flask import current_app, g, jsonify
 from sqlalchemy.exc import SQLAlchemyError
 
 from panel.host import progress
 from panel.host.processes import BEAT, WORKER
-from panel.host.supervisor import tail
 from panel.supervision import watchdog
 from panel.supervision.stop_celery import stop_celery as stop_all
 from panel.web.contract import api
 from panel.web.errors import error_response
+from panel.web.hosts import fleet, pane
 from panel.web.schemas.processes import BeatRestarted, BeatStatus, CeleryStatus, LogQuery, ProcessLog, Started, Stopped
 
 log = logging.getLogger("panel.control")
@@ -26,7 +25,7 @@ def supervisor():
 def celery_status():
     """Is Beat running, and with which PIDs."""
     beat = supervisor().status()[BEAT]
-    return jsonify({"running": beat["active"], "pids": beat["pids"], "count": beat["count"]})
+    return jsonify({"running": beat["active"], "pids": beat["pids"], "count": beat["count"], "hosts": pane()})
 
 
 @api(BeatRestarted, 409, 500, legacy_shape=True)
@@ -62,7 +61,8 @@ def scheduler_celery_status():
                        pool_processes=sum(len(p) for p in worker["pool_pids"].values()))
     return jsonify({"status": "running" if running else "stopped", "running": running,
                     "worker": worker_view, "beat": _program(beat, dogs.get(BEAT)),
-                    "progress": progress.current(supervisor().instance)})
+                    "progress": progress.current(supervisor().instance),
+                    "manager": current_app.config["PROCESS_MANAGER"], "hosts": pane()})
 
 
 def _program(process, dog):
@@ -85,9 +85,19 @@ def _watchdogs():
 def stop_celery():
     """Stop Celery: stop worker and Beat, then make the database tell the truth (500: something survived)."""
     report = stop_all(supervisor(), current_app.extensions["celery"])
-    body = {"status": "success" if report.ok else "error", "message": report.message,
-            "workers_killed": report.killed[WORKER], "beats_killed": report.killed[BEAT]}
-    return jsonify(body), (200 if report.ok else 500)
+    hosts = _everywhere("stop", report.ok, report.message)
+    ok = report.ok and all(h["ok"] for h in hosts)
+    body = {"status": "success" if ok else "error", "message": report.message,
+            "workers_killed": report.killed[WORKER], "beats_killed": report.killed[BEAT], "hosts": hosts}
+    return jsonify(body), (200 if ok else 500)
+
+
+def _everywhere(action, ok, message):
+    """The same action on every other host of the pane (in parallel); this host's own outcome first when it is one."""
+    pane_fleet = fleet()
+    own = [{"host": pane_fleet.local, "ok": ok, "message": message}] if pane_fleet.local else []
+    identity = g.get("identity")
+    return own + pane_fleet.act_everywhere(action, identity.username if identity else None)
 
 
 @api(Started, 409, (500, Started))
@@ -100,24 +110,15 @@ def start_celery():
     ok = worker.ok and beat.ok
     message = f"Worker: {worker.message}. Beat: {beat.message}."
     log.info("start-celery: %s", message)
-    body = {"status": "success" if ok else "error", "message": message,
-            "worker_pids": worker.pids, "beat_pids": beat.pids}
+    hosts = _everywhere("start", ok, message)
+    body = {"status": "success" if ok and all(h["ok"] for h in hosts) else "error", "message": message,
+            "worker_pids": worker.pids, "beat_pids": beat.pids, "hosts": hosts}
     if not ok:
         body["log_tail"] = {r.kind: r.log_tail for r in (worker, beat) if not r.ok}
-    return jsonify(body), (200 if ok else 500)
-
-
-def _shown(path):
-    """A log's path as the page shows it: within the instance folder, not where that folder is on the disk."""
-    try:
-        return path.resolve().relative_to(Path(current_app.instance_path).resolve()).as_posix()
-    except ValueError:
-        return path.name
+    return jsonify(body), (200 if body["status"] == "success" else 500)
 
 
 @api(ProcessLog, 400)
 def process_log(program, query: LogQuery):
     """The last lines of the worker's or Beat's log, as Supervisor's tail shows them."""
-    path = supervisor().log_path(program)
-    return jsonify({"program": program, "path": _shown(path), "exists": path.exists(),
-                    "lines": tail(path, query.lines).splitlines()})
+    return jsonify({"program": program, **supervisor().log_view(program, query.lines)})

@@ -9,7 +9,8 @@ from panel.web.schemas.base import Answer, digits
 ID_MAX = 2**62  # past any id a table will reach, and inside every database's integer
 Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"}, description="UTC, ISO 8601 with Z")]
 Pids = list[int]
-StateName = Literal["STOPPED", "STARTING", "RUNNING", "STOPPING", "EXITED", "BACKOFF", "FATAL"]
+# UNKNOWN: under PROCESS_MANAGER=supervisor, while this host's supervisord does not answer.
+StateName = Literal["STOPPED", "STARTING", "RUNNING", "STOPPING", "EXITED", "BACKOFF", "FATAL", "UNKNOWN"]
 Program = Literal["worker", "beat"]
 CeleryState = Literal["PENDING", "RECEIVED", "STARTED", "SUCCESS", "FAILURE", "RETRY", "REVOKED", "REJECTED", "ENDED"]
 RunStatus = Literal["pending", "running", "completed", "failed", "unknown"]

@@ -135,6 +135,7 @@ class ProcessEvent(Answer):
     cause: str
     actor: str
     exit_status: int | None
+    host: str | None = Field(description="the host of the pane it happened on; null: the panel's own host")
 
 
 class ProcessEvents(Answer):

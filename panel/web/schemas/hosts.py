@@ -17,12 +17,28 @@ class HostProgram(Answer):
     uptime_s: int | None = Field(description="seconds since it started (null while it is not running)")
 
 
+class HostNode(Answer):
+    name: str = Field(description="the Celery node name, as events give it")
+    online: bool
+    pid: int | None
+
+
 class Host(Answer):
     name: str = Field(description="the host's name in SUPERVISORS")
     reachable: bool
     error: str | None = Field(description="why the host's supervisord did not answer (never with its password)")
     programs: list[HostProgram] = Field(description="the programs this host has: a host without Beat lists only "
                                                     "its worker")
+    nodes: list[HostNode] = Field(description="Celery nodes seen through events on this host: its worker program's "
+                                              "PID, or the host's name after the node name's @")
+
+
+class HostOutcome(Answer):
+    """What Stop Celery or Start Celery did on one host."""
+
+    host: str
+    ok: bool
+    message: str
 
 
 class Hosts(Answer):

@@ -5,12 +5,17 @@ from pydantic import Field
 
 from panel.web.schemas.base import Answer, Query, digits
 from panel.web.schemas.common import Pids, Program, StateName, Timestamp
+from panel.web.schemas.hosts import Host, HostOutcome
+
+HOSTS = Field(description="every host of SUPERVISORS (and this one under PROCESS_MANAGER=supervisor), as /api/hosts")
+OUTCOMES = Field(description="per host of the pane besides this one's own worker and Beat: what happened there")
 
 
 class BeatStatus(Answer):
     running: bool
     pids: Pids
     count: int
+    hosts: list[Host] = HOSTS
 
 
 class BeatRestarted(Answer):
@@ -65,6 +70,8 @@ class CeleryStatus(Answer):
     worker: WorkerStatus
     beat: ProcessStatus
     progress: Progress | None = Field(None, description="a start or stop in progress, from any panel process")
+    manager: Literal["panel", "supervisor"] = Field(description="who keeps the worker and Beat (PROCESS_MANAGER)")
+    hosts: list[Host] = HOSTS
 
 
 class Started(Answer):
@@ -73,6 +80,7 @@ class Started(Answer):
     worker_pids: Pids
     beat_pids: Pids
     log_tail: dict[str, str] | None = Field(None, description="per program that failed: the end of its log")
+    hosts: list[HostOutcome] = OUTCOMES
 
 
 class Stopped(Answer):
@@ -80,6 +88,7 @@ class Stopped(Answer):
     message: str
     workers_killed: int
     beats_killed: int
+    hosts: list[HostOutcome] = OUTCOMES
 
 
 class LogQuery(Query):
