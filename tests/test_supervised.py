@@ -4,6 +4,7 @@ history go through it. Supervisor restarts a crash alone; the panel follows and 
 import os
 import shutil
 import signal
+import socket
 import tempfile
 import threading
 import time
@@ -20,7 +21,7 @@ from panel.supervision import crashlog, watchdog
 from tests.helpers import CELERY, PROJECT, WATCHDOG_FAST, api_client, free_port, project_call, run_row, wait_for
 from tests.supervisord_harness import PROGRAMS, SupervisordHost
 
-NODE = "supervised@test"
+NODE = f"supervised@{socket.gethostname()}"  # this host: the panel reads -E off its command line
 READY_WAIT_S = 90  # a worker's start on two shared cores, with a CI run beside it
 HOLD_S = 10  # a stop through the panel must still hold this long after
 
