@@ -12,7 +12,7 @@ from werkzeug.serving import make_server
 
 from bench.common import percentile, private_stack, summary, timed
 from tests.helpers import api_client, wait_for
-from tests.test_hosts import SupervisordHost
+from tests.supervisord_harness import SupervisordHost
 
 HOSTS = 10
 ROUNDS = 200
