@@ -30,6 +30,29 @@ def free_port():
         return s.getsockname()[1]
 
 
+def end_with_family(proc, wait_s):
+    """SIGTERM a process this test started, SIGKILL it after wait_s, then SIGKILL what it left behind (by PID)."""
+    import psutil
+    if proc.poll() is not None:
+        return
+    try:
+        family = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        family = []
+    os.kill(proc.pid, signal.SIGCONT)  # a test may have left it stopped
+    proc.terminate()
+    try:
+        proc.wait(timeout=wait_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=15)
+    for child in family:
+        try:
+            child.kill()
+        except psutil.NoSuchProcess:
+            pass
+
+
 def wait_for(predicate, timeout_s, message="condition"):
     """Poll until predicate() is truthy; fail the test with `message` (or what it returns) after timeout_s."""
     deadline = time.monotonic() + timeout_s
@@ -248,24 +271,7 @@ class OtherHostWorker:
         return self.proc.poll() is None
 
     def stop(self):
-        import psutil
-        if self.proc.poll() is not None:
-            return
-        try:
-            children = psutil.Process(self.proc.pid).children(recursive=True)
-        except psutil.NoSuchProcess:
-            children = []
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=15)
-        for child in children:
-            try:
-                child.kill()
-            except psutil.NoSuchProcess:
-                pass
+        end_with_family(self.proc, 15)
 
 
 def tool(app, *args, env=None, timeout=60):

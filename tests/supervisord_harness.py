@@ -1,14 +1,11 @@
 """A real supervisord of its own for tests: temp dir, free loopback port, its own password, the sample project's
 worker (and Beat) as its programs, stopped by PID at the end."""
 import os
-import signal
 import subprocess
 from pathlib import Path
 
-import psutil
-
 from panel.host.supervisord import Supervisord as SupervisordClient
-from tests.helpers import CELERY, PROJECT, free_port
+from tests.helpers import CELERY, PROJECT, end_with_family, free_port
 
 SUPERVISORD = str(Path(CELERY).with_name("supervisord"))
 PASSWORDS = {"alpha": "alpha-S3cret-pw", "beta": "beta-S3cret-pw"}
@@ -76,20 +73,7 @@ class SupervisordHost:
 
     def stop(self):
         """SIGTERM: supervisord stops its programs, then exits; whatever is left after is killed by PID."""
-        if self.proc.poll() is None:
-            family = psutil.Process(self.proc.pid).children(recursive=True)
-            os.kill(self.proc.pid, signal.SIGCONT)  # a test may have left it stopped
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-            for child in family:
-                try:
-                    child.kill()
-                except psutil.NoSuchProcess:
-                    pass
+        end_with_family(self.proc, 40)
 
 
 def worker_command(node):
