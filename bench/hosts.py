@@ -16,7 +16,7 @@ from tests.supervisord_harness import SupervisordHost
 
 HOSTS = 10
 ROUNDS = 200
-SILENT_ROUNDS = 15  # each waits the timeout
+SILENT_ROUNDS = 50  # after the first, none waits the timeout
 TIMEOUT_S = 2.0
 PROGRAMS = {"worker": "celery-worker", "beat": "celery-beat"}
 # The pane's cost is the XML-RPC calls, not what Supervisor runs: a program that sleeps stands for each.
@@ -49,7 +49,8 @@ def main():
                 answering = timed(lambda: http.get(url, timeout=10), ROUNDS, 10)
                 os.kill(hosts[0].proc.pid, signal.SIGSTOP)
                 try:
-                    silent = timed(lambda: http.get(url, timeout=30), SILENT_ROUNDS, 1)
+                    first = timed(lambda: http.get(url, timeout=30), 1, 0)  # waits the timeout out, once
+                    silent = timed(lambda: http.get(url, timeout=30), SILENT_ROUNDS, 0)  # not waited for again
                     assert not http.get(url, timeout=30).json()["hosts"][0]["reachable"]
                 finally:
                     os.kill(hosts[0].proc.pid, signal.SIGCONT)
@@ -59,9 +60,12 @@ def main():
                 host.stop()
     print(f"GET /api/hosts over HTTP, {HOSTS} supervisord hosts, SUPERVISOR_TIMEOUT_S={TIMEOUT_S:g}")
     print(summary("every host answering", answering))
-    print(summary("one host silent (SIGSTOP)", silent))
+    print(summary("one host silent (SIGSTOP), first poll", first))
+    print(summary("one host silent, the polls after it", silent))
+    worst = max(percentile(first, 95), percentile(silent, 95))
     print(f"p95 targets: under 50 ms answering ({percentile(answering, 95):.1f} ms), under the timeout plus 50 ms "
-          f"silent ({percentile(silent, 95):.1f} ms of {TIMEOUT_S * 1000 + 50:.0f} ms)")
+          f"silent ({worst:.1f} ms of {TIMEOUT_S * 1000 + 50:.0f} ms; after the first poll "
+          f"{percentile(silent, 95):.1f} ms: a silent host is not waited for again until it answers)")
 
 
 if __name__ == "__main__":

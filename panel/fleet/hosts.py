@@ -3,6 +3,7 @@ program of one host started, stopped or restarted."""
 import ipaddress
 import logging
 import socket
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from urllib.parse import urlsplit
@@ -28,6 +29,8 @@ class Fleet:
         self.on_event = on_event or (lambda **_: None)  # the restart history
         self.on_intent = on_intent or (lambda host, kind, desired, pids=None: None)  # what the follower expects
         self._said = {}  # host -> the reason it was last said to be unreachable
+        self._silent = {}  # host -> the look still out (or back) at a host that let a view wait out the timeout
+        self._lock = threading.Lock()
         self.programs = {kind: programs[kind] for kind in KINDS if kind in programs}
         self.timeout_s = timeout_s
         # Threads enough for two requests at once to ask every host without waiting for each other.
@@ -48,12 +51,42 @@ class Fleet:
                    float(config.get("SUPERVISOR_TIMEOUT_S", DEFAULT_TIMEOUT_S)), local, **hooks)
 
     def view(self):
-        """Every host, in the order they are listed: reachable or not (with the reason), its programs' states."""
-        futures = {name: self._pool.submit(self._host_view, name) for name in self.hosts}
+        """Every host, in the order they are listed: reachable or not (with the reason), its programs' states.
+
+        A host that let a look wait out the timeout is not waited for again: until a look sent in the background
+        comes back answered, every view says it is unreachable at once, so one silent host costs one poll the
+        timeout, not every poll of every user."""
+        with self._lock:
+            silent = {name: self._probe(name) for name in self.hosts if name in self._silent}
+        futures = {name: self._pool.submit(self._host_view, name) for name in self.hosts if name not in silent}
         wait(futures.values(), timeout=self.timeout_s + SLACK_S)
-        return [future.result() if future.done() else self._down(name, f"supervisord on {name} did not answer "
-                                                                        f"within {self.timeout_s:g} s")
-                for name, future in futures.items()]
+        views = []
+        for name in self.hosts:
+            future = futures.get(name)
+            if future is None:
+                views.append(silent[name])
+            elif future.done():
+                views.append(future.result())
+            else:
+                with self._lock:
+                    self._silent[name] = future  # its answer, when it comes, tells whether to wait for it again
+                views.append(self._down(name, self._timed_out(name)))
+        return views
+
+    def _timed_out(self, name):
+        return f"supervisord on {name} did not answer within {self.timeout_s:g} s"
+
+    def _probe(self, name):
+        """A silent host's view without waiting: its last look's answer once back (a new look goes out meanwhile)."""
+        out = self._silent[name]
+        if not out.done():
+            return self._down(name, self._timed_out(name))
+        answer = out.result()
+        if answer["reachable"]:
+            del self._silent[name]  # it answers again: waited for as before, from the next view on
+        else:
+            self._silent[name] = self._pool.submit(self._host_view, name)
+        return answer
 
     def _host_view(self, name):
         try:
