@@ -77,6 +77,7 @@ def test_the_status_pids_and_log_are_supervisors_and_the_watchdog_stands_down(su
     assert status["manager"] == "supervisor" and status["status"] == "running"
     assert (status["worker"]["state"], status["worker"]["pids"]) == ("RUNNING", [worker_pid])
     assert status["worker"]["pool_processes"] == 1  # WORKER_CONCURRENCY=1, its prefork child under it
+    assert status["worker"]["uptime_s"] >= 0 and status["beat"]["uptime_s"] >= 0  # Supervisor's own
     assert status["beat"]["pids"] == [supervised.supervisord.running(PROGRAMS["beat"])]
     [local] = status["hosts"]  # this host is the pane's first, under this machine's name
     assert local["reachable"] and [(p["name"], p["state"]) for p in local["programs"]] == [

@@ -39,6 +39,9 @@ def test_start_celery_starts_worker_and_beat_and_status_reports_them(app, client
     assert status["status"] == "running"
     assert status["worker"]["active"] and status["worker"]["pids"] == body["worker_pids"]
     assert status["beat"]["active"] and status["beat"]["pids"] == body["beat_pids"]
+    started = psutil.Process(body["worker_pids"][0]).create_time()
+    assert 0 <= status["worker"]["uptime_s"] <= time.time() - started + 1, "its age from the process table"
+    assert status["manager"] == "panel" and status["hosts"] == []
     assert client.get("/celery_status").get_json() == {"running": True, "pids": body["beat_pids"], "count": 1,
                                                       "hosts": []}
 

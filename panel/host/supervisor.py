@@ -133,6 +133,7 @@ class Supervisor:
                 "pool_pids": {str(r.pid): list(r.children) for r in refs},
                 "state": program.observe(bool(refs)).value,
                 "reason": program.reason,
+                "uptime_s": max(0, int(time.time() - min(r.create_time for r in refs))) if refs else None,
             }
         return out
 

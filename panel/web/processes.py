@@ -69,7 +69,8 @@ def _program(process, dog):
     """One program as the dashboard's status shows it; a watched program that is down shows the watchdog's state."""
     state = dog["state"] if dog and dog["enabled"] and not process["active"] else process["state"]
     return {"active": process["active"], "status": "active" if process["active"] else "inactive",
-            "pids": process["pids"], "count": process["count"], "state": state, "watchdog": dog}
+            "pids": process["pids"], "count": process["count"], "state": state, "uptime_s": process["uptime_s"],
+            "watchdog": dog}
 
 
 def _watchdogs():

@@ -48,6 +48,7 @@ class ProcessStatus(Answer):
     pids: Pids
     count: int
     state: StateName
+    uptime_s: int | None = Field(description="seconds since its oldest main process started (null: not running)")
     watchdog: Watchdog | None
 
 
