@@ -45,8 +45,9 @@ stdout_logfile={folder}/{name}.log
 class SupervisordHost:
     """A supervisord of its own (temp dir, free loopback port, own password), as one host of a fleet."""
 
-    def __init__(self, folder, name, broker_url, programs, socket=None, env=None, port=None):
-        """`env`: the programs' environment beyond the broker (supervisord passes its own on to them)."""
+    def __init__(self, folder, name, broker_url, programs, socket=None, env=None, port=None, extra=""):
+        """`env`: the programs' environment beyond the broker (supervisord passes its own on to them); `extra`:
+        lines added to every program's section."""
         folder.mkdir(parents=True, exist_ok=True)
         self.name, self.folder, self.port = name, folder, port or free_port()
         self.user, self.password = f"{name}-admin", PASSWORDS.get(name, f"{name}-S3cret-pw")
@@ -54,7 +55,7 @@ class SupervisordHost:
         if socket:  # beside the TCP port, as a host's own supervisorctl reaches it
             conf += f"\n[unix_http_server]\nfile={socket}\nchmod=0700\n"
         for program, command in programs.items():
-            conf += PROGRAM.format(name=program, command=command, project=PROJECT, folder=folder)
+            conf += PROGRAM.format(name=program, command=command, project=PROJECT, folder=folder) + extra
         (folder / "supervisord.conf").write_text(conf)
         env = {**os.environ, "CELERY_BROKER_URL": broker_url, "CELERY_RESULT_BACKEND": broker_url, "PROJ_TICK_S": "60",
                **(env or {})}

@@ -11,7 +11,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from models import AuditEvent, FollowedProgram, ProcessEvent, db
+from models import AlertEvent, AuditEvent, FollowedProgram, ProcessEvent, db
 from panel import background
 from panel.config import read_settings
 from panel.errors import NoSuchProgram, SettingsError
@@ -304,3 +304,42 @@ def test_celery_check_warns_about_this_hosts_supervisord_reached_over_plain_http
     assert "Hush-9" not in said
     near = make_app(PROCESS_MANAGER="supervisor", SUPERVISOR_URL="unix:///run/supervisor.sock")
     assert "SUPERVISOR_URL" not in near.test_cli_runner().invoke(args=["celery-check"]).output
+
+
+def test_a_program_supervisor_gives_up_on_is_a_crash_a_backoff_and_a_fatal_row_with_an_alert(make_app, tmp_path):
+    """A worker that dies and then cannot start again: Supervisor retries (BACKOFF), then gives up (FATAL)."""
+    script = tmp_path / "run.sh"
+    script.write_text("exec sleep 600\n")
+    broken = SupervisordHost(tmp_path / "delta", "delta", "redis://127.0.0.1:1/0",
+                             {PROGRAMS["worker"]: f"bash {script}"}, extra="startretries=1\n")
+    try:
+        old = wait_for(lambda: broken.running(PROGRAMS["worker"]), 30, "delta's program RUNNING")
+        app = pane_app(make_app, [broken], WATCHDOG_INTERVAL_S=0.3)
+        handle = background.start(app)
+        try:
+            wait_for(lambda: followed(app, "delta", "worker") == [old], 30, "the follower to know delta's worker")
+            script.write_text("exit 3\n")  # from now on it exits at once
+            os.kill(old, signal.SIGKILL)
+            wait_for(lambda: "fatal" in [e.action for e in events(app, "delta")], 60,
+                     lambda: f"the FATAL row; seen {[e.action for e in events(app, 'delta')]}")
+        finally:
+            handle.stop()
+        crash, *backoffs, fatal = events(app, "delta")
+        assert crash.action == "crash" and crash.exit_status == -9, crash.message  # the SIGKILL, not a later exit
+        assert "killed by SIGKILL" in crash.message and crash.pids == [old]
+        assert backoffs and {e.action for e in backoffs} == {"backoff"}, "a start that fails is no crash"
+        assert "it exited while starting (exit status 3)" in backoffs[0].message
+        assert (fatal.outcome, fatal.actor) == ("error", "supervisord") and "exit status 3" in fatal.message
+        assert broken.client.program(PROGRAMS["worker"])["state"] == "FATAL"
+        with app.app_context():
+            alerts = [a.subject for a in db.session.query(AlertEvent).all()]
+        assert "Celery worker on delta is FATAL" in alerts, alerts
+    finally:
+        broken.stop()
+
+
+def events(app, host):
+    with app.app_context():
+        rows = db.session.query(ProcessEvent).filter_by(host=host).order_by(ProcessEvent.id).all()
+        db.session.remove()
+        return rows

@@ -17,6 +17,7 @@ ACTION_TIMEOUT_S = 60.0  # a start or stop waits for supervisord's own startsecs
 LOG_TAIL_BYTES = 16384
 MAIN_LOG_BYTES = 65536  # of supervisord's own log, where it says how a program's process ended
 # supervisord's own words when a process ended (supervisor/process.py `finish`, options.py `decode_wait_status`).
+SPAWNED = re.compile(r"spawned: '(?P<name>[^']+)' with pid (?P<pid>\d+)")
 ENDED = re.compile(r"(?:exited|stopped): (?P<name>\S+) \((?:terminated by (?P<signal>SIG[A-Z0-9]+)|exit status "
                    r"(?P<code>\d+))")
 STATES = ("STOPPED", "STARTING", "RUNNING", "BACKOFF", "STOPPING", "EXITED", "FATAL", "UNKNOWN")
@@ -150,17 +151,25 @@ class Supervisord:
         text, _offset, _overflow = self._call("tailProcessStdoutLog", program, 0, length)
         return text
 
-    def last_exit(self, program):
-        """How the program's last process ended, as supervisord logged it: the status as the panel's own (negative:
-        the signal), or None when its log does not say (a log level above info, a log rotated away)."""
+    def last_exit(self, program, pid=None):
+        """How the program's process `pid` (else its last one) ended, as supervisord logged it: the status as the
+        panel's own (negative: the signal), or None when its log does not say (a log level above info, a log
+        rotated away, a process of which it says nothing yet)."""
         name = program.rpartition(":")[2]
-        for line in reversed(self._call("readLog", -MAIN_LOG_BYTES, 0).splitlines()):
-            if (m := ENDED.search(line)) and m.group("name") == name:
-                if m.group("code") is not None:
-                    return int(m.group("code"))
-                known = signal.Signals.__members__.get(m.group("signal"))
-                return -known.value if known else None
-        return None
+        spawned, found = None, None
+        for line in self._call("readLog", -MAIN_LOG_BYTES, 0).splitlines():
+            if (m := SPAWNED.search(line)) and m.group("name") == name:
+                spawned = int(m.group("pid"))
+            elif (m := ENDED.search(line)) and m.group("name") == name and pid in (None, spawned):
+                found = _status(m)
+        return found
+
+
+def _status(ended):
+    if ended.group("code") is not None:
+        return int(ended.group("code"))
+    known = signal.Signals.__members__.get(ended.group("signal"))
+    return -known.value if known else None
 
 
 def _full_name(info):

@@ -141,8 +141,8 @@ class Follower:
     def _follow(self, seat, row, info, now):
         pids = _pids(info)
         gone = [pid for pid in row.pids or [] if pid not in pids]
-        if gone and row.desired == "running":
-            self._died(seat, gone, info)
+        if gone and row.desired == "running" and row.state in ("RUNNING", "STOPPING"):
+            self._died(seat, gone, info)  # it was up: a crash (one that never came up is Supervisor's BACKOFF)
         elif pids and row.desired == "stopped":  # started outside the panel (supervisorctl): wanted again
             row.desired = "running"
         if info["state"] in ("BACKOFF", "FATAL") and row.state != info["state"]:
@@ -153,7 +153,7 @@ class Follower:
     def _died(self, seat, gone, info):
         """A process gone unasked: how it ended, the runs it took with it, the message it died on, an alert."""
         try:
-            status = seat.client.last_exit(seat.program)
+            status = seat.client.last_exit(seat.program, gone[0])
         except PanelError:
             status = None
         how = oscontrol.describe_exit(status) if status is not None else "how it ended is not in supervisord's log"
@@ -195,9 +195,15 @@ class Follower:
     def _trouble(self, seat, info):
         """Supervisor retrying a program that does not stay up (BACKOFF), or giving up on it (FATAL)."""
         fatal = info["state"] == "FATAL"
-        reason = info.get("spawn_error") or ("Supervisor gave up starting it" if fatal else "it exited while starting")
+        try:
+            status = seat.client.last_exit(seat.program)
+        except PanelError:
+            status = None
+        how = f" ({oscontrol.describe_exit(status)})" if status is not None else ""
+        reason = info.get("spawn_error") or (f"Supervisor gave up starting it{how}" if fatal
+                                             else f"it exited while starting{how}")
         where = f" on {seat.host}" if seat.host else ""
         self.manager.on_event(program=seat.kind, action="fatal" if fatal else "backoff", outcome="error", pids=[],
                               message=f"{seat.kind}{where}: {reason}", cause="supervisor", actor=ACTOR, host=seat.host)
         if fatal:
-            alerts.process_fatal(self.cfg, f"{seat.kind}{where}", reason, 0)
+            alerts.process_fatal(self.cfg, f"{seat.kind}{where}", reason, 0, by=f"the Supervisor{where or ' here'}")
