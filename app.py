@@ -10,7 +10,7 @@ from panel.broker import connection, remote
 from panel.celery_setup import celery_init_app
 from panel.cluster import project_conf
 from panel.config import ROOT, load_settings, project_first
-from panel.database import engine_options
+from panel.database import engine_options, in_schema
 from panel.host.supervised import Supervised
 from panel.host.supervisor import Supervisor
 from panel.logs import setup_logging
@@ -49,7 +49,7 @@ def create_app(config=None, env_file=None, web=True):
     setup_logging(app.instance_path)
 
     db.init_app(app)
-    migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
+    migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True, include_name=in_schema)
     celery = celery_init_app(app)
     manager = Supervised if app.config["PROCESS_MANAGER"] == "supervisor" else Supervisor
     app.extensions["supervisor"] = manager(

@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import percentile, summary, timed  # noqa: E402
 from models import utcnow  # noqa: E402
+from panel.database import SEARCH_TABLE  # noqa: E402
 from panel.runlog import search, stats  # noqa: E402
 from tests.helpers import api_client, build_app  # noqa: E402
 
@@ -38,6 +39,10 @@ def seed(path, rows):
                            "AND sql IS NOT NULL").fetchall()
     for (sql,) in indexes:
         conn.execute("DROP INDEX " + sql.split()[2])
+    triggers = conn.execute("SELECT name, sql FROM sqlite_master WHERE type='trigger' "
+                            "AND tbl_name='task_logs'").fetchall()
+    for name, _ in triggers:  # the search index is rebuilt once after the load, not row by row
+        conn.execute(f"DROP TRIGGER {name}")
     span_s = SPAN.total_seconds()
     start = utcnow() - SPAN
     sample_ids = []
@@ -62,6 +67,12 @@ def seed(path, rows):
     conn.execute("COMMIT")
     for (sql,) in indexes:
         conn.execute(sql)
+    for _, sql in triggers:
+        conn.execute(sql)
+    began = time.perf_counter()
+    conn.execute(f"INSERT INTO {SEARCH_TABLE}({SEARCH_TABLE}) VALUES ('rebuild')")
+    conn.commit()
+    print(f"search index built over {rows:,} runs in {time.perf_counter() - began:.1f} s")
     if not os.environ.get("BENCH_NO_ANALYZE"):  # a live database may never have been analysed: check both
         conn.execute("ANALYZE")
     conn.close()
@@ -120,8 +131,11 @@ def measure_pages(app, db_path, sample_ids):
     for label, fn in page_cases(get, db_path, sample_ids):
         results[label] = timed(fn, ROUNDS)
         print(summary(label, results[label]))
-    print(summary("text in args, rare (full scan, info only)",
-                  timed(lambda: get("/api/runs?q=site4999.example/page/1"), 5)))
+    rare = iter([f"site{rng_site}.example/page/{n}" for rng_site in range(4990, 5000) for n in range(1, 40)])
+    results["text in args, rare (q=site4999.example/page/1...)"] = timed(lambda: get(f"/api/runs?q={next(rare)}"),
+                                                                        ROUNDS)
+    print(summary("text in args, rare (q=site4999.example/page/1...)",
+                  results["text in args, rare (q=site4999.example/page/1...)"]))
     conn = sqlite3.connect(db_path)
     offset = timed(lambda: conn.execute("SELECT * FROM task_logs ORDER BY queued_at DESC, id DESC LIMIT 51 OFFSET ?",
                                         (int(ROWS * DEPTH),)).fetchall(), 10)
@@ -148,8 +162,10 @@ def verdict(results, offset):
           f"ratio {deep_p95 / offset_median:.3f}")
     worst = max(percentile(v, 95) for k, v in results.items() if "q=" not in k)
     by_id = percentile(results["search by task id (q=<uuid>)"], 95)
+    text = max(percentile(v, 95) for k, v in results.items() if k.startswith("text in args"))
     print(f"worst p95 of pages and filters: {worst:.2f} ms (target < 50 ms: {'met' if worst < 50 else 'NOT met'})")
     print(f"search by task id p95: {by_id:.2f} ms (target < 5 ms: {'met' if by_id < 5 else 'NOT met'})")
+    print(f"text search p95, rare and common: {text:.2f} ms (target < 50 ms: {'met' if text < 50 else 'NOT met'})")
 
 
 def main():

@@ -1,4 +1,6 @@
-"""The database seam: engine options, SQLite pragmas, a fresh pool after fork, and small writes off the request."""
+"""The database seam: engine options, SQLite pragmas, a fresh pool after fork, small writes off the request, and the
+index text search goes through."""
+import json
 import logging
 import threading
 
@@ -6,7 +8,7 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from models import db
+from models import Run, db
 
 log = logging.getLogger("panel.database")
 
@@ -17,16 +19,22 @@ PG_CONNECT_TIMEOUT_S = 5
 IMMEDIATE = "sqlite_begin_immediate"
 
 
+def json_text(value):
+    """JSON columns as their text: non-ASCII kept as it is (so "café" in a run's args is found by a search)."""
+    return json.dumps(value, ensure_ascii=False)
+
+
 def engine_options(uri):
     """Options that make each backend safe for several writer processes."""
     if uri.startswith("sqlite"):
         # ORM sessions are units of work that may write after reading: they take the write lock up
         # front, because a deferred reader that later writes gets SQLITE_BUSY at once, not after a wait.
         return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
-                "execution_options": {IMMEDIATE: True}}
+                "execution_options": {IMMEDIATE: True}, "json_serializer": json_text}
     if uri.startswith("postgresql"):
-        return {"pool_pre_ping": True, "connect_args": {"connect_timeout": PG_CONNECT_TIMEOUT_S}}
-    return {"pool_pre_ping": True}
+        return {"pool_pre_ping": True, "connect_args": {"connect_timeout": PG_CONNECT_TIMEOUT_S},
+                "json_serializer": json_text}
+    return {"pool_pre_ping": True, "json_serializer": json_text}
 
 
 @event.listens_for(Engine, "connect")
@@ -82,3 +90,52 @@ def write_aside(engine, statement, what):
         except SQLAlchemyError as exc:
             log.warning("could not %s: %s", what, exc)
     threading.Thread(target=write, name=what, daemon=True).start()
+
+
+# Text search over runs without a scan: an index made for substrings, kept by the database itself on every write
+# of a run (whichever writer), so every writer keeps it. SQLite: an FTS5 trigram table over task_logs (its own
+# content), kept by triggers; PostgreSQL: a pg_trgm GIN index over the same columns joined. `SEARCHED` is what
+# panel/runlog/search.py asks of it; migrations/versions/a1c3e5f7b9d2 makes the same for an existing database.
+SEARCHED = ("celery_task_id", "args", "kwargs", "result", "error")
+SEARCH_TABLE = "run_search"
+_COLUMNS = ", ".join(SEARCHED)
+_NEW, _OLD = (", ".join(f"{side}.{c}" for c in SEARCHED) for side in ("new", "old"))
+SQLITE_SEARCH_DDL = (
+    f"CREATE VIRTUAL TABLE IF NOT EXISTS {SEARCH_TABLE} USING fts5({_COLUMNS}, content='task_logs', "
+    "content_rowid='id', tokenize='trigram')",
+    f"CREATE TRIGGER IF NOT EXISTS task_logs_search_insert AFTER INSERT ON task_logs BEGIN "
+    f"INSERT INTO {SEARCH_TABLE}(rowid, {_COLUMNS}) VALUES (new.id, {_NEW}); END",
+    f"CREATE TRIGGER IF NOT EXISTS task_logs_search_delete AFTER DELETE ON task_logs BEGIN "
+    f"INSERT INTO {SEARCH_TABLE}({SEARCH_TABLE}, rowid, {_COLUMNS}) VALUES ('delete', old.id, {_OLD}); END",
+    f"CREATE TRIGGER IF NOT EXISTS task_logs_search_update AFTER UPDATE OF {_COLUMNS} ON task_logs BEGIN "
+    f"INSERT INTO {SEARCH_TABLE}({SEARCH_TABLE}, rowid, {_COLUMNS}) VALUES ('delete', old.id, {_OLD}); "
+    f"INSERT INTO {SEARCH_TABLE}(rowid, {_COLUMNS}) VALUES (new.id, {_NEW}); END",
+)
+# One text per run, lowered as the scan's icontains lowers, the columns apart by a unit separator (json -> text and
+# lower are immutable, as an index wants).
+PG_SEARCH_TEXT = "lower(" + " || chr(31) || ".join(f"coalesce({c}::text, '')" for c in SEARCHED) + ")"
+PG_SEARCH_DDL = (
+    "CREATE EXTENSION IF NOT EXISTS pg_trgm",
+    f"CREATE INDEX IF NOT EXISTS ix_task_logs_search ON task_logs USING gin (({PG_SEARCH_TEXT}) gin_trgm_ops)",
+)
+
+
+def in_schema(name, type_, _parents):
+    """For Alembic: the search index (and the shadow tables FTS5 keeps for it) is made here, not by a model."""
+    if type_ == "table":
+        return not (name or "").startswith(SEARCH_TABLE)
+    return not (type_ == "index" and name == "ix_task_logs_search")
+
+
+@event.listens_for(Run.__table__, "after_create")
+def _search_index(target, connection, **_):
+    """A fresh schema (create_all) gets the search index the migrations give an existing one."""
+    statements = {"sqlite": SQLITE_SEARCH_DDL, "postgresql": PG_SEARCH_DDL}.get(connection.dialect.name, ())
+    for statement in statements:
+        connection.exec_driver_sql(statement)
+
+
+@event.listens_for(Run.__table__, "before_drop")
+def _drop_search_index(target, connection, **_):
+    if connection.dialect.name == "sqlite":  # the triggers go with the table; the FTS table does not
+        connection.exec_driver_sql(f"DROP TABLE IF EXISTS {SEARCH_TABLE}")

@@ -75,10 +75,12 @@ def test_an_edit_that_reads_first_never_fails_when_a_worker_writes_meanwhile(mak
         except Exception as exc:  # noqa: BLE001 - the test reports any failure
             errors.append(exc)
 
-    # The worker's INSERT seen starting inside SQLite (its first step, before it takes or waits for the write lock):
-    # from there it either waits for the editor's lock, or takes the lock first and the editor's write must cope.
+    # The worker's write seen starting inside SQLite (its BEGIN IMMEDIATE, before it takes or waits for the write
+    # lock): from there it either waits for the editor's lock, or takes the lock first and the editor's write must
+    # cope.
     def trace(dbapi_conn, *_):
-        dbapi_conn.set_trace_callback(lambda sql: sql.lstrip().upper().startswith("INSERT") and writing.set())
+        dbapi_conn.set_trace_callback(
+            lambda sql: sql.lstrip().upper().startswith(("INSERT", "BEGIN IMMEDIATE")) and writing.set())
 
     def untrace(dbapi_conn, *_):
         dbapi_conn.set_trace_callback(None)

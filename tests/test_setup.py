@@ -14,6 +14,7 @@ from flask_migrate import upgrade
 from app import create_app
 from models import db
 from panel import background, config, launcher
+from panel.database import in_schema
 from tests.helpers import api_client, end_process, free_port, wait_for
 
 
@@ -41,7 +42,7 @@ def test_migrations_build_exactly_the_models_schema(tmp_path, redis_server, back
             conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
         upgrade()
         with db.engine.connect() as conn:
-            diff = compare_metadata(MigrationContext.configure(conn), db.metadata)
+            diff = compare_metadata(MigrationContext.configure(conn, opts={"include_name": in_schema}), db.metadata)
         assert diff == []
         db.drop_all()
         with db.engine.begin() as conn:

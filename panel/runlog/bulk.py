@@ -38,7 +38,7 @@ class Outcome:
 
 
 def _terms(flt, ids):
-    terms = search.conditions(flt)
+    terms = search.conditions(search.resolved(flt, db.session.connection()))
     if ids is not None:
         terms.append(Run.celery_task_id.in_(sorted(set(ids))))
     return terms

@@ -95,7 +95,7 @@ def from_backend(celery_task_id, meta):
     values = {"status": COMPLETED if succeeded else FAILED, "state": meta["status"], "next_retry_at": None,
               "finished_at": as_naive_utc(meta.get("date_done")) or utcnow()}
     if succeeded:
-        values.update(result=clip(json.dumps(meta.get("result"), default=repr)), error=None)
+        values.update(result=clip(json.dumps(meta.get("result"), default=repr, ensure_ascii=False)), error=None)
     else:
         exc = meta.get("result")
         values.update(error=clip(f"{type(exc).__name__}: {exc}"), traceback=clip(meta.get("traceback")))

@@ -52,8 +52,10 @@ def run(engine, *steps):
     sqlite = engine.dialect.name == "sqlite"
     try:
         cur = raw.cursor()
-        if sqlite:  # the driver is in autocommit mode (see database.py); open the transaction ourselves
-            cur.execute("BEGIN")
+        if sqlite:  # the driver is in autocommit mode (see database.py); open the transaction ourselves, holding the
+            # write lock from the start: preparing an INSERT already reads (the search index's FTS5 reads its
+            # config), and a read snapshot that must then wait for another writer is refused, not waited for
+            cur.execute("BEGIN IMMEDIATE")
         counts = []
         for prepared, values in steps:
             cur.execute(prepared.sql, prepared.params(values))

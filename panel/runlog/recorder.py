@@ -179,7 +179,8 @@ def on_prerun(task_id=None, task=None, args=None, kwargs=None, **_):
 
 def on_success(sender=None, result=None, **_):
     task_id = sender.request.id
-    _record(("succeeded", {"tid": task_id, "now": utcnow(), "result": clip(json.dumps(result, default=repr))}),
+    text = clip(json.dumps(result, default=repr, ensure_ascii=False))  # "café" as it is: a search finds it
+    _record(("succeeded", {"tid": task_id, "now": utcnow(), "result": text}),
            ("schedule_status", {"tid": task_id, "st": COMPLETED}))
 
 

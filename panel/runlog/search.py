@@ -6,10 +6,10 @@ import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from sqlalchemy import String, cast, or_, select, tuple_
+from sqlalchemy import String, and_, cast, func, literal, literal_column, or_, select, table, tuple_
 
 from models import Run, db, iso
-from panel.database import reader
+from panel.database import PG_SEARCH_TEXT, SEARCH_TABLE, reader
 from panel.errors import ValidationError
 from panel.runlog.previews import LIST_COLUMNS
 
@@ -22,6 +22,8 @@ ALSO = {"PENDING": ("RECEIVED",)}
 PAGE_SIZE = 50
 PAGE_SIZE_MAX = 500
 TEXT_MAX = 200
+INDEXED_MIN = 3  # characters a text search needs before the substring index can answer it (trigrams)
+PROBE = 10_000  # runs SQLite's index may find for a term before the term counts as common
 ID_MAX = 2**62  # a run id past this was not handed out (and would overflow the database's integer)
 UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 # Each order walks one index: (queued_at, id) both ways, (runtime_s, id) backwards. "slowest" lists only runs
@@ -43,6 +45,7 @@ class RunFilter:
     limit: int = PAGE_SIZE
     cursor: tuple | None = field(default=None, repr=False)
     sort: str = "newest"
+    text_ids: tuple | None = field(default=None, repr=False)  # what the index found for q (see `resolved`)
 
     def as_args(self):
         """The filter as query arguments (for links to the next page and to exports)."""
@@ -96,7 +99,40 @@ def decode_cursor(text, sort="newest"):
     return key, run_id
 
 
-def conditions(flt):
+def text_match(q, dialect, ids=None):
+    """Runs whose id, args, kwargs, result or error hold `q` (case aside, as lower() folds it). The scan's own test
+    decides; the database's substring index first narrows the rows to those that can hold it, when it can (3
+    characters or more, the shortest trigram): SQLite's through the ids `probe` found, PostgreSQL's pg_trgm through
+    its planner. So the answer is the scan's, without the scan."""
+    exact = or_(*(cast(column, String).icontains(q, autoescape=True)
+                  for column in (Run.celery_task_id, Run.args, Run.kwargs, Run.result, Run.error)))
+    if ids is not None:
+        return and_(Run.id.in_(ids), exact)
+    if dialect == "postgresql" and len(q) >= INDEXED_MIN:  # the indexed expression, LIKE a constant pattern
+        escaped = q.replace("/", "//").replace("%", "/%").replace("_", "/_")
+        pattern = literal("%") + func.lower(literal(escaped)) + literal("%")
+        return and_(literal_column(PG_SEARCH_TEXT).like(pattern, escape="/"), exact)
+    return exact
+
+
+def probe(q, conn):
+    """SQLite: the ids of the runs whose text can hold `q`, from the FTS5 trigram index, when there are at most
+    PROBE of them; None when there are more (a common term: the scan in the page's order meets a page of them
+    sooner than the index lists them all) or the index cannot answer (a short term, a task id, another database)."""
+    if not q or conn.dialect.name != "sqlite" or len(q) < INDEXED_MIN or UUID_RE.match(q):
+        return None
+    phrase = '"' + q.replace('"', '""') + '"'  # one FTS5 string: every character as itself
+    found = conn.execute(select(literal_column("rowid")).select_from(table(SEARCH_TABLE)).where(
+        literal_column(SEARCH_TABLE).op("MATCH")(phrase)).limit(PROBE + 1)).scalars().all()
+    return tuple(found) if len(found) <= PROBE else None
+
+
+def resolved(flt, conn):
+    """The filter with its text search's ids from the index (when the index answers it)."""
+    return replace(flt, text_ids=probe(flt.q, conn)) if flt.q else flt
+
+
+def conditions(flt, dialect=None):
     """WHERE terms for a filter (without the cursor): each equality uses its (column, queued_at, id) index."""
     terms = []
     if flt.task:
@@ -115,9 +151,7 @@ def conditions(flt):
         if UUID_RE.match(flt.q):  # a task id: one probe of the unique index
             terms.append(Run.celery_task_id.in_(sorted({flt.q, flt.q.lower()})))
         else:
-            terms.append(or_(Run.celery_task_id.icontains(flt.q, autoescape=True),
-                             cast(Run.args, String).icontains(flt.q, autoescape=True),
-                             cast(Run.kwargs, String).icontains(flt.q, autoescape=True)))
+            terms.append(text_match(flt.q, dialect or db.engine.dialect.name, flt.text_ids))
     return terms
 
 
@@ -134,17 +168,17 @@ def _ordered(query, flt):
     return query.order_by(key.asc(), Run.id.asc()) if forward else query.order_by(key.desc(), Run.id.desc())
 
 
-def select_runs(flt, limit=None):
+def select_runs(flt, limit=None, dialect=None):
     """The filter's runs in its order, starting after the cursor; args, kwargs, result, error and traceback as
     previews (a list and an export never carry a huge value whole)."""
-    query = _ordered(select(*LIST_COLUMNS).where(*conditions(flt)), flt)
+    query = _ordered(select(*LIST_COLUMNS).where(*conditions(flt, dialect)), flt)
     return query.limit(limit) if limit else query
 
 
 def page(flt):
     """One page of runs and the cursor of the next one (None on the last page)."""
     with reader(db.engine).connect() as conn:
-        rows = conn.execute(select_runs(flt, flt.limit + 1)).all()
+        rows = conn.execute(select_runs(resolved(flt, conn), flt.limit + 1, conn.dialect.name)).all()
     more = len(rows) > flt.limit
     rows = rows[:flt.limit]
     return rows, (encode_cursor(*cursor_of(rows[-1], flt.sort), flt.sort) if more else None)
@@ -153,9 +187,11 @@ def page(flt):
 def stream(flt, engine, batch=1000):
     """Every run the filter matches, in its order, in keyset batches; needs no app context (a streamed reply)."""
     cursor = flt.cursor
+    with engine.connect() as conn:
+        flt = resolved(flt, conn)
     while True:
         with engine.connect() as conn:
-            rows = conn.execute(select_runs(replace(flt, cursor=cursor), batch)).all()
+            rows = conn.execute(select_runs(replace(flt, cursor=cursor), batch, engine.dialect.name)).all()
         yield from rows
         if len(rows) < batch:
             return

@@ -1,0 +1,131 @@
+"""Text search through the database's substring index (SQLite FTS5 trigrams, PostgreSQL pg_trgm): the same runs as
+the scan, for substrings, case, non-ASCII and the characters LIKE and FTS5 treat specially, kept by every write."""
+import random
+from urllib.parse import quote
+
+import pytest
+from flask_migrate import upgrade
+from sqlalchemy import literal_column, select, table, text, update
+
+from models import Run, db
+from panel.runlog import search
+from tests.helpers import add_runs, api_client, walk
+
+WORDS = ["https://example.org/shop?id=42", "Ada Lovelace", "100% sure", "under_score", 'say "hi"', "café crème",
+         "GRÖSSE größe", "東京タワー", "emoji 🚀 launch", "path/to/file", "it's", "ERROR: Timeout", "tab\there",
+         "MiXeD CaSe", "ünïcödé", "Ꭰ cherokee", "İstanbul", "ǅemal", "x" * 40, "a%b_c/d"]
+
+
+def seeded(app):
+    """Runs whose args, kwargs, result and error hold the words in many combinations (a fixed seed)."""
+    rng = random.Random(28)
+    specs = []
+    for n in range(240):
+        pick = lambda: rng.choice(WORDS)  # noqa: E731
+        specs.append({"args": [pick(), n] if n % 3 else [], "kwargs": {"k": pick()} if n % 4 else {},
+                      "result": f'"{pick()}"' if n % 5 else None, "error": pick() if n % 7 == 0 else None})
+    return add_runs(app, specs)
+
+
+def queries():
+    rng = random.Random(7)
+    found = ["lovelace", "LOVELACE", "100%", "1%0", "under_", "r_s", '"hi"', "café", "CAFÉ", "größe", "GRÖSSE",
+             "東京", "京タ", "🚀", "/to/", "it's", "timeout", "tab\th", "mixed case", "ünï", "İst", "ǅ", "xxxxx",
+             "a%b_c/d", "%b_", "\\", "zzz-not-there", "ex", "é", "42", "shop?id=4"]
+    for word in WORDS:  # random substrings of every word
+        for _ in range(3):
+            start = rng.randrange(len(word))
+            found.append(word[start:start + rng.randrange(1, 8)])
+    return [q for q in dict.fromkeys(found) if q.strip()]
+
+
+def answer(app, q, dialect):
+    """The run ids the filter matches: `dialect` None is the scan alone (the index left out)."""
+    with app.app_context():
+        ids = search.probe(q, db.session.connection()) if dialect else None
+        where = search.text_match(q, dialect or "none", ids)
+        return set(db.session.scalars(select(Run.celery_task_id).where(where)))
+
+
+@pytest.mark.parametrize("backend, probe", [("sqlite", 10_000), ("sqlite", 5), ("postgresql", None)])
+def test_the_index_answers_the_same_runs_as_the_scan(make_app, backend, probe, monkeypatch):
+    """With SQLite's probe small, most terms count as common and take the scan: the answer is the same."""
+    if probe:
+        monkeypatch.setattr(search, "PROBE", probe)
+    app = make_app(backend)
+    ids = seeded(app)
+    dialect = "sqlite" if backend == "sqlite" else "postgresql"
+    asked = queries()
+    differ = {q: (answer(app, q, dialect) ^ answer(app, q, None)) for q in asked}
+    assert {q: d for q, d in differ.items() if d} == {}
+    hits = sum(1 for q in asked if answer(app, q, None))
+    assert hits > len(asked) / 2, "the sample must find something for most queries to compare anything"
+    assert answer(app, "café", dialect) and answer(app, "東京", dialect), "non-ASCII in args and results is found"
+    client = api_client(app, "viewer")  # and through the API, with its paging
+    assert {r["celery_task_id"] for r in walk(client, "q=" + quote("größe"))} == answer(app, "größe", None)
+    assert ids
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_the_index_follows_every_insert_update_and_delete(make_app, backend):
+    app = make_app(backend)
+    dialect = "sqlite" if backend == "sqlite" else "postgresql"
+    [first, second] = add_runs(app, [{"args": ["before-the-change"]}, {"args": ["stays"]}])
+    with app.app_context():
+        db.session.execute(update(Run).where(Run.celery_task_id == first).values(
+            args=["after-the-change"], result='"the result came later"', error="then an error"))
+        db.session.commit()
+    assert answer(app, "before-the", dialect) == set()
+    assert answer(app, "after-the", dialect) == {first}
+    assert answer(app, "result came", dialect) == {first} and answer(app, "an error", dialect) == {first}
+    with app.app_context():
+        db.session.execute(Run.__table__.delete().where(Run.celery_task_id == first))
+        db.session.commit()
+    assert answer(app, "after-the", dialect) == set() and answer(app, "stays", dialect) == {second}
+
+
+def explained(app, query, backend):
+    """The database's plan for a statement: where it looks for the rows."""
+    with app.app_context():
+        sql = str(query.compile(db.engine, compile_kwargs={"literal_binds": True}))
+        with db.engine.connect() as conn:
+            if backend == "sqlite":
+                return " ".join(str(row[-1]) for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}"))
+            conn.exec_driver_sql("SET enable_seqscan = off")  # a tiny table would be scanned whatever the index
+            return " ".join(row[0] for row in conn.execute(text(f"EXPLAIN {sql}")))
+
+
+def test_sqlite_asks_its_trigram_index_for_three_characters_or_more(make_app):
+    app = make_app()
+    [needle] = add_runs(app, [{"args": ["needle in a haystack"]}])
+    with app.app_context():
+        conn = db.session.connection()
+        found = search.probe("needle", conn)
+        assert db.session.get(Run, found[0]).celery_task_id == needle and len(found) == 1
+        assert search.probe("ne", conn) is None and search.probe(needle, conn) is None  # too short; a task id
+    asked = select(literal_column("rowid")).select_from(table("run_search")).where(
+        literal_column("run_search").op("MATCH")('"needle"'))
+    assert "VIRTUAL TABLE INDEX" in explained(app, asked, "sqlite")
+
+
+def test_postgresql_reads_its_trigram_index_for_three_characters_or_more(make_app):
+    app = make_app("postgresql")
+    add_runs(app, [{"args": ["needle in a haystack"]}])
+    assert "ix_task_logs_search" in explained(app, select(Run.id).where(search.text_match("needle", "postgresql")),
+                                              "postgresql")
+    assert "ix_task_logs_search" not in explained(app, select(Run.id).where(search.text_match("ne", "postgresql")),
+                                                  "postgresql")
+
+
+def test_the_migration_indexes_the_runs_already_there(make_app):
+    app = make_app()
+    with app.app_context():
+        db.drop_all()
+        upgrade(revision="f7c2d4e6a8b0")  # a database from before the index, holding runs
+        db.session.remove()
+    [old] = add_runs(app, [{"args": ["written before the index"]}])
+    with app.app_context():
+        assert db.session.execute(text("SELECT count(*) FROM sqlite_master WHERE name = 'run_search'")).scalar() == 0
+    with app.app_context():
+        upgrade()
+    assert answer(app, "before the index", "sqlite") == {old}
