@@ -16,9 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import percentile, summary, timed  # noqa: E402
+from bench.common import bulk_load, percentile, summary, timed  # noqa: E402
 from models import utcnow  # noqa: E402
-from panel.database import SEARCH_TABLE  # noqa: E402
 from panel.runlog import search, stats  # noqa: E402
 from tests.helpers import api_client, build_app  # noqa: E402
 
@@ -34,15 +33,6 @@ SPAN = timedelta(days=100)  # the newest run is a minute old: the chart's hour i
 def seed(path, rows):
     """Bulk-load runs: indexes dropped first and built after, as any bulk load would."""
     rng = random.Random(6)
-    conn = sqlite3.connect(path)
-    indexes = conn.execute("SELECT sql FROM sqlite_master WHERE type='index' AND tbl_name='task_logs' "
-                           "AND sql IS NOT NULL").fetchall()
-    for (sql,) in indexes:
-        conn.execute("DROP INDEX " + sql.split()[2])
-    triggers = conn.execute("SELECT name, sql FROM sqlite_master WHERE type='trigger' "
-                            "AND tbl_name='task_logs'").fetchall()
-    for name, _ in triggers:  # the search index is rebuilt once after the load, not row by row
-        conn.execute(f"DROP TRIGGER {name}")
     span_s = SPAN.total_seconds()
     start = utcnow() - SPAN
     sample_ids = []
@@ -60,19 +50,11 @@ def seed(path, rows):
                    json.dumps({"timeout": 10}), at, at, at + runtime, rng.choice(WORKERS), 0,
                    "Traceback ...\nValueError: boom" if state == "FAILURE" else None)
 
-    conn.execute("BEGIN")
-    conn.executemany("INSERT INTO task_logs (celery_task_id, task_name, status, state, args, kwargs, queued_at, "
-                     "started_at, finished_at, worker, retries, traceback) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                     rows_iter())
-    conn.execute("COMMIT")
-    for (sql,) in indexes:
-        conn.execute(sql)
-    for _, sql in triggers:
-        conn.execute(sql)
-    began = time.perf_counter()
-    conn.execute(f"INSERT INTO {SEARCH_TABLE}({SEARCH_TABLE}) VALUES ('rebuild')")
-    conn.commit()
-    print(f"search index built over {rows:,} runs in {time.perf_counter() - began:.1f} s")
+    indexed_s = bulk_load(path, "INSERT INTO task_logs (celery_task_id, task_name, status, state, args, kwargs, "
+                          "queued_at, started_at, finished_at, worker, retries, traceback) "
+                          "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows_iter())
+    print(f"search index built over {rows:,} runs in {indexed_s:.1f} s")
+    conn = sqlite3.connect(path)
     if not os.environ.get("BENCH_NO_ANALYZE"):  # a live database may never have been analysed: check both
         conn.execute("ANALYZE")
     conn.close()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import percentile, summary, timed  # noqa: E402
+from bench.common import bulk_load, percentile, summary, timed  # noqa: E402
 from models import utcnow  # noqa: E402
 from panel.runlog import search  # noqa: E402
 from tests.helpers import api_client, build_app  # noqa: E402
@@ -30,11 +30,6 @@ SPAN = timedelta(days=100)
 def seed(path, rows):
     """Bulk-load runs (indexes dropped first, built after); runtimes in whole ms, so many runs tie."""
     rng = random.Random(17)
-    conn = sqlite3.connect(path)
-    indexes = conn.execute("SELECT sql FROM sqlite_master WHERE type='index' AND tbl_name='task_logs' "
-                           "AND sql IS NOT NULL").fetchall()
-    for (sql,) in indexes:
-        conn.execute("DROP INDEX " + sql.split()[2])
     start, span_s = utcnow() - SPAN, SPAN.total_seconds()
 
     def rows_iter():
@@ -48,12 +43,9 @@ def seed(path, rows):
                    json.dumps([f"https://site{rng.randrange(5000)}.example/page/{i}"]), "{}", at,
                    at if ended else None, at + timedelta(seconds=runtime_s) if ended else None, runtime_s, 0)
 
-    conn.execute("BEGIN")
-    conn.executemany("INSERT INTO task_logs (celery_task_id, task_name, status, state, args, kwargs, queued_at, "
-                     "started_at, finished_at, runtime_s, retries) VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows_iter())
-    conn.execute("COMMIT")
-    for (sql,) in indexes:
-        conn.execute(sql)
+    bulk_load(path, "INSERT INTO task_logs (celery_task_id, task_name, status, state, args, kwargs, queued_at, "
+                    "started_at, finished_at, runtime_s, retries) VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows_iter())
+    conn = sqlite3.connect(path)
     conn.execute("ANALYZE")
     conn.close()
 

@@ -45,7 +45,7 @@ class RunFilter:
     limit: int = PAGE_SIZE
     cursor: tuple | None = field(default=None, repr=False)
     sort: str = "newest"
-    text_ids: tuple | None = field(default=None, repr=False)  # what the index found for q (see `resolved`)
+    text_indexed: bool = field(default=False, repr=False)  # SQLite's index narrows q (see `resolved`)
 
     def as_args(self):
         """The filter as query arguments (for links to the next page and to exports)."""
@@ -99,15 +99,15 @@ def decode_cursor(text, sort="newest"):
     return key, run_id
 
 
-def text_match(q, dialect, ids=None):
+def text_match(q, dialect, indexed=False):
     """Runs whose id, args, kwargs, result or error hold `q` (case aside, as lower() folds it). The scan's own test
     decides; the database's substring index first narrows the rows to those that can hold it, when it can (3
-    characters or more, the shortest trigram): SQLite's through the ids `probe` found, PostgreSQL's pg_trgm through
-    its planner. So the answer is the scan's, without the scan."""
+    characters or more, the shortest trigram): SQLite's when `narrows` said so, PostgreSQL's pg_trgm through its
+    planner. So the answer is the scan's, without the scan."""
     exact = or_(*(cast(column, String).icontains(q, autoescape=True)
                   for column in (Run.celery_task_id, Run.args, Run.kwargs, Run.result, Run.error)))
-    if ids is not None:
-        return and_(Run.id.in_(ids), exact)
+    if indexed:
+        return and_(Run.id.in_(_fts(q)), exact)
     if dialect == "postgresql" and len(q) >= INDEXED_MIN:  # the indexed expression, LIKE a constant pattern
         escaped = q.replace("/", "//").replace("%", "/%").replace("_", "/_")
         pattern = literal("%") + func.lower(literal(escaped)) + literal("%")
@@ -115,21 +115,26 @@ def text_match(q, dialect, ids=None):
     return exact
 
 
-def probe(q, conn):
-    """SQLite: the ids of the runs whose text can hold `q`, from the FTS5 trigram index, when there are at most
-    PROBE of them; None when there are more (a common term: the scan in the page's order meets a page of them
-    sooner than the index lists them all) or the index cannot answer (a short term, a task id, another database)."""
-    if not q or conn.dialect.name != "sqlite" or len(q) < INDEXED_MIN or UUID_RE.match(q):
-        return None
+def _fts(q):
+    """The ids SQLite's FTS5 trigram index finds for `q` (a superset of the scan's: it folds more case)."""
     phrase = '"' + q.replace('"', '""') + '"'  # one FTS5 string: every character as itself
-    found = conn.execute(select(literal_column("rowid")).select_from(table(SEARCH_TABLE)).where(
-        literal_column(SEARCH_TABLE).op("MATCH")(phrase)).limit(PROBE + 1)).scalars().all()
-    return tuple(found) if len(found) <= PROBE else None
+    return select(literal_column("rowid")).select_from(table(SEARCH_TABLE)).where(
+        literal_column(SEARCH_TABLE).op("MATCH")(phrase))
+
+
+def narrows(q, conn):
+    """SQLite: whether its index finds `q` in at most PROBE runs (counted inside the database, nothing fetched); a
+    common term is found sooner by walking the list in the page's order. False where the index cannot answer (a
+    short term, a task id, another database)."""
+    if not q or conn.dialect.name != "sqlite" or len(q) < INDEXED_MIN or UUID_RE.match(q):
+        return False
+    found = conn.execute(select(func.count()).select_from(_fts(q).limit(PROBE + 1).subquery())).scalar()
+    return found <= PROBE
 
 
 def resolved(flt, conn):
-    """The filter with its text search's ids from the index (when the index answers it)."""
-    return replace(flt, text_ids=probe(flt.q, conn)) if flt.q else flt
+    """The filter, knowing whether the index answers its text search."""
+    return replace(flt, text_indexed=narrows(flt.q, conn)) if flt.q else flt
 
 
 def conditions(flt, dialect=None):
@@ -151,7 +156,7 @@ def conditions(flt, dialect=None):
         if UUID_RE.match(flt.q):  # a task id: one probe of the unique index
             terms.append(Run.celery_task_id.in_(sorted({flt.q, flt.q.lower()})))
         else:
-            terms.append(text_match(flt.q, dialect or db.engine.dialect.name, flt.text_ids))
+            terms.append(text_match(flt.q, dialect or db.engine.dialect.name, flt.text_indexed))
     return terms
 
 
