@@ -189,12 +189,11 @@ def process_stopped(config, program, pids, exit_status, cause):
                    {"program": program, "pids": list(pids), "exit_status": exit_status, "cause": cause})
 
 
-def process_fatal(config, program, reason, failures, by="the watchdog"):
+def process_fatal(config, program, reason, failures, by="The watchdog"):
     """The watchdog (or a host's Supervisor) gave up on a program (FATAL): a person has to look."""
     tries = f" after {failures} failure(s)" if failures else ""
     return _safely(config, PROCESS_FATAL, f"process-fatal:{program}", f"Celery {program} is FATAL",
-                   f"{by[0].upper()}{by[1:]} gave up on the Celery {program}{tries}: {reason}. "
-                   f"It stays down until a person starts it from the panel.",
+                   f"{by} gave up on the Celery {program}{tries}: {reason}. It stays down until a person starts it.",
                    {"program": program, "reason": reason, "failures": failures})
 
 

@@ -103,10 +103,12 @@ class Supervised(Supervisor):
             else:  # started meanwhile (supervisorctl, another panel process): one copy, Supervisor's
                 after, said = self.client.program(program), "already running under Supervisor"
                 ok, reason = True, ""
-        pids = [after["pid"]] if after["pid"] else []
+        given = [after["pid"]] if after["pid"] else []  # Supervisor's PID: what the follower compares
+        ref = ref_of(kind, after["pid"]) if after["pid"] else None
+        pids = [ref.pid] if ref else given  # the Celery process, as the status shows it (a wrapper's child)
         result = (StartResult(kind, True, pids, message=f"{said} (PID {', '.join(map(str, pids))})")
                   if ok else StartResult(kind, False, message=reason, log_tail=self._tail(program)))
-        self.on_intent(kind, "running", pids)
+        self.on_intent(kind, "running", given)
         self.on_event(program=kind, action="start", outcome="ok" if ok else "error", pids=pids,
                       message=result.message, cause=cause, actor=actor)
         return result

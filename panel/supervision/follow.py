@@ -206,4 +206,4 @@ class Follower:
         self.manager.on_event(program=seat.kind, action="fatal" if fatal else "backoff", outcome="error", pids=[],
                               message=f"{seat.kind}{where}: {reason}", cause="supervisor", actor=ACTOR, host=seat.host)
         if fatal:
-            alerts.process_fatal(self.cfg, f"{seat.kind}{where}", reason, 0, by=f"the Supervisor{where or ' here'}")
+            alerts.process_fatal(self.cfg, f"{seat.kind}{where}", reason, 0, by=f"The Supervisor{where or ' here'}")
