@@ -108,6 +108,11 @@ class SupervisorUnreachable(PanelError, ConnectionError):
     status = 503
 
 
+class SupervisorSilent(SupervisorUnreachable):
+    """A host's supervisord let the call wait out its timeout (a stopped host, a firewall that drops): not waited
+    for again until it answers."""
+
+
 class SupervisorRefused(SupervisorUnreachable):
     """A host's supervisord answered 401: the panel's credentials for it are wrong (its settings, not the caller's
     login), so 502 like a gateway whose upstream refused it."""

@@ -8,7 +8,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from urllib.parse import urlsplit
 
-from panel.errors import NoSuchProgram, NotFound, PanelError, SupervisorFault
+from panel.errors import NoSuchProgram, NotFound, PanelError, SupervisorFault, SupervisorSilent
 from panel.host.supervisord import DEFAULT_TIMEOUT_S, Supervisord
 
 log = logging.getLogger("panel.fleet")
@@ -30,6 +30,7 @@ class Fleet:
         self.on_intent = on_intent or (lambda host, kind, desired, pids=None: None)  # what the follower expects
         self._said = {}  # host -> the reason it was last said to be unreachable
         self._silent = {}  # host -> the look still out (or back) at a host that let a view wait out the timeout
+        self._timeouts = set()  # hosts whose last look waited out the timeout
         self._lock = threading.Lock()
         self.programs = {kind: programs[kind] for kind in KINDS if kind in programs}
         self.timeout_s = timeout_s
@@ -67,6 +68,9 @@ class Fleet:
                 views.append(silent[name])
             elif future.done():
                 views.append(future.result())
+                if name in self._timeouts:  # it let this look wait out the timeout: not waited for again
+                    with self._lock:
+                        self._silent[name] = future
             else:
                 with self._lock:
                     self._silent[name] = future  # its answer, when it comes, tells whether to wait for it again
@@ -82,15 +86,19 @@ class Fleet:
         if not out.done():
             return self._down(name, self._timed_out(name))
         answer = out.result()
-        if answer["reachable"]:
-            del self._silent[name]  # it answers again: waited for as before, from the next view on
+        if name not in self._timeouts:
+            del self._silent[name]  # it answers again (or refuses at once): waited for as before, from the next view
         else:
             self._silent[name] = self._pool.submit(self._host_view, name)
         return answer
 
     def _host_view(self, name):
+        self._timeouts.discard(name)
         try:
             found = self.hosts[name].programs()
+        except SupervisorSilent as exc:
+            self._timeouts.add(name)
+            return self._down(name, str(exc))
         except PanelError as exc:
             return self._down(name, str(exc))
         except Exception as exc:  # a host fails alone, whatever it does

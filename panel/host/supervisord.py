@@ -10,7 +10,7 @@ import socket
 import xmlrpc.client
 from urllib.parse import unquote, urlsplit
 
-from panel.errors import NoSuchProgram, SupervisorFault, SupervisorRefused, SupervisorUnreachable
+from panel.errors import NoSuchProgram, SupervisorFault, SupervisorRefused, SupervisorSilent, SupervisorUnreachable
 
 DEFAULT_TIMEOUT_S = 2.0
 ACTION_TIMEOUT_S = 60.0  # a start or stop waits for supervisord's own startsecs / stopwaitsecs, longer than a look
@@ -104,7 +104,7 @@ class Supervisord:
             raise SupervisorUnreachable(f"supervisord on {self.name} answered HTTP {exc.errcode} "
                                         f"{self.redact(exc.errmsg)}") from None
         except TimeoutError:
-            raise SupervisorUnreachable(f"supervisord on {self.name} did not answer within "
+            raise SupervisorSilent(f"supervisord on {self.name} did not answer within "
                                         f"{timeout_s or self.timeout_s:g} s") from None
         except (OSError, http.client.HTTPException) as exc:
             reason = self.redact(exc.strerror if isinstance(exc, OSError) and exc.strerror else exc) or "no answer"
