@@ -8,7 +8,6 @@ import stat
 import subprocess
 from pathlib import Path
 
-import psutil
 import pytest
 
 from panel.broker import remote
@@ -19,7 +18,7 @@ from panel.host import processes
 from panel.host.processes import BEAT, KINDS, WORKER
 from panel.host.supervisord import ACTION_TIMEOUT_S, Supervisord as SupervisordClient
 from panel.target import EMBEDDED_BEAT_READY
-from tests.helpers import api_client, free_port, wait_for
+from tests.helpers import api_client, end_with_family, free_port, wait_for
 from tests.supervisord_harness import CONF, SUPERVISORD
 
 DOC = ROOT / "docs" / "deployment.md"
@@ -209,20 +208,7 @@ def doc_supervisord(app, folder, port):
 
 def stop_supervisord(proc):
     """Finalizer: SIGTERM to supervisord by PID (it stops its programs), then SIGKILL for anything left."""
-    if proc.poll() is not None:
-        return
-    family = psutil.Process(proc.pid).children(recursive=True)
-    proc.terminate()
-    try:
-        proc.wait(timeout=40)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
-    for child in family:
-        try:
-            child.kill()
-        except psutil.NoSuchProcess:
-            pass
+    end_with_family(proc, 40)
 
 
 def running_pid(client, program):
