@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from models import RUNNING, FollowedProgram, Run, db, utcnow
 from panel.cluster import workers
+from panel.database import reader
 from panel.errors import BrokerDown, ControlBusy, PanelError
 from panel.fleet.hosts import Fleet
 from panel.health import alerts
@@ -121,11 +122,12 @@ class Follower:
         """The other hosts, asked at once; a host that does not answer keeps what was last seen of it."""
         seen = {(h["name"], p["name"]): (h["name"], p) for h in self.fleet.view()
                 if h["reachable"] and h["name"] != self.fleet.local for p in h["programs"]}
-        rows = {(r.host, r.program): r for r in db.session.scalars(select(FollowedProgram))}
-        if all(key in rows and _settled({"state": rows[key].state, "pids": rows[key].pids}, info)
+        with reader(db.engine).connect() as conn:  # a deferred read: no write lock while nothing changed
+            known = {(r.host, r.program): r for r in conn.execute(select(FollowedProgram.__table__))}
+        if all(key in known and _settled({"state": known[key].state, "pids": known[key].pids}, info)
                for key, (_, info) in seen.items()):
-            db.session.rollback()
             return
+        rows = {(r.host, r.program): r for r in db.session.scalars(select(FollowedProgram))}
         nodes = workers.list_workers()
         for (host, kind), (_, info) in seen.items():
             row = rows.get((host, kind))
