@@ -168,10 +168,6 @@ class Supervised(Supervisor):
             return {"path": f"no {kind} program (SUPERVISOR_PROGRAMS)", "exists": False, "lines": []}
         return {"path": f"supervisord: {program}", "exists": True, "lines": self._tail(program, lines).splitlines()}
 
-    def log_text(self, kind, max_bytes):
-        """The end of the program's log, for reading how it died."""
-        return self.client.tail(self.program_names[kind], max_bytes)
-
 
 def _status(info, ref, state, reason):
     """One program as the panel's status shows it, in Supervisor's words."""
