@@ -78,3 +78,21 @@ def bulk_load(path, insert_sql, rows):
     indexed_s = time.perf_counter() - began
     conn.close()
     return indexed_s
+
+
+def row(measure, value, unit, target, met, baseline=None):
+    """One line of `make bench`'s table: what was measured, its figure, the target and whether it holds."""
+    return {"measure": measure, "value": float(value), "unit": unit, "target": target, "met": bool(met),
+            "baseline": baseline}
+
+
+def print_rows(rows, title=None):
+    """The table `make bench` ends with, one line per measure, MET / NOT MET last."""
+    if title:
+        print(f"\n{title}")
+    width = max([len(r["measure"]) for r in rows] + [7])
+    print(f"{'measure':<{width}}  {'value':>12}  {'target':<22} {'baseline (same run)':<34} verdict")
+    for r in rows:
+        figure = f"{r['value']:,.2f} {r['unit']}"
+        print(f"{r['measure']:<{width}}  {figure:>12}  {r['target']:<22} {r['baseline'] or '':<34} "
+              f"{'MET' if r['met'] else 'NOT MET'}")
