@@ -103,6 +103,7 @@ def cases(get, url):
             lambda: get(f"/api/runs?since={day}&until={day + timedelta(days=7)}&status=FAILURE&task=crawl_url")),
            ("search rare (site49999.example)", "search", lambda: get("/api/runs?q=site49999.example")),
            ("search common (invoice)", "search", lambda: get("/api/runs?q=invoice")),
+           ("search common + status=FAILURE", "search", lambda: get("/api/runs?q=invoice&status=FAILURE")),
            ("search non-ASCII (Zürich)", "search", lambda: get("/api/runs?q=Zürich")),
            ("chart /api/runs/per-minute", "page", lambda: get("/api/runs/per-minute")),
            ("/metrics", "metrics", lambda: get("/metrics"))]

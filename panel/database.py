@@ -113,6 +113,7 @@ SQLITE_SEARCH_DDL = (
 )
 # One text per run, lowered as the scan's icontains lowers, the columns apart by a unit separator (json -> text and
 # lower are immutable, as an index wants).
+PG_SEPARATOR = chr(31)
 PG_SEARCH_TEXT = "lower(" + " || chr(31) || ".join(f"coalesce({c}::text, '')" for c in SEARCHED) + ")"
 PG_SEARCH_DDL = (
     "CREATE EXTENSION IF NOT EXISTS pg_trgm",

@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import String, and_, cast, func, literal, literal_column, or_, select, table, tuple_
 
 from models import Run, db, iso
-from panel.database import PG_SEARCH_TEXT, SEARCH_TABLE, reader
+from panel.database import PG_SEARCH_TEXT, PG_SEPARATOR, SEARCH_TABLE, reader
 from panel.errors import ValidationError
 from panel.runlog.previews import LIST_COLUMNS
 
@@ -101,9 +101,11 @@ def decode_cursor(text, sort="newest"):
 
 def text_match(q, dialect, indexed=False):
     """Runs whose id, args, kwargs, result or error hold `q` (case aside, as lower() folds it). The scan's own test
-    decides; the database's substring index first narrows the rows to those that can hold it, when it can (3
-    characters or more, the shortest trigram): SQLite's when `narrows` said so, PostgreSQL's pg_trgm through its
-    planner. So the answer is the scan's, without the scan."""
+    decides, narrowed first by the database's substring index when it can (3 characters or more, the shortest
+    trigram): SQLite's when `narrows` said so. PostgreSQL's indexed text is those columns lowered and joined by a
+    separator no search holds, so LIKE on it is the scan's test itself: alone, the planner estimates it from the
+    index's own statistics (ANDed with the scan's ORs it guessed 13 runs for a term in 80 % of them, and sorted a
+    parallel scan: 320 ms instead of 1 ms at 300k runs)."""
     exact = or_(*(cast(column, String).icontains(q, autoescape=True)
                   for column in (Run.celery_task_id, Run.args, Run.kwargs, Run.result, Run.error)))
     if indexed:
@@ -111,7 +113,8 @@ def text_match(q, dialect, indexed=False):
     if dialect == "postgresql" and len(q) >= INDEXED_MIN:  # the indexed expression, LIKE a constant pattern
         escaped = q.replace("/", "//").replace("%", "/%").replace("_", "/_")
         pattern = literal("%") + func.lower(literal(escaped)) + literal("%")
-        return and_(literal_column(PG_SEARCH_TEXT).like(pattern, escape="/"), exact)
+        indexed_like = literal_column(PG_SEARCH_TEXT).like(pattern, escape="/")
+        return indexed_like if PG_SEPARATOR not in q else and_(indexed_like, exact)
     return exact
 
 
