@@ -19,7 +19,7 @@ from bench.common import print_rows, row  # noqa: E402
 BENCHES = ("bench.status_latency", "bench.status_load", "bench.record_throughput", "bench.cancel_latency",
            "bench.bulk_actions", "bench.worker_detail", "bench.runs_query", "bench.pg_scale",
            "bench.fault_answers", "bench.event_ingest", "bench.beat_failover",
-           "bench.sort_pages", "bench.restart_settle", "bench.readback_rate", "bench.hosts")
+           "bench.sort_pages", "bench.restart_settle", "bench.readback_rate", "bench.hosts", "bench.flower_reads")
 
 
 def chosen():
