@@ -107,7 +107,8 @@ class Settings(BaseSettings):
     DATABASE_URL: str = Field("", **INPUT_ONLY)  # SQLAlchemy URL; empty: SQLite in the instance folder
     SECRET_KEY: str = ""  # Flask's secret; empty: one generated once into the instance folder
     # gunicorn (`make serve`, read by gunicorn.conf.py).
-    PANEL_WORKERS: Int = Field(3, **INPUT_ONLY)  # gunicorn worker processes
+    # gunicorn worker processes; default: one per CPU this process may use (a gthread worker's Python uses one), >= 2
+    PANEL_WORKERS: Int = Field(default_factory=lambda: max(2, len(os.sched_getaffinity(0))), **INPUT_ONLY)
     PANEL_THREADS: Int = Field(4, **INPUT_ONLY)  # threads per gunicorn worker
     PANEL_ACCESS_LOG: str = Field("", **INPUT_ONLY)  # access log path, "-" stdout, "off"; empty: logs/access.log
     # The broker and results.
@@ -139,6 +140,7 @@ class Settings(BaseSettings):
     START_TIMEOUT_S: Seconds = 30.0  # a start that takes longer is a failure
     BEAT_MAX_INTERVAL_S: Seconds = 2.0  # Beat wakes at least this often (schedule edits seen within it)
     CONTROL_LOCK_WAIT_S: Seconds = 60.0  # a control action waits this long for the one before it
+    STATUS_SHARE_S: Seconds = Field(1.0, ge=0)  # status routes share one process-table read this long (0: never)
     RECORD_RUNS: Flag = True  # record runs in the database
     # Watchdog and quarantine.
     WATCHDOG: str = ""  # "worker", "beat" or "worker,beat": switched on at start-up (the page can switch too)
@@ -219,9 +221,7 @@ def read_env(env_file=None):
 
 def _problem(error):
     key = ".".join(str(part) for part in error["loc"]) or "settings"
-    if error["type"] == "setting":
-        return key, error["msg"]
-    return key, f"{error['msg']}, got {error['input']!r}"
+    return key, (error["msg"] if error["type"] == "setting" else f"{error['msg']}, got {error['input']!r}")
 
 
 def read_settings(env_file=None):

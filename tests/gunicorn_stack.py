@@ -2,6 +2,8 @@
 
 Shared by tests/test_gunicorn.py and bench/status_load.py. Everything started here is stopped by PID.
 """
+import http.client
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -22,12 +24,13 @@ from panel.host import processes
 from panel.host.processes import BEAT, WORKER
 from tests.helpers import api_client, celery_main_pids, free_port, stop_everything, wait_for
 
-BOOT_WAIT_S = 90  # prepare (migrations) and three workers importing the app, on two shared cores
+BOOT_WAIT_S = 90  # prepare (migrations) and the workers importing the app, on two shared cores
 TERM_WAIT_S = 40  # gunicorn's graceful_timeout with the test's STOP_GRACE_S, plus a margin
 KILL_WAIT_S = 10
 HTTP_TIMEOUT_S = 30
 CONTROL_TIMEOUT_S = 150  # a control request may wait for the lock, stop and start
 SAMPLE_EVERY_S = 0.05
+POLLER_PROCESSES = 10  # the pollers are spread over this many processes (one GIL each)
 POLL_PATHS = ("/celery_status", "/scheduler/celery-status/")
 CONTROLS = ("/scheduler/start-celery/", "/restart_celery_beat", "/scheduler/stop-celery/")
 
@@ -37,15 +40,20 @@ class GunicornPanel:
 
     command = "serve"  # `launcher serve` execs gunicorn: this pid becomes gunicorn's master
 
-    def __init__(self, folder, broker_url, workers=3, imports="tests.sample_tasks", **settings):
+    def __init__(self, folder, broker_url, workers=None, imports="tests.sample_tasks", **settings):
+        """`workers`: PANEL_WORKERS, or None for the shipped default (one per CPU)."""
         self.folder = folder
         self.instance = str(folder / "instance")
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.env = dict(os.environ, PANEL_INSTANCE_PATH=self.instance, DATABASE_URL=f"sqlite:///{folder / 'panel.db'}",
                         CELERY_BROKER_URL=broker_url, CELERY_RESULT_BACKEND=broker_url, CELERY_IMPORTS=imports,
-                        PANEL_HOST="127.0.0.1", PANEL_PORT=str(self.port), PANEL_WORKERS=str(workers),
+                        PANEL_HOST="127.0.0.1", PANEL_PORT=str(self.port),
                         WATCHDOG="", STOP_GRACE_S="3", PYTHONUNBUFFERED="1")
+        if workers is not None:
+            settings["PANEL_WORKERS"] = workers
+        else:
+            self.env.pop("PANEL_WORKERS", None)
         self.env.update({key: str(value) for key, value in settings.items()})
         self.log_path = folder / f"{self.command}.out"
         self.app = None
@@ -171,19 +179,44 @@ def _timed_status(method, url, timeout_s):
     return code, time.perf_counter() - started
 
 
-def _poller(panel, path_cycle, done, result, lock):
-    http = panel.session("viewer")
+def _poller(address, token, path_cycle, done, result, lock):
+    """One client polling over one keep-alive connection (reopened after a failure), as a dashboard or curl loop."""
+    headers, conn = {"Authorization": f"Bearer {token}"}, None
     latencies, codes = {}, {}
     for path in path_cycle:
         if done.is_set():
             break
-        code, seconds = _timed_status(http.get, panel.url(path), HTTP_TIMEOUT_S)
-        latencies.setdefault(path, []).append(seconds * 1000)
+        started = time.perf_counter()
+        try:
+            conn = conn or http.client.HTTPConnection(*address, timeout=HTTP_TIMEOUT_S)
+            conn.request("GET", path, headers=headers)
+            response = conn.getresponse()
+            response.read()
+            code = response.status
+        except (OSError, http.client.HTTPException):
+            code = 0
+            if conn is not None:
+                conn.close()
+            conn = None
+            done.wait(0.05)  # a refused connection fails at once: no busy loop of failures
+        latencies.setdefault(path, []).append((time.perf_counter() - started) * 1000)
         codes.setdefault(path, Counter())[code] += 1
     with lock:
         for path, values in latencies.items():
             result.latencies_ms.setdefault(path, []).extend(values)
             result.codes.setdefault(path, Counter()).update(codes[path])
+
+
+def _poller_process(address, token, path_cycles, done, out):
+    """In a process of its own, a share of the pollers: fifty threads in one would measure their own GIL."""
+    result, lock = LoadResult(), threading.Lock()
+    threads = [threading.Thread(target=_poller, args=(address, token, paths, done, result, lock), daemon=True)
+               for paths in path_cycles]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=HTTP_TIMEOUT_S + 5)
+    out.put((result.latencies_ms, result.codes))
 
 
 def _controller(panel, stop, cycled, result):
@@ -197,41 +230,81 @@ def _controller(panel, stop, cycled, result):
             cycled.set()
 
 
-def _sampler(instance, stop, result):
+def _sampler(instance, stop, out):
+    """In a process of its own: in the pollers' process fifty busy threads would starve it of the GIL."""
+    result = LoadResult()
     while not stop.wait(SAMPLE_EVERY_S):
         table, counted = processes.scan(instance), celery_main_pids(instance)
         result.samples += 1
         for kind in (WORKER, BEAT):
             result.most[kind] = max(result.most[kind], len(table[kind]))
             result.most_by_psutil[kind] = max(result.most_by_psutil[kind], len(counted[kind]))
+    out.put((result.most, result.most_by_psutil, result.samples))
+
+
+def _sampled(sampler, sampling, out, result):
+    """Stop the sampler process and take its figures; killed by PID when it does not end."""
+    sampling.set()
+    try:
+        result.most, result.most_by_psutil, result.samples = out.get(timeout=HTTP_TIMEOUT_S)
+    finally:
+        sampler.join(timeout=KILL_WAIT_S)
+        if sampler.is_alive():
+            sampler.kill()
+            sampler.join(timeout=KILL_WAIT_S)
 
 
 def run_load(panel, pollers, seconds, paths=POLL_PATHS, controls=True):
-    """`pollers` threads GET `paths` in turn for `seconds` and, with `controls`, until each control ran once."""
+    """`pollers` clients GET `paths` in turn for `seconds` and, with `controls`, until each control ran once."""
     for role in ("viewer", "operator"):  # users and tokens made before the clock starts
         panel.session(role)
-    result, lock = LoadResult(), threading.Lock()
-    polling, sampling, cycled = threading.Event(), threading.Event(), threading.Event()
-    threads = [threading.Thread(target=_poller, args=(panel, cycle(paths[i % len(paths):] + paths[:i % len(paths)]),
-                                                      polling, result, lock), daemon=True) for i in range(pollers)]
-    side = [threading.Thread(target=_sampler, args=(panel.instance, sampling, result), daemon=True)]
+    result = LoadResult()
+    sampling, cycled = threading.Event(), threading.Event()
+    forked = multiprocessing.get_context("fork")  # forked before any thread of the load starts
+    polling, polled = forked.Event(), forked.Queue()
+    cycles = [cycle(paths[i % len(paths):] + paths[:i % len(paths)]) for i in range(pollers)]
+    groups = [cycles[i::POLLER_PROCESSES] for i in range(min(pollers, POLLER_PROCESSES))]
+    address = ("127.0.0.1", panel.port)
+    sampler_stop, sampler_out = forked.Event(), forked.Queue()
+    sampler = forked.Process(target=_sampler, args=(panel.instance, sampler_stop, sampler_out), daemon=True)
+    children = [forked.Process(target=_poller_process, args=(address, panel.tokens["viewer"], group, polling, polled),
+                               daemon=True) for group in groups]
+    side = []
     if controls:
         side.append(threading.Thread(target=_controller, args=(panel, sampling, cycled, result), daemon=True))
     else:
         cycled.set()
     started = time.monotonic()
-    for thread in side + threads:
+    for process in [sampler, *children]:
+        process.start()
+    for thread in side:
         thread.start()
     time.sleep(seconds)
     # a start under fifty pollers on two cores can outlast the window: polls go on until every control answered
     cycled.wait(timeout=len(CONTROLS) * CONTROL_TIMEOUT_S)
     polling.set()
-    for thread in threads:
-        thread.join(timeout=HTTP_TIMEOUT_S + 5)
+    _polled(children, polled, result)
     result.seconds = time.monotonic() - started
     sampling.set()
+    _sampled(sampler, sampler_stop, sampler_out, result)
     for thread in side:  # the control request in flight finishes: its answer counts too
         thread.join(timeout=CONTROL_TIMEOUT_S + 5)
     with panel.app.app_context():
         db.session.remove()
     return result
+
+
+def _polled(children, out, result):
+    """Every poller process's figures, merged; a process that does not end is killed by PID."""
+    try:
+        for _ in children:
+            latencies, codes = out.get(timeout=HTTP_TIMEOUT_S + 10)
+            for path, values in latencies.items():
+                result.latencies_ms.setdefault(path, []).extend(values)
+                result.codes.setdefault(path, Counter()).update(codes[path])
+    finally:
+        for child in children:
+            child.join(timeout=KILL_WAIT_S)
+            if child.is_alive():
+                child.kill()
+                child.join(timeout=KILL_WAIT_S)

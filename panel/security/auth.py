@@ -13,18 +13,27 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from models import ADMIN, ROLES, db
 from panel.errors import DatabaseDown, Forbidden, LoginRequired
+from panel.host.changes import ChangeMarker
 from panel.security import audit, hosts, sessions, users
 
 log = logging.getLogger("panel.auth")
 PUBLIC = "public"
 RANK = {role: n for n, role in enumerate(ROLES, start=1)}
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+READ_METHODS = {"GET", "HEAD"}
 NOT_AUDITED = {"pages.login"}  # logins are audited by the login view itself, with the username
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'")
+SECURITY_HEADERS = (("Content-Security-Policy", CSP), ("X-Content-Type-Options", "nosniff"),
+                    ("X-Frame-Options", "DENY"), ("Referrer-Policy", "same-origin"))
+NO_STORE = (("Cache-Control", "no-store"),)
 
 STALE_IDENTITY_S = 600  # a reader keeps reading through a database outage this long, never writing
 RECENT_MAX = 1000
+# A poller's Bearer token is looked up (hash and query) once per this long per process, for reads only. A write to
+# users or tokens through the panel (page, API or CLI, any process) bumps the instance's credentials marker, which every
+# cached answer is checked against: this bound is only for a change made behind the panel's back (SQL by hand).
+TOKEN_CACHE_S = 2.0
 csrf = CSRFProtect()
 _recent = {}  # sha256(credential) -> (identity, when the database last confirmed it)
 _told = set()  # warnings given once per process
@@ -35,6 +44,55 @@ class Identity:
     username: str
     role: str
     via: str  # "session", "token" or "off"
+
+
+class TokenCache:
+    """Who a Bearer token names, as the database said less than TOKEN_CACHE_S ago with no credential written since."""
+
+    def __init__(self, ttl_s=TOKEN_CACHE_S, clock=time.monotonic):
+        self.ttl_s, self.clock = ttl_s, clock
+        self._found = {}  # sha256(credential) -> (identity, when its lookup began, the credentials marker's count then)
+
+    def get(self, key, changes):
+        seen = self._found.get(key)
+        return seen[0] if seen and seen[2] == changes and self.clock() - seen[1] < self.ttl_s else None
+
+    def put(self, key, identity, changes, began):
+        """Keep a lookup's answer; one begun before a write is never served after it (its count is older)."""
+        if len(self._found) >= RECENT_MAX:
+            self._found.clear()
+        self._found[key] = (identity, began, changes)
+
+    def forget(self, key):
+        self._found.pop(key, None)
+
+    def clear(self):
+        self._found.clear()
+
+
+tokens = TokenCache()
+
+
+def _credentials():
+    """This app's credentials marker (made once: a poll must not parse a path)."""
+    marker = current_app.extensions.get("credentials_marker")
+    if marker is None:
+        marker = current_app.extensions["credentials_marker"] = ChangeMarker(current_app.config["INSTANCE_PATH"],
+                                                                             "credentials")
+    return marker
+
+
+def _credentials_written():
+    """Every process of this instance forgets who its cached tokens name: the next read looks them up afresh."""
+    tokens.clear()
+    try:
+        _credentials().bump()
+    except OSError as exc:
+        log.warning("could not mark the credentials change (%s): other panel processes may serve a cached token "
+                    "for up to %g s", exc, TOKEN_CACHE_S)
+
+
+users.on_write(_credentials_written)
 
 
 def is_loopback(host):
@@ -93,7 +151,7 @@ def _lookup(credential):
 
 
 def _identify():
-    """The identity of this request; while the database is unreachable, reads go on with a recent answer."""
+    """The identity of this request: a Bearer token's read from the short cache when a read asks, else looked up."""
     header = request.headers.get("Authorization", "")
     if header.startswith("Bearer "):
         credential = ("token", header[7:].strip())
@@ -104,6 +162,22 @@ def _identify():
     else:
         return None
     key = _cache_key(credential)
+    cacheable = credential[0] == "token" and request.method in READ_METHODS  # a write is always checked afresh
+    changes = _credentials().count() if cacheable else None
+    identity = tokens.get(key, changes) if cacheable else None
+    if identity is not None:
+        return identity
+    began = tokens.clock()
+    identity = _confirmed(credential, key)
+    if identity is None:
+        tokens.forget(key)  # refused now: no read here is served the old answer
+    elif cacheable:
+        tokens.put(key, identity, changes, began)
+    return identity
+
+
+def _confirmed(credential, key):
+    """Who the database says a credential names; while it is unreachable, reads go on with a recent answer."""
     try:
         identity = _lookup(credential)
     except SQLAlchemyError as exc:
@@ -154,7 +228,8 @@ def enforce():
         log.error("route %s has no access policy; refused", request.endpoint)
         abort(403, "this route has no access policy")
     g.identity = _identify()
-    db.session.rollback()  # end the lookup's transaction: a long control action must not hold the DB
+    if db.session.registry.has():  # end the lookup's transaction: a long control action must not hold the DB
+        db.session.rollback()
     if access != PUBLIC:
         if g.identity is None:  # the web layer answers: a 401 to a machine, the login page to a person
             raise LoginRequired("authentication required: log in or send a Bearer token")
@@ -186,12 +261,13 @@ def audit_request(response):
 
 
 def security_headers(response):
-    response.headers.setdefault("Content-Security-Policy", CSP)
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("X-Frame-Options", "DENY")
-    response.headers.setdefault("Referrer-Policy", "same-origin")
-    if request.endpoint != "static":  # pages, exports and JSON carry what a user may see: no copy kept anywhere
-        response.headers.setdefault("Cache-Control", "no-store")
+    """The headers every answer carries unless its view set its own; one pass over the headers (every poll)."""
+    headers = response.headers
+    present = {name.lower() for name, _ in headers.items()}
+    # pages, exports and JSON carry what a user may see: no copy kept anywhere
+    for name, value in SECURITY_HEADERS if request.endpoint == "static" else SECURITY_HEADERS + NO_STORE:
+        if name.lower() not in present:
+            headers.add(name, value)
     return response
 
 
@@ -213,6 +289,7 @@ def init_auth(app):
                SESSION_COOKIE_SECURE=bool(cfg.get("PANEL_SECURE_COOKIES")),
                PERMANENT_SESSION_LIFETIME=timedelta(seconds=cfg["SESSION_LIFETIME_S"]))
     trust_proxies(app, cfg["TRUSTED_PROXY_HOPS"])
+    app.session_interface = sessions.SignedCookie()
     csrf.init_app(app)
     if auth_off(app):
         hosts.guard(app)  # first of all: a request for another host name gets nothing, not even a static file

@@ -10,6 +10,7 @@ import logging
 import secrets
 from datetime import timedelta
 
+from flask.sessions import SecureCookieSessionInterface
 from sqlalchemy import delete, select, update
 
 from models import PanelSession, User, db
@@ -18,6 +19,20 @@ from panel.security import clock
 
 log = logging.getLogger("panel.sessions")
 SEEN_RESOLUTION = timedelta(minutes=5)  # last_seen_at is coarse on purpose: not a write per poll
+
+
+class SignedCookie(SecureCookieSessionInterface):
+    """Flask's signed cookie (it carries the id), its serializer made once per key rather than on every request."""
+
+    def __init__(self):
+        self._serializers = {}  # (secret key, fallbacks) -> serializer; it keeps no state between calls
+
+    def get_signing_serializer(self, app):
+        keys = (app.secret_key, tuple(app.config["SECRET_KEY_FALLBACKS"] or ()))
+        serializer = self._serializers.get(keys)
+        if serializer is None:
+            serializer = self._serializers[keys] = super().get_signing_serializer(app)
+        return serializer
 
 
 def _digest(sid):

@@ -20,6 +20,17 @@ TOKEN_PREFIX = "ccp_"
 TOKEN_USE_RESOLUTION = timedelta(minutes=5)
 # A hash to check against when the user does not exist, so timing does not reveal usernames.
 _DUMMY_HASH = generate_password_hash("not-a-real-password")
+_on_write = []  # called after every write to users or tokens: caches of who a credential names forget it at once
+
+
+def on_write(callback):
+    """Have `callback()` run after each committed write to users or tokens in this process."""
+    _on_write.append(callback)
+
+
+def _written():
+    for callback in _on_write:
+        callback()
 
 
 def _check_role(role):
@@ -85,6 +96,7 @@ def set_password(username, password, end_tokens=False):
     kept = db.session.scalar(select(db.func.count()).select_from(live).where(alive))
     revoked = db.session.execute(update(live).where(alive).values(revoked_at=clock.now())).rowcount if end_tokens else 0
     db.session.commit()
+    _written()
     return PasswordChanged(ended, revoked, kept - revoked)
 
 
@@ -104,6 +116,7 @@ def set_role(username, role):
         user.role = role
         sessions.end_all_of(user.id)
     db.session.commit()
+    _written()
 
 
 def set_active(username, active):
@@ -113,6 +126,7 @@ def set_active(username, active):
         user.active = active
         sessions.end_all_of(user.id)
     db.session.commit()
+    _written()
 
 
 def end_sessions(username):
@@ -201,4 +215,5 @@ def revoke_token(token_id):
         raise UserError(f"no token with id {token_id}")
     token.revoked_at = token.revoked_at or utcnow()
     db.session.commit()
+    _written()
     return token

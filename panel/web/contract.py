@@ -11,6 +11,7 @@ import typing
 from flask import current_app, make_response
 from pydantic import BaseModel, ValidationError as PydanticError
 from spectree import Response, SecurityScheme, SecuritySchemeData, SpecTree
+from spectree.plugins.base import Context
 from spectree.plugins.flask_plugin import FlaskPlugin
 
 from panel.errors import ValidationError
@@ -30,6 +31,9 @@ class PanelPlugin(FlaskPlugin):
     """SpecTree's Flask plugin with our rules: a body must be a JSON object, and answers are checked when asked."""
 
     def request_validation(self, req, query, json, form, headers, cookies):
+        if query is form is headers is cookies is json is None:  # nothing declared: nothing to read (the polls)
+            req.context = Context(None, None, None, None, None)
+            return
         super().request_validation(req, query, None, form, headers, cookies)
         if json is not None:
             optional = (req.endpoint or "").rsplit(".", 1)[-1] in OPTIONAL_BODY

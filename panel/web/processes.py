@@ -8,6 +8,7 @@ from panel.host import progress
 from panel.host.processes import BEAT, WORKER
 from panel.supervision import watchdog
 from panel.supervision.stop_celery import stop_celery as stop_all
+from panel.web import shared
 from panel.web.contract import api
 from panel.web.errors import error_response
 from panel.web.hosts import fleet, pane
@@ -23,9 +24,14 @@ def supervisor():
 
 @api(BeatStatus, legacy_shape=True)
 def celery_status():
-    """Is Beat running, and with which PIDs."""
+    """Is Beat running, and with which PIDs (the body is the legacy contract: its age is said in headers)."""
+    snap = shared.snapshot("beat", _beat_status)
+    return jsonify(snap.value), snap.headers()
+
+
+def _beat_status():
     beat = supervisor().status()[BEAT]
-    return jsonify({"running": beat["active"], "pids": beat["pids"], "count": beat["count"], "hosts": pane()})
+    return {"running": beat["active"], "pids": beat["pids"], "count": beat["count"], "hosts": pane()}
 
 
 @api(BeatRestarted, 409, 500, legacy_shape=True)
@@ -52,17 +58,22 @@ def restart_celery_beat():
 
 @api(CeleryStatus)
 def scheduler_celery_status():
-    """The dashboard's status: overall running or stopped, and the worker's and Beat's own status."""
+    """The dashboard's status: overall running or stopped, the worker's and Beat's own status, and how old it is."""
+    snap = shared.snapshot("dashboard", _dashboard_status)
+    return jsonify({**snap.value, "as_of": snap.as_of, "max_age_s": snap.max_age_s}), snap.headers()
+
+
+def _dashboard_status():
     status = supervisor().status()
     worker, beat = status[WORKER], status[BEAT]
     running = worker["active"] and beat["active"]
     dogs = _watchdogs()
     worker_view = dict(_program(worker, dogs.get(WORKER)), pool_pids=worker["pool_pids"],
                        pool_processes=sum(len(p) for p in worker["pool_pids"].values()))
-    return jsonify({"status": "running" if running else "stopped", "running": running,
-                    "worker": worker_view, "beat": _program(beat, dogs.get(BEAT)),
-                    "progress": progress.current(supervisor().instance),
-                    "manager": current_app.config["PROCESS_MANAGER"], "hosts": pane()})
+    return {"status": "running" if running else "stopped", "running": running,
+            "worker": worker_view, "beat": _program(beat, dogs.get(BEAT)),
+            "progress": progress.current(supervisor().instance),
+            "manager": current_app.config["PROCESS_MANAGER"], "hosts": pane()}
 
 
 def _program(process, dog):

@@ -73,6 +73,9 @@ class CeleryStatus(Answer):
     progress: Progress | None = Field(None, description="a start or stop in progress, from any panel process")
     manager: Literal["panel", "supervisor"] = Field(description="who keeps the worker and Beat (PROCESS_MANAGER)")
     hosts: list[Host] = HOSTS
+    as_of: Timestamp = Field(description="when this status was read: answers within max_age_s share one reading")
+    max_age_s: float = Field(description="the oldest this status can be (STATUS_SHARE_S); a control action "
+                                         "through the panel makes the next answer fresh")
 
 
 class Started(Answer):
