@@ -1,6 +1,7 @@
 """The OS seam: spawn detached processes, send signals, wait for exits, reap our children."""
 import logging
 import os
+import select
 import signal
 import subprocess
 import threading
@@ -110,16 +111,55 @@ def _alive(pid, create_time):
 
 
 def wait_gone(procs, timeout_s):
-    """Wait until every (pid, create_time) is gone; return the ones still alive."""
+    """Wait until every (pid, create_time) is gone; return the ones still alive.
+
+    Each is watched through a pidfd (Linux 5.3), which turns readable the instant its process ends: a cancel is
+    confirmed when the pool process exits, not at the next poll. Where a pidfd cannot be had, it is polled.
+    """
     deadline = time.monotonic() + timeout_s
-    left = list(procs)
-    while left:
-        reap()
-        left = [(pid, ct) for pid, ct in left if _alive(pid, ct)]
-        if not left or time.monotonic() >= deadline:
-            break
-        time.sleep(POLL_S)
+    reap()
+    left = [(pid, ct) for pid, ct in procs if _alive(pid, ct)]
+    watched = _pidfds(left)
+    try:
+        while left:
+            wait_s = deadline - time.monotonic()
+            if wait_s <= 0:
+                break
+            _wait_exit(watched, min(wait_s, POLL_S) if len(watched) < len(left) else wait_s)
+            reap()
+            left = [(pid, ct) for pid, ct in left if _alive(pid, ct)]
+            for ended in [member for member in watched if member not in left]:
+                os.close(watched.pop(ended))  # readable for good now: it would wake every later wait
+    finally:
+        for fd in watched.values():
+            os.close(fd)
     return left
+
+
+def _pidfds(procs):
+    """{(pid, create_time): pidfd} of those still the process we saw once the fd is open (not a reused pid)."""
+    watched = {}
+    for pid, ct in procs:
+        try:
+            fd = os.pidfd_open(pid)
+        except (AttributeError, OSError):  # not Linux, an old kernel, or it just ended
+            continue
+        if _alive(pid, ct):
+            watched[(pid, ct)] = fd
+        else:
+            os.close(fd)
+    return watched
+
+
+def _wait_exit(watched, wait_s):
+    """Until one watched process ends or wait_s passes (a sleep when none is watched)."""
+    if not watched:
+        time.sleep(wait_s)
+        return
+    poller = select.poll()
+    for fd in watched.values():
+        poller.register(fd, select.POLLIN)
+    poller.poll(wait_s * 1000)
 
 
 def tree_of(ref):
