@@ -6,6 +6,8 @@ import pytest
 
 from models import Run, db
 from panel.host.processes import WORKER
+from panel.security import audit
+from panel.web.runs import CONFIRMED
 from tests.helpers import NOW, add_runs, api_client, run_row, start_worker, wait_for
 
 PARKED = "parked"  # a queue no worker consumes until the test says so
@@ -13,6 +15,14 @@ PARKED = "parked"  # a queue no worker consumes until the test says so
 
 def bulk(client, action, flt=None, **extra):
     return client.post("/api/runs/bulk", json={"action": action, "filter": flt or {}, **extra})
+
+
+def _audited(app, action):
+    """The newest audit record of this action, or None."""
+    with app.app_context():
+        found = audit.events(limit=1, action=action)
+        db.session.remove()
+    return found[0] if found else None
 
 
 def send_parked(app, n):
@@ -43,6 +53,16 @@ def test_bulk_revoke_of_a_parked_queue_after_a_dry_run_and_a_worker_started_on_i
         row = run_row(app, cid)
         assert (row.status, row.state) == ("failed", "REVOKED") and "Revoked by test-operator" in row.error
     assert run_row(app, done).state == "SUCCESS"  # not matched: untouched
+    # answered once the revokes were sent and the rows ended: the worker's acknowledgement follows in the audit log
+    node = app.extensions["supervisor"].nodename
+    assert body["acknowledged_by"] is None and "follows in the audit log" in body["message"], body
+    confirmed = wait_for(lambda: _audited(app, CONFIRMED), 30, "the acknowledgement in the audit log")
+    assert confirmed.actor == "test-operator" and confirmed.outcome == "success"
+    assert confirmed.detail == f"revoke of 6 run(s) acknowledged by {node}", confirmed.detail
+    waited_for = send_parked(app, 2)  # with confirm, the answer names the workers that took it
+    body = bulk(client, "revoke", {"status": "PENDING"}, confirm=True).get_json()
+    assert (body["done"], body["acknowledged_by"]) == (2, [node]) and "audit" not in body["message"], body
+    parked += waited_for
 
     supervisor = app.extensions["supervisor"]
     supervisor.stop((WORKER,))

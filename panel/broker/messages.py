@@ -151,8 +151,12 @@ def take_all_waiting(celery, task_ids, queues):
         with channel.conn_or_acquire() as client:
             for queue in dict.fromkeys(q for q in queues if q):
                 for key in tail_keys(channel, queue):
-                    for raw, task_id in _carrying(client, key, wanted - set(taken)):
-                        if client.lrem(key, 1, raw):
+                    found = _carrying(client, key, wanted - set(taken))
+                    removals = client.pipeline(transaction=False)  # one round trip for a list's removals
+                    for raw, _ in found:
+                        removals.lrem(key, 1, raw)
+                    for (_, task_id), removed in zip(found, removals.execute() if found else ()):
+                        if removed:  # 0: a worker took it meanwhile
                             taken[task_id] = queue
     return taken
 

@@ -1,6 +1,7 @@
 """Acting on every run a filter matches at once: retry, revoke, cancel or delete; counted first, capped."""
 import logging
 from dataclasses import dataclass, field
+from functools import partial
 
 from sqlalchemy import delete, func, select
 
@@ -33,6 +34,7 @@ class Outcome:
     done: int = 0
     new_ids: list = field(default_factory=list)
     acknowledged_by: list = field(default_factory=list)
+    confirm: object = None  # revoke: () -> the workers that took the revokes; asked now, or later off the request
     not_confirmed: list = field(default_factory=list)
     failed: list = field(default_factory=list)  # (celery task id, why) of runs it could not act on
 
@@ -101,16 +103,18 @@ def _online(celery, batches=0):
 
 
 def _revoke(celery, outcome, task_ids, who):
-    """Revoke in batches broadcast to every worker, then end the rows; which workers took it, by a ping after.
+    """Take the waiting messages out, broadcast the revokes in batches, end the rows: sent and durable.
 
-    A worker handles its control messages in order, so one that answers a ping sent after the revokes holds them.
-    Messages still waiting in a Redis queue are taken out first: no worker started later can run them.
+    Which workers took them is `outcome.confirm()`, a ping after the revokes: a worker handles its control messages
+    in order, so one that answers holds them. It waits for every worker to file all the ids (about 0.5 s a 1,000),
+    so the caller asks it now or after answering. Messages still waiting in a Redis queue are taken out first: no
+    worker started later can run them.
     """
     cancel.take_out(celery, task_ids)
     for start in range(0, len(task_ids), REVOKE_BATCH):
         remote.revoke(celery, task_ids[start:start + REVOKE_BATCH])
-    outcome.acknowledged_by = _online(celery, batches=-(-len(task_ids) // REVOKE_BATCH))
     outcome.done = outcomes.end(task_ids, outcomes.revoked(who)).runs
+    outcome.confirm = partial(_online, celery, batches=-(-len(task_ids) // REVOKE_BATCH))
 
 
 def _cancel(celery, host, outcome, rows):

@@ -1,12 +1,14 @@
 """Runs (one execution each): the results browser's list, export and figures, deletion, cancel, stopping retries."""
 import logging
+import threading
 
-from flask import Response, current_app, g, jsonify
+from flask import Response, current_app, g, jsonify, request
 
 from models import ADMIN, db, utcnow
 from panel.database import reader
 from panel.errors import NotFound
 from panel.runlog import bulk, cancel, export, operations, progress, retention, retry, runs, search, stats
+from panel.security import audit
 from panel.web.contract import api
 from panel.web.errors import error_response
 from panel.web.schemas.bulk import BulkDone, BulkIn
@@ -27,6 +29,7 @@ from panel.web.schemas.runs import (
 )
 
 log = logging.getLogger("panel.results")
+CONFIRMED = "api.bulk_runs.confirmed"  # the audit action of a bulk revoke's acknowledgement, when it follows
 EXPORT_TYPES = {"csv": "text/csv; charset=utf-8", "json": "application/json"}
 EXPORT_CONTENT = {"text/csv": {"schema": {"type": "string"}},
                   "application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/Run"}}}}
@@ -140,22 +143,51 @@ def bulk_runs(json: BulkIn):
         return error_response(403, f"your role ({g.identity.role}) cannot delete runs; it needs admin")
     done = bulk.act(celery(), current_app.extensions["supervisor"].host, json.filter.to_filter(), json.ids,
                     json.action, g.identity.username, cap=current_app.config["BULK_MAX_RUNS"], dry_run=json.dry_run)
+    acknowledged = _acknowledged(done, json.confirm)
     return jsonify({"status": "success", "action": json.action, "dry_run": json.dry_run,
-                    "message": bulk_message(json.action, json.dry_run, done),
+                    "message": bulk_message(json.action, json.dry_run, done, follows=acknowledged is None),
                     "matched": done.matched, "applies": done.applies, "done": done.done, "new_ids": done.new_ids,
-                    "acknowledged_by": done.acknowledged_by, "not_confirmed": done.not_confirmed,
+                    "acknowledged_by": acknowledged, "not_confirmed": done.not_confirmed,
                     "failed": [{"celery_task_id": cid, "reason": why} for cid, why in done.failed]})
+
+
+def _acknowledged(done, wait):
+    """A revoke's workers: asked now when the request waits for them; else None, and they follow in the audit log."""
+    if done.confirm is None:
+        return done.acknowledged_by
+    if wait:
+        return done.confirm()
+    app, who, source = current_app._get_current_object(), g.identity.username, request.remote_addr
+    threading.Thread(target=_confirm_later, args=(app, done, who, source), name="bulk-revoke-confirm",
+                     daemon=True).start()
+    return None
+
+
+def _confirm_later(app, done, who, source):
+    """Off the request: ask which workers took the revokes and write the answer to the audit log."""
+    with app.app_context():
+        try:
+            names = done.confirm()
+        except Exception as exc:  # the broker went away meanwhile: said, not lost
+            log.warning("the acknowledgement of a bulk revoke could not be asked: %s", exc)
+            names, why = [], f"; the workers could not be asked ({type(exc).__name__}: {exc})"
+        else:
+            why = "" if names else "; no worker answered after the revokes (broadcast only)"
+        audit.record(who, source, CONFIRMED, "/api/runs/bulk", "success" if names else "failure",
+                     f"revoke of {done.done:,} run(s) acknowledged by {', '.join(names) or 'none'}{why}")
+        db.session.remove()
 
 
 PAST = {"retry": "Sent again", "revoke": "Revoked", "cancel": "Cancelled", "delete": "Deleted"}
 
 
-def bulk_message(action, dry_run, done):
+def bulk_message(action, dry_run, done, follows=False):
     applies = f"{done.applies} of the {done.matched} matching run(s)"
     unsent = f"; {len(done.failed)} cannot be sent again (see failed)" if done.failed else ""
     if dry_run:
         return f"Would {action} {applies} (dry run: nothing done){unsent}"
-    return f"{PAST[action]} {done.done}: {action} applied to {applies}{unsent}"
+    later = "; which workers took it follows in the audit log" if follows else ""
+    return f"{PAST[action]} {done.done}: {action} applied to {applies}{unsent}{later}"
 
 
 @api(Cancelled, 404, 409)

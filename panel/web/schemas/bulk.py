@@ -39,6 +39,10 @@ class BulkIn(Body):
         max_length=BULK_IDS_MAX, description="only these runs (Celery task ids) "
                                              "of the filter's")] | SkipJsonSchema[None] = None
     dry_run: bool = False
+    confirm: bool = Field(False, description="revoke: answer only once the workers have taken the revokes, naming "
+                                             "them in acknowledged_by (about 0.5 s a 1,000 ids); without it the "
+                                             "answer comes when the revokes are sent and the rows ended, and the "
+                                             "acknowledgement follows in the audit log (api.bulk_runs.confirmed)")
 
 
 class NotDone(Answer):
@@ -55,6 +59,7 @@ class BulkDone(Answer):
     applies: int = Field(description="of those, runs the action applies to (retry: those that can be sent again)")
     done: int = Field(description="runs it was done to (0 on a dry run)")
     new_ids: list[str] = Field(description="retry: the new runs' Celery task ids")
-    acknowledged_by: list[str] = Field(description="revoke: the workers that acknowledged it")
+    acknowledged_by: list[str] | None = Field(description="revoke with confirm: the workers that took it; null "
+                                                          "when the acknowledgement follows in the audit log")
     not_confirmed: list[str] = Field(description="cancel: runs whose stop was not confirmed")
     failed: list[NotDone] = Field(description="retry: runs that cannot be sent again, and why (also on a dry run)")
