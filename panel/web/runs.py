@@ -110,10 +110,12 @@ def run_or_404(celery_task_id):
 @api(RunDetail, 404, 405)
 def get_run(celery_task_id):
     """A run's detail, with the schedule it came from (None for an ad-hoc run) and, while it runs, its progress."""
-    run = run_or_404(celery_task_id)
-    schedule = run.schedule
-    return jsonify({**runs.as_dict(run), "retried_by": runs.retried_by(celery_task_id),
-                    "scheduled_task": {"id": schedule.id, "name": schedule.name} if schedule else None,
+    found = runs.detail(celery_task_id)
+    if found is None:
+        raise NotFound(f"no run with Celery task id {celery_task_id}")
+    run, schedule_name, retried_by = found
+    schedule = {"id": run.scheduled_task_id, "name": schedule_name} if schedule_name is not None else None
+    return jsonify({**runs.as_dict(run), "retried_by": retried_by, "scheduled_task": schedule,
                     "progress": progress.of_run(celery(), run)})
 
 
