@@ -2,7 +2,6 @@
 
 Shared by tests/test_gunicorn.py and bench/status_load.py. Everything started here is stopped by PID.
 """
-import http.client
 import multiprocessing
 import os
 import signal
@@ -22,6 +21,7 @@ from models import db
 from panel.config import ROOT
 from panel.host import processes
 from panel.host.processes import BEAT, WORKER
+from tests import pollers as pollers_
 from tests.helpers import api_client, celery_main_pids, free_port, stop_everything, wait_for
 
 BOOT_WAIT_S = 90  # prepare (migrations) and the workers importing the app, on two shared cores
@@ -179,46 +179,6 @@ def _timed_status(method, url, timeout_s):
     return code, time.perf_counter() - started
 
 
-def _poller(address, token, path_cycle, done, result, lock):
-    """One client polling over one keep-alive connection (reopened after a failure), as a dashboard or curl loop."""
-    headers, conn = {"Authorization": f"Bearer {token}"}, None
-    latencies, codes = {}, {}
-    for path in path_cycle:
-        if done.is_set():
-            break
-        started = time.perf_counter()
-        try:
-            conn = conn or http.client.HTTPConnection(*address, timeout=HTTP_TIMEOUT_S)
-            conn.request("GET", path, headers=headers)
-            response = conn.getresponse()
-            response.read()
-            code = response.status
-        except (OSError, http.client.HTTPException):
-            code = 0
-            if conn is not None:
-                conn.close()
-            conn = None
-            done.wait(0.05)  # a refused connection fails at once: no busy loop of failures
-        latencies.setdefault(path, []).append((time.perf_counter() - started) * 1000)
-        codes.setdefault(path, Counter())[code] += 1
-    with lock:
-        for path, values in latencies.items():
-            result.latencies_ms.setdefault(path, []).extend(values)
-            result.codes.setdefault(path, Counter()).update(codes[path])
-
-
-def _poller_process(address, token, path_cycles, done, out):
-    """In a process of its own, a share of the pollers: fifty threads in one would measure their own GIL."""
-    result, lock = LoadResult(), threading.Lock()
-    threads = [threading.Thread(target=_poller, args=(address, token, paths, done, result, lock), daemon=True)
-               for paths in path_cycles]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=HTTP_TIMEOUT_S + 5)
-    out.put((result.latencies_ms, result.codes))
-
-
 def _controller(panel, stop, cycled, result):
     http = panel.session("operator")
     for path in cycle(CONTROLS):
@@ -230,9 +190,10 @@ def _controller(panel, stop, cycled, result):
             cycled.set()
 
 
-def _sampler(instance, stop, out):
-    """In a process of its own: in the pollers' process fifty busy threads would starve it of the GIL."""
+def _sampler(instance, stop, ready, out):
+    """In a process of its own: in the pollers' company fifty busy threads would starve it of the GIL."""
     result = LoadResult()
+    ready.put("sampler")
     while not stop.wait(SAMPLE_EVERY_S):
         table, counted = processes.scan(instance), celery_main_pids(instance)
         result.samples += 1
@@ -242,60 +203,26 @@ def _sampler(instance, stop, out):
     out.put((result.most, result.most_by_psutil, result.samples))
 
 
+def _ended(children, timeout_s=KILL_WAIT_S):
+    """Join each process; one that does not end is killed by its PID."""
+    for child in children:
+        child.join(timeout=timeout_s)
+        if child.is_alive():
+            child.kill()
+            child.join(timeout=timeout_s)
+
+
 def _sampled(sampler, sampling, out, result):
-    """Stop the sampler process and take its figures; killed by PID when it does not end."""
+    """Stop the sampler process and take its figures."""
     sampling.set()
     try:
         result.most, result.most_by_psutil, result.samples = out.get(timeout=HTTP_TIMEOUT_S)
     finally:
-        sampler.join(timeout=KILL_WAIT_S)
-        if sampler.is_alive():
-            sampler.kill()
-            sampler.join(timeout=KILL_WAIT_S)
-
-
-def run_load(panel, pollers, seconds, paths=POLL_PATHS, controls=True):
-    """`pollers` clients GET `paths` in turn for `seconds` and, with `controls`, until each control ran once."""
-    for role in ("viewer", "operator"):  # users and tokens made before the clock starts
-        panel.session(role)
-    result = LoadResult()
-    sampling, cycled = threading.Event(), threading.Event()
-    forked = multiprocessing.get_context("fork")  # forked before any thread of the load starts
-    polling, polled = forked.Event(), forked.Queue()
-    cycles = [cycle(paths[i % len(paths):] + paths[:i % len(paths)]) for i in range(pollers)]
-    groups = [cycles[i::POLLER_PROCESSES] for i in range(min(pollers, POLLER_PROCESSES))]
-    address = ("127.0.0.1", panel.port)
-    sampler_stop, sampler_out = forked.Event(), forked.Queue()
-    sampler = forked.Process(target=_sampler, args=(panel.instance, sampler_stop, sampler_out), daemon=True)
-    children = [forked.Process(target=_poller_process, args=(address, panel.tokens["viewer"], group, polling, polled),
-                               daemon=True) for group in groups]
-    side = []
-    if controls:
-        side.append(threading.Thread(target=_controller, args=(panel, sampling, cycled, result), daemon=True))
-    else:
-        cycled.set()
-    started = time.monotonic()
-    for process in [sampler, *children]:
-        process.start()
-    for thread in side:
-        thread.start()
-    time.sleep(seconds)
-    # a start under fifty pollers on two cores can outlast the window: polls go on until every control answered
-    cycled.wait(timeout=len(CONTROLS) * CONTROL_TIMEOUT_S)
-    polling.set()
-    _polled(children, polled, result)
-    result.seconds = time.monotonic() - started
-    sampling.set()
-    _sampled(sampler, sampler_stop, sampler_out, result)
-    for thread in side:  # the control request in flight finishes: its answer counts too
-        thread.join(timeout=CONTROL_TIMEOUT_S + 5)
-    with panel.app.app_context():
-        db.session.remove()
-    return result
+        _ended([sampler])
 
 
 def _polled(children, out, result):
-    """Every poller process's figures, merged; a process that does not end is killed by PID."""
+    """Every poller process's figures, merged."""
     try:
         for _ in children:
             latencies, codes = out.get(timeout=HTTP_TIMEOUT_S + 10)
@@ -303,8 +230,64 @@ def _polled(children, out, result):
                 result.latencies_ms.setdefault(path, []).extend(values)
                 result.codes.setdefault(path, Counter()).update(codes[path])
     finally:
-        for child in children:
-            child.join(timeout=KILL_WAIT_S)
-            if child.is_alive():
-                child.kill()
-                child.join(timeout=KILL_WAIT_S)
+        _ended(children)
+
+
+def _spawn(panel, pollers, paths):
+    """The poller processes and the table sampler, spawned and ready (or ended, and the failure raised).
+
+    Spawned, not forked: a fork of this process (many threads in a test session) can inherit a lock another thread
+    held, and hang; a fresh interpreter cannot. The clock starts only once every one of them is ready.
+    """
+    spawned = multiprocessing.get_context("spawn")
+    events = {name: spawned.Event() for name in ("go", "polling", "sampling")}
+    queues = {name: spawned.Queue() for name in ("ready", "polled", "sampled")}
+    orders = [list(paths[i % len(paths):] + paths[:i % len(paths)]) for i in range(pollers)]
+    address, token = ("127.0.0.1", panel.port), panel.tokens["viewer"]
+    children = [spawned.Process(target=pollers_.poll, args=(address, token, orders[i::POLLER_PROCESSES], events["go"],
+                                                            events["polling"], queues["ready"], queues["polled"]),
+                                daemon=True) for i in range(min(pollers, POLLER_PROCESSES))]
+    sampler = spawned.Process(target=_sampler, args=(panel.instance, events["sampling"], queues["ready"],
+                                                     queues["sampled"]), daemon=True)
+    try:
+        for child in [sampler, *children]:
+            child.start()
+        for _ in range(len(children) + 1):
+            queues["ready"].get(timeout=BOOT_WAIT_S)
+    except BaseException:
+        for event in events.values():
+            event.set()
+        _ended([sampler, *children])
+        raise
+    return children, sampler, events, queues
+
+
+def run_load(panel, pollers, seconds, paths=POLL_PATHS, controls=True):
+    """`pollers` clients GET `paths` in turn for `seconds` and, with `controls`, until each control ran once."""
+    for role in ("viewer", "operator"):  # users and tokens made before the clock starts
+        panel.session(role)
+    result = LoadResult()
+    controlling, cycled = threading.Event(), threading.Event()
+    children, sampler, events, queues = _spawn(panel, pollers, paths)
+    side = []
+    if controls:
+        side.append(threading.Thread(target=_controller, args=(panel, controlling, cycled, result), daemon=True))
+    else:
+        cycled.set()
+    started = time.monotonic()
+    events["go"].set()
+    for thread in side:
+        thread.start()
+    time.sleep(seconds)
+    # a start under fifty pollers on two cores can outlast the window: polls go on until every control answered
+    cycled.wait(timeout=len(CONTROLS) * CONTROL_TIMEOUT_S)
+    events["polling"].set()
+    _polled(children, queues["polled"], result)
+    result.seconds = time.monotonic() - started
+    controlling.set()
+    _sampled(sampler, events["sampling"], queues["sampled"], result)
+    for thread in side:  # the control request in flight finishes: its answer counts too
+        thread.join(timeout=CONTROL_TIMEOUT_S + 5)
+    with panel.app.app_context():
+        db.session.remove()
+    return result
