@@ -14,6 +14,7 @@ from panel.database import engine_options, in_schema
 from panel.host.supervised import Supervised
 from panel.host.supervisor import Supervisor
 from panel.logs import setup_logging
+from panel.runlog import tally  # noqa: F401 - its triggers come with every schema create_all makes
 from panel.supervision.history import intent_for, recorder_for
 from panel.target import Target
 

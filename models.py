@@ -131,6 +131,19 @@ class Run(db.Model):
     schedule = relationship("Schedule", back_populates="runs")
 
 
+class RunTally(db.Model):
+    """The run log's figures kept as runs are written (runs by state, the duration histogram): the database's own
+    triggers append a signed change per row written, the background folds them; a figure is the sum of its rows."""
+
+    __tablename__ = "run_tallies"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    family: Mapped[str] = mapped_column(String(20))  # "state" or "duration"
+    label: Mapped[str] = mapped_column(String(20))  # the state, or the bucket's upper bound in seconds ("+Inf")
+    n: Mapped[int] = mapped_column(BigInteger)  # runs added (+) or taken away (-)
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)  # their durations' sum (duration family only)
+
+
 class ScheduleChange(db.Model):
     """The change marker Beat polls: one row, bumped with every schedule edit."""
 

@@ -49,12 +49,12 @@ def seed(path, rows):
             runtime = timedelta(seconds=rng.expovariate(1 / 3))
             yield (cid, rng.choice(TASKS), "completed" if state == "SUCCESS" else "failed", state,
                    json.dumps([f"https://site{rng.randrange(5000)}.example/page/{i}"]),
-                   json.dumps({"timeout": 10}), at, at, at + runtime, rng.choice(WORKERS), 0,
-                   "Traceback ...\nValueError: boom" if state == "FAILURE" else None)
+                   json.dumps({"timeout": 10}), at, at, at + runtime, runtime.total_seconds(), rng.choice(WORKERS),
+                   0, "Traceback ...\nValueError: boom" if state == "FAILURE" else None)
 
     indexed_s = bulk_load(path, "INSERT INTO task_logs (celery_task_id, task_name, status, state, args, kwargs, "
-                          "queued_at, started_at, finished_at, worker, retries, traceback) "
-                          "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows_iter())
+                          "queued_at, started_at, finished_at, runtime_s, worker, retries, traceback) "
+                          "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows_iter())
     print(f"search index built over {rows:,} runs in {indexed_s:.1f} s")
     conn = sqlite3.connect(path)
     if not os.environ.get("BENCH_NO_ANALYZE"):  # a live database may never have been analysed: check both
@@ -128,8 +128,8 @@ def measure_pages(app, db_path, sample_ids):
 
 
 def measure_figures(app):
-    """The chart, the states count and the duration histogram over the same log; then /metrics as Prometheus scrapes
-    it (the first scrape of a process counts the whole log once): the rows of `make bench`'s table."""
+    """The chart and the states count over the same log; then /metrics as Prometheus scrapes it (the first scrape of
+    a process and the later ones): the rows of `make bench`'s table."""
     with app.app_context():
         print(summary("runs per minute, last hour (chart)", timed(lambda: stats.per_minute(), 20)))
         print(summary("runs by state (metrics)", timed(lambda: stats.by_state(), 5)))
@@ -140,11 +140,11 @@ def measure_figures(app):
         assert client.get("/metrics").status_code == 200
     first = timed(scrape, 1, warmup=0)
     later = timed(scrape, 20)
-    print(summary("/metrics, first scrape (whole histogram counted)", first))
+    print(summary("/metrics, first scrape", first))
     print(summary("/metrics, later scrapes", later))
     size = f"{ROWS:,} runs (SQLite)"
     return [row(f"/metrics first scrape, {size}", first[0], "ms", f"< {METRICS_TARGET_MS} ms",
-                first[0] < METRICS_TARGET_MS, "counted at scrape time"),
+                first[0] < METRICS_TARGET_MS, "counted at scrape time: 3.0 s (2026-12-03)"),
             row(f"/metrics later scrapes p95, {size}", percentile(later, 95), "ms", f"p95 < {METRICS_TARGET_MS} ms",
                 percentile(later, 95) < METRICS_TARGET_MS)]
 

@@ -1,5 +1,5 @@
-"""The panel's background duties (reconciler, cluster monitor, watchdog, alert checks; with a project attached, the run
-log from events and the panel's schedules), run by one process.
+"""The panel's background duties (reconciler, cluster monitor, run tally folds, watchdog, alert checks; with a project
+attached, the run log from events and the panel's schedules), run by one process.
 
 Under gunicorn every worker process calls start(); a file lock in the instance folder picks one of
 them to act, and the others stand by and take over within STANDBY_S if that one dies (the kernel
@@ -15,7 +15,7 @@ from pathlib import Path
 from models import db
 from panel.beat import in_panel
 from panel.cluster import monitor
-from panel.runlog import from_events, reconciler
+from panel.runlog import from_events, reconciler, tally
 
 log = logging.getLogger("panel.background")
 STANDBY_S = 2.0
@@ -61,7 +61,8 @@ class Background:
     def _act(self):
         self.acting.set()
         # The start-up settle of open runs waits until the run log from events listens.
-        self._stops = [reconciler.start(self.app, listening=self.listening), monitor.start(self.app)]
+        self._stops = [reconciler.start(self.app, listening=self.listening), monitor.start(self.app),
+                       tally.start(self.app)]
         if from_events.enabled(self.app.config):
             self._stops.append(from_events.start(self.app, on_listening=self.listening.set))
         else:

@@ -19,6 +19,7 @@ from app import create_app
 from models import Run, Schedule, db, utcnow
 from panel.config import ROOT, default_result_backend
 from panel.host.processes import KINDS
+from panel.runlog import runtime
 
 WAIT_POLL_S = 0.1
 FAULTS = []  # (fault injected, what happened), appended by the fault tests, printed by conftest
@@ -536,6 +537,7 @@ def add_runs(app, specs):
         for spec in specs:
             row = {"celery_task_id": str(uuid.uuid4()), "task_name": "crawl_url", "state": "SUCCESS",
                    "status": "completed", "args": [], "kwargs": {}, "queued_at": NOW, **spec}
+            row.setdefault("runtime_s", runtime.between(row.get("started_at"), row.get("finished_at")))  # as writers
             db.session.add(Run(**row))
             ids.append(row["celery_task_id"])
         db.session.commit()

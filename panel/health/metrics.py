@@ -1,5 +1,5 @@
-"""`GET /metrics`: a prometheus_client collector that reads the process table, the database and the broker at
-scrape time."""
+"""`GET /metrics`: a prometheus_client collector that reads the process table, the broker and the run tally (kept by
+the database as runs are written, so a scrape costs the same at any size of log) at scrape time."""
 import logging
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -10,7 +10,7 @@ from prometheus_client.utils import floatToGoString
 from panel.cluster import queues, workers
 from panel.errors import BrokerDown
 from panel.host.processes import BEAT, WORKER
-from panel.runlog import stats
+from panel.runlog import tally
 
 log = logging.getLogger("panel.metrics")
 
@@ -20,14 +20,13 @@ class PanelCollector:
 
     def __init__(self, app):
         self.app = app
-        self.histogram = stats.DurationHistogram()  # counts each finished run once, across scrapes
 
     def collect(self):
         with self.app.app_context():
             yield from _workers()
             yield from _processes(self.app.extensions["supervisor"].status())
             yield from _queues(self.app.extensions["celery"], self.app.config.get("WORKER_QUEUES", ""))
-            yield from _runs(self.histogram)
+            yield from _runs(tally.read())
 
 
 def _workers():
@@ -72,15 +71,15 @@ def _queues(celery, configured):
     yield length
 
 
-def _runs(histogram):
+def _runs(figures):
     runs = GaugeMetricFamily("celery_runs", "Runs the panel's log holds, by Celery state.", labels=["state"])
-    for state, count in sorted(stats.by_state().items()):
+    for state, count in sorted(figures.by_state.items()):
         runs.add_metric([state], count)
     yield runs
-    buckets, _count, total_s = histogram.refresh()
-    yield HistogramMetricFamily("celery_run_duration_seconds", "Time from start to finish of finished runs.",
-                                buckets=[(floatToGoString(bound), n) for bound, n in buckets],
-                                sum_value=round(total_s, 6))
+    yield HistogramMetricFamily("celery_run_duration_seconds", "Time from start to finish of finished runs, each "
+                                "observed once, when its runtime becomes known.",
+                                buckets=[(floatToGoString(bound), n) for bound, n in figures.buckets()],
+                                sum_value=round(figures.total_s, 6))
 
 
 def render(app):
