@@ -9,7 +9,7 @@ from flask_migrate import upgrade
 from sqlalchemy import select, text, update
 
 from models import Run, db
-from panel.runlog import search
+from panel.runlog import search, trigrams
 from tests.helpers import add_runs, api_client, walk
 
 WORDS = ["https://example.org/shop?id=42", "Ada Lovelace", "100% sure", "under_score", 'say "hi"', "café crème",
@@ -115,6 +115,51 @@ def test_postgresql_reads_its_trigram_index_for_three_characters_or_more(make_ap
                                               "postgresql")
     assert "ix_task_logs_search" not in explained(app, select(Run.id).where(search.text_match("ne", "postgresql")),
                                                   "postgresql")
+
+
+def test_postgresql_answers_the_same_runs_when_its_index_is_asked_for_a_part(make_app):
+    """The sample of the seeded runs makes their words' trigrams common: many terms are cut to a rarer part, and
+    each still finds exactly the scan's runs."""
+    app = make_app("postgresql")
+    seeded(app)
+    with app.app_context():
+        sample = trigrams.take(db.engine)
+    cut = {}
+    for q in queries():
+        part = trigrams.narrowest(q, sample) if len(q) >= search.INDEXED_MIN else None
+        if part:
+            cut[q] = part
+            with app.app_context():
+                got = set(db.session.scalars(select(Run.celery_task_id).where(
+                    search.text_match(q, "postgresql", part=part))))
+            assert got == answer(app, q, None), (q, part)
+    assert len(cut) >= 5 and all(part in q and part != q for q, part in cut.items()), cut
+
+
+def test_postgresql_asks_its_index_for_the_rare_part_of_a_term_and_checks_the_whole(make_app):
+    app = make_app("postgresql")
+    ids = add_runs(app, [{"args": [f"https://site{n}.example/page/{n % 7}"]} for n in range(400)])
+    with app.app_context():
+        sample = trigrams.take(db.engine)
+        flt = search.resolved(search.RunFilter(q="site123.example"), db.session.connection())
+    assert sample.rows == 400 and flt.text_part and "123" in flt.text_part and "example" not in flt.text_part
+    shown = explained(app, select(Run.id).where(search.text_match(flt.q, "postgresql", part=flt.text_part)),
+                      "postgresql")
+    assert "ix_task_logs_search" in shown and f"%{flt.text_part}%" in shown and "%site123.example%" in shown, shown
+    found = walk(api_client(app, "viewer"), "q=site123.example")  # the sample is the one the panel reads now
+    assert [r["celery_task_id"] for r in found] == [ids[123]]
+
+
+def test_a_term_is_cut_only_where_trigrams_are_common_and_only_when_ascii():
+    shares = {g: 0.9 for g in ("sit", "ite", "exa", "xam", "amp", "mpl", "ple", "  e", " ex", "le ")}
+    rarer = {"te4": 0.1, "e49": 0.02, "499": 0.03, "999": 0.03, "99 ": 0.02}
+    sample = trigrams.Sample(dict(shares, **rarer), 2000, 0.0)
+    assert trigrams.narrowest("site49999.example", sample) == "e49999"
+    assert trigrams.narrowest("SITE49999.EXAMPLE", sample) == "E49999"  # cut from the term as typed
+    assert trigrams.narrowest("qwzrtx", sample) is None, "every trigram is rare: the whole term is cheapest"
+    assert trigrams.narrowest("sïte49999.example", sample) is None, "non-ASCII: lowered by the database, not cut"
+    assert trigrams.narrowest("site49999.example", None) is None, "no sample yet: the whole term"
+    assert trigrams.like_trigrams("ab.cde") == {"ab ", "  c", " cd", "cde"}  # padded at the dot, not at the ends
 
 
 def test_the_migration_indexes_the_runs_already_there(make_app):

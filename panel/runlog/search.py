@@ -11,6 +11,7 @@ from sqlalchemy import String, and_, cast, func, literal, literal_column, or_, s
 from models import Run, db, iso
 from panel.database import PG_SEARCH_TEXT, PG_SEPARATOR, SEARCH_TABLE, reader
 from panel.errors import ValidationError
+from panel.runlog import trigrams
 from panel.runlog.previews import LIST_COLUMNS
 
 # Celery's states in the results browser's order; they are what `status` filters on.
@@ -46,6 +47,7 @@ class RunFilter:
     cursor: tuple | None = field(default=None, repr=False)
     sort: str = "newest"
     text_indexed: bool = field(default=False, repr=False)  # SQLite's index narrows q (see `resolved`)
+    text_part: str | None = field(default=None, repr=False)  # the part of q PostgreSQL's index is asked for
 
     def as_args(self):
         """The filter as query arguments (for links to the next page and to exports)."""
@@ -99,7 +101,7 @@ def decode_cursor(text, sort="newest"):
     return key, run_id
 
 
-def text_match(q, dialect, indexed=False):
+def text_match(q, dialect, indexed=False, part=None):
     """Runs whose id, args, kwargs, result or error hold `q` (case aside, as lower() folds it). The scan's own test
     decides, narrowed first by the database's substring index when it can (3 characters or more, the shortest
     trigram): SQLite's when `narrows` said so. PostgreSQL's indexed text is those columns lowered and joined by a
@@ -111,11 +113,17 @@ def text_match(q, dialect, indexed=False):
     if indexed:
         return and_(Run.id.in_(_fts(q)), exact)
     if dialect == "postgresql" and len(q) >= INDEXED_MIN:  # the indexed expression, LIKE a constant pattern
-        escaped = q.replace("/", "//").replace("%", "/%").replace("_", "/_")
-        pattern = literal("%") + func.lower(literal(escaped)) + literal("%")
-        indexed_like = literal_column(PG_SEARCH_TEXT).like(pattern, escape="/")
+        if part:  # the index finds the rare part; the whole term is checked on what it found (trigrams.py)
+            return and_(_contains(PG_SEARCH_TEXT, part), _contains(f"({PG_SEARCH_TEXT} || '')", q))
+        indexed_like = _contains(PG_SEARCH_TEXT, q)
         return indexed_like if PG_SEPARATOR not in q else and_(indexed_like, exact)
     return exact
+
+
+def _contains(expression, q):
+    """`expression` LIKE '%q%', q lowered by the database as the expression is, LIKE's own characters escaped."""
+    escaped = q.replace("/", "//").replace("%", "/%").replace("_", "/_")
+    return literal_column(expression).like(literal("%") + func.lower(literal(escaped)) + literal("%"), escape="/")
 
 
 def _fts(q):
@@ -136,8 +144,16 @@ def narrows(q, conn):
 
 
 def resolved(flt, conn):
-    """The filter, knowing whether the index answers its text search."""
-    return replace(flt, text_indexed=narrows(flt.q, conn)) if flt.q else flt
+    """The filter, knowing how the index answers its text search: SQLite's whether at all, PostgreSQL's for which
+    part of the term."""
+    if not flt.q:
+        return flt
+    if conn.dialect.name == "postgresql":
+        part = None
+        if len(flt.q) >= INDEXED_MIN and PG_SEPARATOR not in flt.q and not UUID_RE.match(flt.q):
+            part = trigrams.narrowest(flt.q, trigrams.sample_of(conn.engine))
+        return replace(flt, text_part=part)
+    return replace(flt, text_indexed=narrows(flt.q, conn))
 
 
 def conditions(flt, dialect=None):
@@ -159,7 +175,7 @@ def conditions(flt, dialect=None):
         if UUID_RE.match(flt.q):  # a task id: one probe of the unique index
             terms.append(Run.celery_task_id.in_(sorted({flt.q, flt.q.lower()})))
         else:
-            terms.append(text_match(flt.q, dialect or db.engine.dialect.name, flt.text_indexed))
+            terms.append(text_match(flt.q, dialect or db.engine.dialect.name, flt.text_indexed, flt.text_part))
     return terms
 
 
