@@ -1,6 +1,8 @@
-"""The runs browser, search, chart and /metrics over N runs (default 10,000,000) on PostgreSQL, seeded by COPY.
+"""The runs browser, search, chart, /metrics and the event recorder's writes over N runs (default 10,000,000) on
+PostgreSQL, seeded by COPY.
 
-Targets: pages, filters and sorts p95 < 10 ms; text search p95 < 100 ms. Baseline in the same run: the deep
+Targets: pages, filters and sorts p95 < 10 ms; text search p95 < 100 ms; /metrics p95 < 20 ms; events written at
+5,000/s or more (the SQLite ingest's target). Baseline in the same run: the deep
 page by LIMIT/OFFSET. Usage: `.venv/bin/python -m bench.pg_scale [ROWS]`; the database is its own and dropped.
 """
 import json
@@ -19,11 +21,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import percentile, print_rows, row, summary, timed  # noqa: E402
 from models import db, utcnow  # noqa: E402
-from panel.runlog import search, tally, trigrams  # noqa: E402
+from panel.runlog import from_events, search, tally, trigrams  # noqa: E402
 from tests.helpers import api_client, build_app, stop_everything  # noqa: E402
 
 ROWS = int(sys.argv[1].replace(",", "")) if len(sys.argv) > 1 else 10_000_000
 ROUNDS = 40
+EVENT_RUNS = 15_000  # x3 events
+EVENTS_TARGET = 5_000  # what the SQLite ingest bench asks (bench/event_ingest.py)
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 TASKS = [f"reports.task_{i:02d}" for i in range(40)] + ["crawl_url"] * 10
 STATES = ["SUCCESS"] * 16 + ["FAILURE"] * 2 + ["REVOKED", "RETRY"]
@@ -133,6 +137,23 @@ def measure(app, url):
     return got
 
 
+def event_rate(app, runs=EVENT_RUNS):
+    """The event recorder's writes at this size: each run's received, started and succeeded events in three
+    batches of their own (an insert, then two updates of rows already there, as when a task outlasts a batch),
+    through the writer the panel uses (from_events.EventWriter). Returns events per second."""
+    with app.app_context():
+        writer = from_events.EventWriter(db.engine)
+    began, chunk, now = time.perf_counter(), from_events.Batcher.BATCH, time.time()
+    for first in range(0, runs, chunk):
+        ids = [f"evbench-{n}" for n in range(first, min(first + chunk, runs))]
+        for kind, extra in (("task-received", {"name": "bench.load", "args": "[1, 2]", "kwargs": "{}", "retries": 0}),
+                            ("task-started", {}), ("task-succeeded", {"result": "3", "runtime": 0.001})):
+            writer.write([dict(extra, type=kind, uuid=tid, hostname="w1@bench", timestamp=now) for tid in ids])
+    rate = runs * 3 / (time.perf_counter() - began)
+    print(f"event recorder's writes: {runs:,} runs x 3 events at {rate:,.0f} events/s")
+    return rate
+
+
 def whole_term(app):
     """Baseline in the same run: the rare search with the whole term sent to the index (before trigrams.py)."""
     client = api_client(app, "admin")
@@ -146,11 +167,14 @@ def whole_term(app):
     return percentile(values, 95)
 
 
-def verdict(got, seed_s, index_s, offset_ms, whole_ms=None):
+def verdict(got, seed_s, index_s, offset_ms, whole_ms=None, events_s=None):
     """One row per measure, with its target."""
     size = f"{ROWS:,} runs (PostgreSQL)"
     out = [row(f"seed by COPY, {size}", seed_s, "s", "minutes", seed_s < 900, None),
            row(f"indexes, tally + ANALYZE, {size}", index_s, "s", "minutes", index_s < 900, None)]
+    if events_s is not None:
+        out.append(row(f"event recorder's writes, {size}", events_s, "events/s", f">= {EVENTS_TARGET:,} events/s",
+                       events_s >= EVENTS_TARGET, "SQLite ingest target 5,000 events/s"))
     for label, (kind, values) in got.items():
         limit = 100 if kind == "search" else (20 if kind == "metrics" else 10)
         p95 = percentile(values, 95) if values else 0.0
@@ -196,7 +220,7 @@ def _measured(app, url):
             "SELECT * FROM task_logs ORDER BY queued_at DESC, id DESC LIMIT 51 OFFSET %s",
             (int(ROWS * 0.9),)).fetchall(), 3, warmup=0))
     print(f"baseline: LIMIT/OFFSET deep page (SQL only) {offset_ms:.1f} ms")
-    return verdict(got, seed_s, index_s, offset_ms, whole_term(app))
+    return verdict(got, seed_s, index_s, offset_ms, whole_term(app), event_rate(app))
 
 
 def main():

@@ -38,5 +38,6 @@ def downgrade():
     elif bind.dialect.name == "postgresql":
         for name in ("insert", "update", "delete", "truncate"):
             op.execute(f"DROP TRIGGER IF EXISTS task_logs_tally_{name} ON task_logs")
-        op.execute("DROP FUNCTION IF EXISTS run_tallies_keep()")
+        for function in tally.PG_FUNCTIONS:
+            op.execute(f"DROP FUNCTION IF EXISTS {function}()")
     op.drop_table('run_tallies')

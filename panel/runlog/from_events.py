@@ -185,8 +185,15 @@ class EventWriter:
         return len(changed) + len(fresh)
 
     def _schedules(self, conn, rows):
-        """A scheduled run's status moves its schedule's badge: the recorder's own statement."""
-        moved = [{"tid": row["celery_task_id"], "st": row["status"]} for row in rows]
+        """A scheduled run's status moves its schedule's badge: the recorder's own statement, for the scheduled runs
+        only (one look for the batch instead of one statement a run)."""
+        if not rows:
+            return
+        scheduled = set(conn.scalars(select(logs_t.c.celery_task_id).where(
+            logs_t.c.celery_task_id.in_([row["celery_task_id"] for row in rows]),
+            logs_t.c.scheduled_task_id.is_not(None))))
+        moved = [{"tid": row["celery_task_id"], "st": row["status"]} for row in rows
+                 if row["celery_task_id"] in scheduled]
         if moved:
             conn.execute(self.schedule_status, moved)
 

@@ -60,42 +60,45 @@ SQLITE_DDL = (
 )
 
 
-def _durations(source, where):
-    return (f"SELECT 'duration', b, count(*), sum(s) FROM (SELECT {_bucket('runtime_s')} AS b, "
-            f"{_clamp('runtime_s', 'postgresql')} AS s FROM {source} WHERE {where}) d GROUP BY b")
-
-
-# PostgreSQL: statement triggers over transition tables, one aggregated change per state per statement (a COPY of a
-# million runs appends a handful of rows, not a million).
-_MOVED = "gone o JOIN fresh f ON f.id = o.id"
-PG_FUNCTION = f"""CREATE OR REPLACE FUNCTION run_tallies_keep() RETURNS trigger LANGUAGE plpgsql AS $$
+# PostgreSQL: a row trigger for inserts and updates (its WHEN skips an update that moves neither figure without
+# calling the function; the writers send one statement a run, and a statement trigger's transition tables cost
+# them more: 5,250 -> 6,050 events/s written at 20,000 runs, 7,300 with no trigger), a statement trigger over the
+# deleted rows for deletes (a clean-up deletes thousands in one statement: one aggregated change per state).
+_NEW_DURATION = f"('duration', {_bucket('NEW.runtime_s')}, 1, {_clamp('NEW.runtime_s', 'postgresql')})"
+PG_ROW_FUNCTION = f"""CREATE OR REPLACE FUNCTION run_tallies_row() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
   IF TG_OP = 'INSERT' THEN
-    {_INTO} SELECT 'state', state, count(*), 0 FROM fresh GROUP BY state
-      UNION ALL {_durations('fresh', 'runtime_s IS NOT NULL')};
-  ELSIF TG_OP = 'UPDATE' THEN
-    {_INTO} SELECT 'state', s, sum(n), 0 FROM (
-        SELECT o.state AS s, -1 AS n FROM {_MOVED} WHERE o.state IS DISTINCT FROM f.state
-        UNION ALL SELECT f.state, 1 FROM {_MOVED} WHERE o.state IS DISTINCT FROM f.state) moved
-      GROUP BY s HAVING sum(n) <> 0
-      UNION ALL {_durations(f'(SELECT f.runtime_s FROM {_MOVED} WHERE o.runtime_s IS NULL) ended',
-                            'runtime_s IS NOT NULL')};
-  ELSIF TG_OP = 'DELETE' THEN
+    {_INTO} VALUES ('state', NEW.state, 1, 0);
+    IF NEW.runtime_s IS NOT NULL THEN {_INTO} VALUES {_NEW_DURATION}; END IF;
+  ELSE
+    IF OLD.state IS DISTINCT FROM NEW.state THEN
+      {_INTO} VALUES ('state', OLD.state, -1, 0), ('state', NEW.state, 1, 0);
+    END IF;
+    IF OLD.runtime_s IS NULL AND NEW.runtime_s IS NOT NULL THEN {_INTO} VALUES {_NEW_DURATION}; END IF;
+  END IF;
+  RETURN NULL;
+END $$"""
+PG_STATEMENT_FUNCTION = f"""CREATE OR REPLACE FUNCTION run_tallies_gone() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF TG_OP = 'DELETE' THEN
     {_INTO} SELECT 'state', state, -count(*), 0 FROM gone GROUP BY state;
   ELSE
     DELETE FROM {TABLE} WHERE family = 'state';
   END IF;
   RETURN NULL;
 END $$"""
-_PG_TRIGGERS = {"insert": "AFTER INSERT ON task_logs REFERENCING NEW TABLE AS fresh FOR EACH STATEMENT",
-                "update": "AFTER UPDATE ON task_logs REFERENCING OLD TABLE AS gone NEW TABLE AS fresh "
-                          "FOR EACH STATEMENT",
-                "delete": "AFTER DELETE ON task_logs REFERENCING OLD TABLE AS gone FOR EACH STATEMENT",
-                "truncate": "AFTER TRUNCATE ON task_logs FOR EACH STATEMENT"}
-PG_DDL = (PG_FUNCTION,) + tuple(
+_PG_TRIGGERS = {
+    "insert": "AFTER INSERT ON task_logs FOR EACH ROW EXECUTE FUNCTION run_tallies_row()",
+    "update": "AFTER UPDATE OF state, runtime_s ON task_logs FOR EACH ROW WHEN (OLD.state IS DISTINCT FROM NEW.state "
+              "OR (OLD.runtime_s IS NULL AND NEW.runtime_s IS NOT NULL)) EXECUTE FUNCTION run_tallies_row()",
+    "delete": "AFTER DELETE ON task_logs REFERENCING OLD TABLE AS gone FOR EACH STATEMENT "
+              "EXECUTE FUNCTION run_tallies_gone()",
+    "truncate": "AFTER TRUNCATE ON task_logs FOR EACH STATEMENT EXECUTE FUNCTION run_tallies_gone()"}
+PG_FUNCTIONS = ("run_tallies_row", "run_tallies_gone")
+PG_DDL = (PG_ROW_FUNCTION, PG_STATEMENT_FUNCTION) + tuple(
     stmt for name, when in _PG_TRIGGERS.items()
     for stmt in (f"DROP TRIGGER IF EXISTS task_logs_tally_{name} ON task_logs",
-                 f"CREATE TRIGGER task_logs_tally_{name} {when} EXECUTE FUNCTION run_tallies_keep()"))
+                 f"CREATE TRIGGER task_logs_tally_{name} {when}"))
 DDL = {"sqlite": SQLITE_DDL, "postgresql": PG_DDL}
 
 
