@@ -19,7 +19,7 @@ from app import create_app
 from models import Run, Schedule, db, utcnow
 from panel.config import ROOT, default_result_backend
 from panel.host.processes import KINDS
-from panel.runlog import runtime
+from panel.runlog import recorder, runtime
 
 WAIT_POLL_S = 0.1
 FAULTS = []  # (fault injected, what happened), appended by the fault tests, printed by conftest
@@ -158,8 +158,10 @@ class LocalSite:
 
 
 def run_row(app, celery_task_id):
-    """A run's row read in a fresh transaction, so polling never looks at a stale snapshot."""
+    """A run's row read in a fresh transaction, so polling never looks at a stale snapshot; what this process sent
+    is written first (its sends are recorded by its writer thread, a moment later)."""
     from models import Run, db
+    recorder.flush()
     with app.app_context():
         try:
             return db.session.query(Run).filter_by(celery_task_id=celery_task_id).one_or_none()
@@ -422,6 +424,7 @@ def build_app(folder, db_url, broker_url, **extra):
 
 def stop_everything(app):
     """Finalizer: stop this instance's Celery processes, whatever the test left behind."""
+    recorder.flush()  # the test's own sends are written to its database, not the next test's
     sup = app.extensions["supervisor"]
     sup.grace_s = 5.0
     sup.lock_wait_s = 120
@@ -522,7 +525,9 @@ def add_task(app, **data):
 
 
 def rows(app, **filters):
-    """Run rows read in a fresh transaction, so polling never looks at a stale snapshot."""
+    """Run rows read in a fresh transaction, so polling never looks at a stale snapshot (this process's sends
+    written first)."""
+    recorder.flush()
     with app.app_context():
         try:
             return db.session.query(Run).filter_by(**filters).order_by(Run.queued_at).all()

@@ -7,8 +7,11 @@ from models import Run, Schedule, db
 from panel.runlog import recorder
 
 
-def _task(task_id, hostname="w1@host"):
-    return SimpleNamespace(name="tests.add", request=SimpleNamespace(id=task_id, hostname=hostname, retries=0))
+def _task(task_id, hostname="w1@host", schedule_id=None):
+    """A task as the signals see it; a scheduled run's message carries the schedule header (an attribute here)."""
+    headers = {} if schedule_id is None else {recorder.SCHEDULE_HEADER: schedule_id}
+    return SimpleNamespace(name="tests.add", request=SimpleNamespace(id=task_id, hostname=hostname, retries=0,
+                                                                     **headers))
 
 
 def _schedule(app, name):
@@ -27,8 +30,9 @@ def test_a_recorded_run_round_trips_through_each_backend(make_app, backend):
     recorder.on_publish(sender="tests.add", body=([1, "ü"], {"k": [1, None]}, {}),
                         headers={"id": tid, "task": "tests.add", recorder.SCHEDULE_HEADER: sched_id})
     recorder.on_schedule_publish(headers={"id": tid, recorder.SCHEDULE_HEADER: sched_id})
-    recorder.on_prerun(task_id=tid, task=_task(tid))
-    recorder.on_success(sender=_task(tid), result={"answer": 42})
+    recorder.on_prerun(task_id=tid, task=_task(tid, schedule_id=sched_id))
+    recorder.on_success(sender=_task(tid, schedule_id=sched_id), result={"answer": 42})
+    recorder.flush()
     with app.app_context():
         run = db.session.query(Run).filter_by(celery_task_id=tid).one()
         assert (run.status, run.state, run.worker) == ("completed", "SUCCESS", "w1@host")
@@ -43,6 +47,7 @@ def test_a_run_sent_without_recording_is_inserted_when_it_starts(make_app):
     app = make_app()
     tid = uuid.uuid4().hex
     recorder.on_prerun(task_id=tid, task=_task(tid), args=[2, 3], kwargs={})
+    recorder.flush()
     with app.app_context():
         run = db.session.query(Run).filter_by(celery_task_id=tid).one()
         assert run.status == "running" and run.args == [2, 3] and run.started_at is not None
@@ -104,6 +109,7 @@ def test_an_edit_that_reads_first_never_fails_when_a_worker_writes_meanwhile(mak
         tid = uuid.uuid4().hex
         recorder.on_publish(sender="tests.add", body=([1], {}, {}), headers={"id": tid, "task": "tests.add"})
         thread.join(15)
+        recorder.flush()
     finally:
         event.remove(engine, "checkout", trace)
         event.remove(engine, "checkin", untrace)
@@ -122,6 +128,7 @@ def test_a_start_recorded_before_the_senders_insert_keeps_both_halves(make_app, 
     recorder.on_prerun(task_id=tid, task=_task(tid), args=[1, 2], kwargs={})
     recorder.on_publish(sender="tests.add", body=([1, 2], {}, {}),
                         headers={"id": tid, "task": "tests.add", recorder.SCHEDULE_HEADER: sched_id})
+    recorder.flush()
     with app.app_context():
         run = db.session.query(Run).filter_by(celery_task_id=tid).one()
         assert run.status == "running" and run.worker == "w1@host" and run.scheduled_task_id == sched_id
@@ -137,6 +144,7 @@ def test_a_senders_insert_stamped_after_the_start_never_puts_queueing_after_it(m
     recorder.on_publish(sender="tests.add", body=([1, 2], {}, {}), headers={"id": tid, "task": "tests.add"})
     monkeypatch.undo()
     recorder.on_prerun(task_id=tid, task=_task(tid), args=[1, 2], kwargs={})
+    recorder.flush()
     with app.app_context():
         run = db.session.query(Run).filter_by(celery_task_id=tid).one()
         assert run.status == "running" and run.queued_at <= run.started_at < late
@@ -148,6 +156,7 @@ def test_every_recorder_statement_prepares_and_a_revoke_is_recorded(make_app, ba
     recorder.on_publish(sender="tests.add", body=([1], {}, {}), headers={"id": tid, "task": "tests.add"})
     recorder.on_revoked(request=SimpleNamespace(id=tid), terminated=True, signum=15)
     recorder.on_failure(sender=None, task_id=tid, exception=RuntimeError("after the revoke"), einfo=None)
+    recorder.flush()
     with app.app_context():
         run = db.session.query(Run).filter_by(celery_task_id=tid).one()
         assert (run.status, run.state, run.error) == ("failed", "REVOKED", "Task terminated by signal 15")

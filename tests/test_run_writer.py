@@ -3,7 +3,10 @@ import sqlite3
 import threading
 import time
 import uuid
+from datetime import timedelta
 from types import SimpleNamespace
+
+import pytest
 
 from models import Run, db, utcnow
 from panel.broker import remote
@@ -117,3 +120,96 @@ def test_a_real_prefork_worker_records_every_run_of_a_burst_even_when_stopped_ri
         assert len(runs) == 200
         assert {(r.status, r.state) for r in runs} == {("completed", "SUCCESS")}
         assert all(r.worker and r.started_at and r.finished_at for r in runs)
+
+
+def _started(task_id, started_at):
+    return (("started", {"celery_task_id": task_id, "task_name": "tests.add", "scheduled_task_id": None,
+                         "status": "running", "state": "STARTED", "args": [1, 2], "kwargs": {}, "queued_at": started_at,
+                         "started_at": started_at, "worker": "w1@host", "retries": 0, "next_retry_at": None,
+                         "eta": None, "retry_of": None}),)
+
+
+def _succeeded(task_id, now, result='"needle-in-result"'):
+    return (("succeeded", {"tid": task_id, "now": now, "result": result}),)
+
+
+def test_merged_joins_only_a_start_and_its_own_success_side_by_side():
+    now = utcnow()
+    [ran] = recorder.merged([_started("a", now), _succeeded("a", now)])
+    assert [name for name, _ in ran] == ["ran"]
+    assert (ran[0][1]["status"], ran[0][1]["state"], ran[0][1]["error"]) == ("completed", "SUCCESS", None)
+    apart = [_started("a", now), _insert("b"), _succeeded("a", now)]
+    assert recorder.merged(apart) == apart  # something else between: written as queued
+    other = [_started("a", now), _succeeded("b", now)]
+    assert recorder.merged(other) == other
+    failed = [_started("a", now), (("failed", {"tid": "a", "now": now, "error": "E", "tb": None}),)]
+    assert recorder.merged(failed) == failed
+
+
+def _row(app, task_id):
+    with app.app_context():
+        run = db.session.query(Run).filter_by(celery_task_id=task_id).one()
+        db.session.remove()
+        return run
+
+
+def test_a_start_and_success_written_as_one_leave_the_row_the_two_writes_in_turn_leave(make_app, backend):
+    """Merged or not, a sent run, a run the sender never recorded and a run the panel had ended come out alike."""
+    from panel.runlog import outcomes
+    app = make_app(backend)
+    pairs = [(uuid.uuid4().hex, uuid.uuid4().hex) for _ in range(3)]  # (merged, in turn)
+    sent, unsent, cancelled = pairs
+    for task_id in (*sent, *cancelled):
+        recorder._write_batch([_insert(task_id)])
+    with app.app_context():
+        for task_id in cancelled:
+            outcomes.end([task_id], outcomes.CANCELLED)
+    started_at = utcnow()
+    finished_at = started_at + timedelta(seconds=1.5)
+    for merged_id, in_turn_id in pairs:
+        recorder._write_batch([_started(merged_id, started_at), _succeeded(merged_id, finished_at)])
+        recorder._attempt(_started(in_turn_id, started_at))
+        recorder._attempt(_succeeded(in_turn_id, finished_at))
+    fields = ("status", "state", "worker", "started_at", "finished_at", "result", "error", "args", "retries")
+    for merged_id, in_turn_id in pairs:
+        merged, in_turn = _row(app, merged_id), _row(app, in_turn_id)
+        assert [getattr(merged, f) for f in fields] == [getattr(in_turn, f) for f in fields]
+        assert merged.status == "completed" and merged.error is None and merged.result == '"needle-in-result"'
+        assert merged.runtime_s == pytest.approx(1.5, abs=0.01) == in_turn.runtime_s
+        assert merged.queued_at <= merged.started_at
+    if backend == "sqlite":  # the result is in the search index, as an update writes it there
+        with app.app_context(), db.engine.connect() as conn:
+            found = {r[0] for r in conn.exec_driver_sql(
+                "SELECT celery_task_id FROM task_logs WHERE id IN "
+                "(SELECT rowid FROM run_search WHERE run_search MATCH '\"needle-in-result\"')")}
+        assert found == {task_id for pair in pairs for task_id in pair}
+
+
+def test_a_scheduled_runs_badge_follows_it_in_a_real_worker(make_app):
+    """The pool process moves a schedule's badge only for runs whose message names the schedule: the header must
+    reach the worker's request, or the badge would never move."""
+    from models import Schedule
+    app = make_app()
+    with app.app_context():
+        schedule = Schedule(name="badge", task="tests.add", interval_seconds=3600)
+        db.session.add(schedule)
+        db.session.commit()
+        schedule_id = schedule.id
+    start_worker(app)
+    celery = app.extensions["celery"]
+
+    def badge():
+        with app.app_context():
+            found = db.session.get(Schedule, schedule_id)
+            db.session.remove()
+            return found.status, found.run_count
+
+    headers = {recorder.SCHEDULE_HEADER: schedule_id}
+    assert celery.send_task("tests.add", args=[2, 3], headers=headers).get(timeout=30) == 5
+    wait_for(lambda: badge() == ("completed", 1), 20, lambda: f"the badge to say completed, not {badge()}")
+    failing = celery.send_task("tests.add", args=[2], headers=headers)  # a TypeError in the worker
+    wait_for(lambda: badge() == ("failed", 2), 20, lambda: f"the badge to say failed, not {badge()}")
+    assert _row(app, failing.id).scheduled_task_id == schedule_id
+    other = celery.send_task("tests.add", args=[1, 1])  # no schedule's: the badge stays
+    wait_for(lambda: (r := run_row_or_none(app, other.id)) and r.status == "completed", 20, "the other run to end")
+    assert badge() == ("failed", 2)

@@ -21,7 +21,9 @@ def send(celery, task_name, args, kwargs, headers):
     """Send a schedule's task by name, or run it here when it is the panel's own; its result (with .id)."""
     if runs_here(celery.flask_app.config, task_name):
         return run_here(celery, task_name, args, kwargs, headers)
-    return publish.send(celery, task_name, args, kwargs, headers=headers)
+    sent = publish.send(celery, task_name, args, kwargs, headers=headers)
+    recorder.flush()  # run-now answers with a run that is in the log; Beat's run count has moved
+    return sent
 
 
 def run_here(celery, task_name, args, kwargs, headers):
@@ -31,6 +33,7 @@ def run_here(celery, task_name, args, kwargs, headers):
     if celery.flask_app.config["RECORD_RUNS"]:
         recorder.on_publish(sender=task_name, body=(args, kwargs, {}), headers=message)
     recorder.on_schedule_publish(headers=message)
+    recorder.flush()
     threading.Thread(target=_apply, args=(celery.tasks[task_name], task_id, args, kwargs, message),
                      name=f"housekeeping-{task_name}", daemon=True).start()
     return celery.AsyncResult(task_id)

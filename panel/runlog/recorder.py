@@ -1,6 +1,9 @@
 """The run log: Celery signals move each run's row from sent to its end, in whatever process fires them."""
+import atexit
 import json
 import logging
+import os
+import threading
 import time
 from datetime import datetime, timezone
 
@@ -10,7 +13,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from models import COMPLETED, FAILED, PENDING, RUNNING, Run, db, utcnow
 from panel.database import dispose_after_fork, reader
-from panel.runlog import prepared, statements
+from panel.runlog import prepared, runtime, statements
 from panel.runlog.spool import Spool
 from panel.runlog.writer import RunWriter
 
@@ -25,7 +28,8 @@ logs_t = Run.__table__
 _engine = None
 _sql = {}
 _spool = None
-_writer = None  # in a worker's pool process: changes commit behind the task (run_writer.py)
+_writer = None  # this process's writer: changes commit behind the send and the task (writer.py)
+_writer_lock = threading.Lock()
 
 
 def _run(steps):
@@ -33,11 +37,29 @@ def _run(steps):
 
 
 def _record(*steps):
-    """A run change: queued behind the task in a pool process, written at once anywhere else."""
+    """A run change, queued for this process's writer: neither a send nor a task waits on the database."""
+    global _writer
+    if _writer is None:
+        with _writer_lock:
+            if _writer is None:
+                _writer = RunWriter(_write_batch)
+    _writer.put(steps)
+
+
+def flush():
+    """Wait until every change this process queued is written: the panel answers a send once its row exists."""
     if _writer is not None:
-        _writer.put(steps)
-    else:
-        _write(*steps)
+        _writer.flush()
+
+
+def _forget_writer():
+    """A forked child has the parent's writer object but not its thread: its first change starts its own."""
+    global _writer, _writer_lock
+    _writer, _writer_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_writer)
+atexit.register(flush)  # a sender or Beat that exits normally writes what it queued (a pool process: see below)
 
 
 def _write(*steps):
@@ -50,13 +72,30 @@ def _write(*steps):
 
 
 def _write_batch(changes):
-    """The pool writer's changes in one transaction; one the database rejects must not take the others along."""
+    """The writer's changes in one transaction; one the database rejects must not take the others along."""
+    changes = merged(changes)
     try:
         _attempt([step for steps in changes for step in steps])
     except Exception as exc:
         log.warning("a batch of %d run changes failed (%s); writing them one by one", len(changes), exc)
         for steps in changes:
             _write(*steps)
+
+
+def merged(changes):
+    """A run's start and its success queued side by side (a short task) become one write of the ended run: one
+    statement and one index update instead of two. Both move a run whatever its state, so one is the two in turn."""
+    out = []
+    for steps in changes:
+        before = out[-1][0] if out else (None, None)
+        if before[0] == "started" and steps[0][0] == "succeeded" and steps[0][1]["tid"] == before[1]["celery_task_id"]:
+            started, ended = before[1], steps[0][1]
+            ran = dict(started, status=COMPLETED, state="SUCCESS", finished_at=ended["now"], result=ended["result"],
+                       runtime_s=runtime.between(started["started_at"], ended["now"]), error=None)
+            out[-1] = (("ran", ran), *out[-1][1:], *steps[1:])
+        else:
+            out.append(steps)
+    return out
 
 
 def _attempt(steps):
@@ -109,7 +148,7 @@ def _row_ready(steps, age_s):
     """A kept update waits for its run's row, which the sender may still be keeping (or give up after a while)."""
     if age_s > SPOOL_ROW_WAIT_S:
         return True
-    made_here = {values["celery_task_id"] for name, values in steps if name in ("insert", "started")}
+    made_here = {values["celery_task_id"] for name, values in steps if name in ("insert", "started", "ran")}
     ids = {values["tid"] for _, values in steps if "tid" in values} - made_here
     if not ids:
         return True
@@ -163,6 +202,17 @@ def on_schedule_publish(sender=None, headers=None, **_):
     _record(("schedule_sent", {"sid": int(schedule_id), "now": utcnow()}))
 
 
+def _schedule_status(request, task_id, status):
+    """The step that moves the run's schedule badge, or none for a run no schedule sent (most runs, and the task's
+    own path). A worker shows the message's headers as the request's attributes, an eager apply in
+    `request.headers`; a retry's message may not carry them, so a retry always looks."""
+    headers = getattr(request, "headers", None) or {}
+    if request is None or getattr(request, "retries", 0) or getattr(request, SCHEDULE_HEADER, None) is not None \
+            or SCHEDULE_HEADER in headers:
+        return (("schedule_status", {"tid": task_id, "st": status}),)
+    return ()
+
+
 def on_prerun(task_id=None, task=None, args=None, kwargs=None, **_):
     """The worker began executing: running, with the worker's name and the start time.
 
@@ -174,20 +224,20 @@ def on_prerun(task_id=None, task=None, args=None, kwargs=None, **_):
         "state": "STARTED", "args": list(args or []), "kwargs": dict(kwargs or {}), "queued_at": now,
         "started_at": now, "worker": getattr(task.request, "hostname", None),
         "retries": int(task.request.retries or 0), "next_retry_at": None, "eta": None, "retry_of": None}),
-        ("schedule_status", {"tid": task_id, "st": RUNNING}))
+        *_schedule_status(task.request, task_id, RUNNING))
 
 
 def on_success(sender=None, result=None, **_):
     task_id = sender.request.id
     text = clip(json.dumps(result, default=repr, ensure_ascii=False))  # "café" as it is: a search finds it
     _record(("succeeded", {"tid": task_id, "now": utcnow(), "result": text}),
-           ("schedule_status", {"tid": task_id, "st": COMPLETED}))
+            *_schedule_status(sender.request, task_id, COMPLETED))
 
 
 def on_failure(sender=None, task_id=None, exception=None, einfo=None, **_):
     _record(("failed", {"tid": task_id, "now": utcnow(), "error": clip(f"{type(exception).__name__}: {exception}"),
                        "tb": clip(getattr(einfo, "traceback", None))}),
-           ("schedule_status", {"tid": task_id, "st": FAILED}))
+            *_schedule_status(getattr(sender, "request", None), task_id, FAILED))
 
 
 def on_retry(sender=None, request=None, reason=None, **_):
@@ -218,6 +268,7 @@ def on_revoked(request=None, terminated=False, signum=None, expired=False, **_):
 def connect(app, celery):
     """Bind the handlers to this app's engine; weak=False keeps them alive in every process."""
     global _engine, _sql, _spool
+    flush()  # what this process queued goes to the database it was meant for
     with app.app_context():
         _engine = db.engine
     _spool = Spool(app.config["INSTANCE_PATH"])
@@ -240,15 +291,14 @@ def connect(app, celery):
 
 
 def _start_writer(**_):
-    """A prefork pool process: from now on its changes commit behind its tasks."""
+    """A prefork pool process starts its writer before its first task."""
     global _writer
     _writer = RunWriter(_write_batch)
 
 
 def _flush_writer(**_):
-    """The pool process is about to exit (shutdown, max tasks per child): what is queued is written first."""
-    if _writer is not None:
-        _writer.flush()
+    """The pool process is about to exit (shutdown, max tasks per child; it skips atexit): what is queued is written."""
+    flush()
 
 
 def count_runs():

@@ -12,7 +12,7 @@ from models import QUARANTINED, QuarantinedMessage, db
 from panel.broker import publish, results
 from panel.cluster import arguments
 from panel.errors import ConflictError, ValidationError
-from panel.runlog import runs
+from panel.runlog import recorder, runs
 from panel.runlog.ending import OPEN
 from panel.runlog.recorder import RETRY_OF_HEADER
 
@@ -116,5 +116,6 @@ def send_again(celery, run):
     name, args, kwargs, queue = what_to_send(celery, run)
     runs.end_transaction()  # the recorder writes the new row from its own connection: hold no lock meanwhile
     sent = publish.send(celery, name, args, kwargs, headers={RETRY_OF_HEADER: old_id}, queue=queue)
+    recorder.flush()  # the new run's row exists when the caller is told its id
     log.info("run %s of %s sent again as %s (queue %s)", old_id, name, sent.id, queue or "default")
     return sent.id, queue

@@ -8,6 +8,7 @@ logs_t = Run.__table__
 tasks_t = Schedule.__table__
 # Columns a run change written before they existed (kept in the spool across an upgrade) does not carry.
 OPTIONAL = ("eta", "retry_of")
+ENDED = ("finished_at", "runtime_s", "result", "error")
 
 
 def _by_task_id():
@@ -62,6 +63,9 @@ def for_dialect(dialect_name):
         # One statement whether or not a sender recorded the run, so a start needs no answer back.
         "started": _upsert_run(dialect_name, run_columns,
                                ("status", "state", "started_at", "worker", "next_retry_at")),
+        # "started" and "succeeded" of a short run in one write (recorder.merged): the run inserted or moved ended.
+        "ran": _upsert_run(dialect_name, run_columns + ENDED, ("status", "state", "started_at", "worker",
+                                                                "next_retry_at") + ENDED),
         "succeeded": _run_change("succeeded", status=COMPLETED, state="SUCCESS", finished_at=bindparam("now"),
                                  runtime_s=ran, result=bindparam("result"), error=None),
         # A failure after a cancel (the killed process) must not overwrite "Task cancelled manually".

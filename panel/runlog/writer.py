@@ -1,9 +1,11 @@
-"""A pool process's run-log changes, committed behind the tasks by one thread: a task never waits on the database.
+"""A process's run-log changes, committed behind its sends and tasks by one thread: neither waits on the database.
 
-The task thread queues each change (a tuple of recorder steps) in the order its signals fire; the
-writer takes what queues up within LINGER_S of the first change and commits it as one short
-transaction. Under a burst that is several changes per commit instead of one, which is what keeps
-recording cheap when several pool processes share one SQLite file.
+The sending or task thread queues each change (a tuple of recorder steps) in the order its signals fire; the
+writer takes what queues up within a linger of the first change and commits it as one short transaction. A
+change after a quiet spell lingers LINGER_S (it shows at once); under a steady stream (the last commit was
+less than BUSY_LINGER_S ago) changes gather for BUSY_LINGER_S, so a burst costs a commit every 50 ms instead
+of one every few tasks. That is what keeps recording cheap when a sender and several pool processes share one
+SQLite file: each commit re-reads the pages the others changed. A flush ends the linger at once.
 """
 import logging
 import queue
@@ -12,7 +14,8 @@ import time
 
 log = logging.getLogger("panel.run_writer")
 BATCH_MAX = 200  # changes per transaction: long enough to share commits, short enough not to hold the lock
-LINGER_S = 0.005  # how much later a change may show, for the commits it saves under a burst
+LINGER_S = 0.005  # how much later a change after a quiet spell may show
+BUSY_LINGER_S = 0.05  # how much later a change in a steady stream may show, for the commits it saves
 FLUSH_WAIT_S = 10
 
 
@@ -22,6 +25,7 @@ class RunWriter:
     def __init__(self, commit):
         self._commit = commit
         self._queue = queue.SimpleQueue()
+        self._hurry = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="run-writer", daemon=True)
         self._thread.start()
 
@@ -32,20 +36,25 @@ class RunWriter:
         """Wait until everything queued before this call is committed (or kept in the spool)."""
         done = threading.Event()
         self._queue.put(done)
+        self._hurry.set()  # no linger: the caller is waiting
         if not done.wait(timeout_s):
             log.error("run-log changes still queued after %.0f s; a process exit now loses them", timeout_s)
             return False
         return True
 
     def _loop(self):
+        last_commit = float("-inf")
         while True:
             batch = [self._queue.get()]
-            # Linger a moment for the changes a busy process is about to make: they share the commit.
-            until = time.monotonic() + LINGER_S
-            while len(batch) < BATCH_MAX and not isinstance(batch[-1], threading.Event):
-                left = until - time.monotonic()
+            # Linger for the changes a busy process is about to make: they share the commit. The thread sleeps
+            # through it (one wake-up a batch, not one a change) unless a flush cuts it short.
+            now = time.monotonic()
+            if not isinstance(batch[0], threading.Event) and self._queue.qsize() < BATCH_MAX:
+                self._hurry.wait(BUSY_LINGER_S if now - last_commit < BUSY_LINGER_S else LINGER_S)
+                self._hurry.clear()
+            while len(batch) < BATCH_MAX:
                 try:
-                    batch.append(self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait())
+                    batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
             changes = [item for item in batch if not isinstance(item, threading.Event)]
@@ -54,6 +63,7 @@ class RunWriter:
                     self._commit(changes)
                 except Exception:  # the thread must outlive any one bad batch
                     log.exception("could not record %d run change(s)", len(changes))
+                last_commit = time.monotonic()
             for item in batch:
                 if isinstance(item, threading.Event):
                     item.set()
