@@ -8,7 +8,7 @@ from flask import current_app, g, jsonify, request
 from panel.broker import connection
 from panel.cluster import queues, task_types, workers
 from panel.errors import ValidationError
-from panel.runlog import operations
+from panel.runlog import operations, recorder
 from panel.web.contract import api
 from panel.web.schemas.cluster import (
     Autoscale,
@@ -157,6 +157,7 @@ def send_task(task_name, json: SendIn):
         raise ValidationError(name, "is not read from the URL: send it in the JSON body")
     later = json.model_dump(include={"countdown", "eta", "expires", "priority"})
     celery_id = task_types.send(celery(), task_name, json.args, json.kwargs, json.queue, **later)
+    recorder.flush()  # the answer's run id is in the run log when the caller asks for it
     when = f" (countdown {json.countdown:g} s)" if json.countdown else f" (eta {json.eta})" if json.eta else ""
     log.info("ad-hoc run of %s sent as %s%s", task_name, celery_id, when)
     return jsonify({"status": "success", "message": f"Sent {task_name}{when}", "celery_task_id": celery_id})
