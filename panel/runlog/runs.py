@@ -2,7 +2,8 @@
 from sqlalchemy import bindparam, select
 
 from models import PENDING, RUNNING, Run, Schedule, db, iso
-from panel.database import reader
+from panel import prepared
+from panel.prepared import PreparedRead
 from panel.runlog import previews
 from panel.runlog.ending import OPEN
 
@@ -44,19 +45,22 @@ def get(celery_task_id):
 
 
 # Built once: a statement of every column costs more to build than to run (SQLAlchemy coerces each column anew).
-_DETAIL = (select(*Run.__table__.columns, Schedule.name.label("schedule_name"))
-           .outerjoin(Schedule, Schedule.id == Run.scheduled_task_id).where(Run.celery_task_id == bindparam("id")))
-_RETRIES = select(Run.celery_task_id).where(Run.retry_of == bindparam("id")).order_by(Run.queued_at, Run.id)
+_DETAIL = PreparedRead(select(*Run.__table__.columns, Schedule.name.label("schedule_name"))
+                       .outerjoin(Schedule, Schedule.id == Run.scheduled_task_id)
+                       .where(Run.celery_task_id == bindparam("id")), "Run")
+_RETRIES = PreparedRead(select(Run.celery_task_id).where(Run.retry_of == bindparam("id"))
+                        .order_by(Run.queued_at, Run.id), "Retry")
 
 
 def detail(celery_task_id):
     """(the whole run, its schedule's name or None, the ids of the runs sent as its retries), or None: one deferred
-    read connection, no ORM session (a poll of one run costs two indexed lookups and little more)."""
-    with reader(db.engine).connect() as conn:
-        run = conn.execute(_DETAIL, {"id": celery_task_id}).first()
+    read transaction, prepared statements, no ORM session (a poll of one run costs two indexed lookups and little
+    more)."""
+    with prepared.reading(db.engine) as conn:
+        run = _DETAIL.first(conn, id=celery_task_id)
         if run is None:
             return None
-        retries = conn.execute(_RETRIES, {"id": celery_task_id}).scalars().all()
+        retries = [row.celery_task_id for row in _RETRIES.rows(conn, id=celery_task_id)]
     return run, run.schedule_name, retries
 
 
