@@ -34,6 +34,12 @@ class SignedCookie(SecureCookieSessionInterface):
             serializer = self._serializers[keys] = super().get_signing_serializer(app)
         return serializer
 
+    def open_session(self, app, request):
+        """No Cookie header (curl, a Bearer token): the empty session Flask would make, without parsing anything."""
+        if app.secret_key and not request.environ.get("HTTP_COOKIE"):
+            return self.session_class()
+        return super().open_session(app, request)
+
 
 def _digest(sid):
     return hashlib.sha256(sid.encode()).hexdigest()

@@ -108,8 +108,11 @@ def _read_at_most(stream, size):
 
 def refuse_long_bodies():
     """Before any route: a body over the limit is 413 even where the route would not read it."""
-    if request.environ.get("panel.body_error"):
-        raise ValidationError("body", f"could not be read: {request.environ['panel.body_error']}")
+    environ = request.environ
+    if environ.get("panel.body_error"):
+        raise ValidationError("body", f"could not be read: {environ['panel.body_error']}")
+    if not environ.get("CONTENT_LENGTH"):  # no declared length (BoundedBody gives a chunked body its own)
+        return
     limit = request.max_content_length
     if limit is not None and (request.content_length or 0) > limit:
         raise RequestEntityTooLarge()

@@ -10,6 +10,7 @@ from werkzeug.routing import BaseConverter
 from models import ADMIN, OPERATOR, VIEWER
 from panel.security.auth import PUBLIC
 from panel.web import about, account, cluster, errors, health, hosts, pages, processes, quarantine, runs, schedules
+from panel.web.answers import JSONAnswers
 
 PAGES = [  # HTML, blueprint "pages"
     ("GET",      "/",                                          pages.dashboard,                 VIEWER),
@@ -108,6 +109,7 @@ class RunIdConverter(BaseConverter):
 def register(app):
     """Register the pages and the API from the map above, each route with the role it needs."""
     app.url_map.converters["run_id"] = RunIdConverter
+    app.json = JSONAnswers(app)
     access = app.extensions.setdefault("access", {})
     for name, routes in (("pages", PAGES), ("api", API)):
         blueprint = Blueprint(name, __name__)
