@@ -19,7 +19,7 @@ LAYERS = (
     ("config",),
     ("target", "logs"),
     ("models",),
-    ("database", "host", "broker"),
+    ("database", "reads", "host", "broker"),
     ("fleet",),
     ("cluster",),
     ("runlog",),

@@ -1,4 +1,4 @@
-"""Prepared reads (panel/prepared.py): the polled reads of one run and of the workers skip SQLAlchemy's execution path,
+"""Prepared reads (panel/reads.py): the polled reads of one run and of the workers skip SQLAlchemy's execution path,
 and must still give what it gives, on both databases: the same typed values, its errors, a pool left as it was."""
 from datetime import timedelta
 
@@ -7,9 +7,9 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from models import Run, Schedule, WorkerNode, db, utcnow
-from panel import prepared
+from panel import reads
 from panel.cluster import workers
-from panel.prepared import PreparedRead
+from panel.reads import PreparedRead
 from panel.runlog import runs
 from tests.helpers import add_runs, api_client
 
@@ -78,13 +78,13 @@ def test_a_prepared_read_that_fails_raises_sqlalchemys_error_and_leaves_the_pool
     missing = PreparedRead(select(text("x")).select_from(text("no_such_table")))
     with app.app_context():
         pool = db.engine.pool
-        with pytest.raises(SQLAlchemyError) as raised, prepared.reading(db.engine) as conn:
+        with pytest.raises(SQLAlchemyError) as raised, reads.reading(db.engine) as conn:
             missing.rows(conn)
         assert raised.value.orig is not None and "no_such_table" in str(raised.value)
         if backend == "sqlite":
             assert isinstance(raised.value, OperationalError)  # the error handlers answer it with a 503
         assert pool.checkedout() == 0
-        with prepared.reading(db.engine) as conn:  # the connection went back usable: no transaction left open
+        with reads.reading(db.engine) as conn:  # the connection went back usable: no transaction left open
             assert workers._ALL.rows(conn) == []
         assert pool.checkedout() == 0
         db.session.remove()

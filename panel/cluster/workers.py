@@ -5,12 +5,12 @@ from types import SimpleNamespace
 from sqlalchemy import select, update
 
 from models import WorkerNode, db, iso, utcnow
-from panel import prepared
+from panel import reads
 from panel.broker import connection, remote
 from panel.cluster import paused
 from panel.database import reader
 from panel.errors import NotFound
-from panel.prepared import PreparedRead
+from panel.reads import PreparedRead
 
 log = logging.getLogger("panel.workers")
 nodes_t = WorkerNode.__table__
@@ -71,7 +71,7 @@ _ALL = PreparedRead(select(nodes_t).order_by(nodes_t.c.name), "Worker")
 def rows():
     """Every worker row; read on a deferred transaction so it never waits for the monitor's writes (prepared: the
     workers list is polled)."""
-    with prepared.reading(db.engine) as conn:
+    with reads.reading(db.engine) as conn:
         return _ALL.rows(conn)
 
 

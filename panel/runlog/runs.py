@@ -2,8 +2,8 @@
 from sqlalchemy import bindparam, select
 
 from models import PENDING, RUNNING, Run, Schedule, db, iso
-from panel import prepared
-from panel.prepared import PreparedRead
+from panel import reads
+from panel.reads import PreparedRead
 from panel.runlog import previews
 from panel.runlog.ending import OPEN
 
@@ -56,7 +56,7 @@ def detail(celery_task_id):
     """(the whole run, its schedule's name or None, the ids of the runs sent as its retries), or None: one deferred
     read transaction, prepared statements, no ORM session (a poll of one run costs two indexed lookups and little
     more)."""
-    with prepared.reading(db.engine) as conn:
+    with reads.reading(db.engine) as conn:
         run = _DETAIL.first(conn, id=celery_task_id)
         if run is None:
             return None

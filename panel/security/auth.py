@@ -27,9 +27,6 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
 SECURITY_HEADERS = (("Content-Security-Policy", CSP), ("X-Content-Type-Options", "nosniff"),
                     ("X-Frame-Options", "DENY"), ("Referrer-Policy", "same-origin"))
 NO_STORE = (("Cache-Control", "no-store"),)
-# (lower-case name, name, value) of what static files and of what every other answer carry, made once
-STATIC_HEADERS = tuple((name.lower(), name, value) for name, value in SECURITY_HEADERS)
-ANSWER_HEADERS = tuple((name.lower(), name, value) for name, value in SECURITY_HEADERS + NO_STORE)
 
 STALE_IDENTITY_S = 600  # a reader keeps reading through a database outage this long, never writing
 RECENT_MAX = 1000
@@ -268,8 +265,8 @@ def security_headers(response):
     headers = response.headers
     present = {name.lower() for name, _ in headers.items()}
     # pages, exports and JSON carry what a user may see: no copy kept anywhere
-    for lower, name, value in STATIC_HEADERS if request.endpoint == "static" else ANSWER_HEADERS:
-        if lower not in present:
+    for name, value in SECURITY_HEADERS if request.endpoint == "static" else SECURITY_HEADERS + NO_STORE:
+        if name.lower() not in present:
             headers.add(name, value)
     return response
 

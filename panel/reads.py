@@ -1,4 +1,5 @@
-"""Prepared reads: a poll's SELECT compiled once per dialect and run straight on a pooled DB-API connection.
+"""Prepared reads: a poll's SELECT compiled once per dialect and run straight on a pooled DB-API connection (the
+run recorder's writes do the same in panel/runlog/prepared.py).
 
 SQLAlchemy's execution path (connection object, events, execution context, result metadata) costs ~50 µs a
 statement, and a deferred BEGIN through it ~20 µs more: more than the indexed lookup itself. A prepared read keeps
