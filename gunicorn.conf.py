@@ -34,8 +34,9 @@ bind = [_bind_address(_settings.PANEL_HOST, _settings.PANEL_PORT)]
 workers = _settings.PANEL_WORKERS
 # Threads, because a start, stop or restart holds its request for seconds (and waits for the control
 # lock up to CONTROL_LOCK_WAIT_S): with sync workers three such requests would starve every poller.
-worker_class = "gthread"
+worker_class = "panel.web.server.PanelWorker"  # gthread's, serving a kept-alive connection's next request at once
 threads = _settings.PANEL_THREADS
+logger_class = "panel.web.server.AccessLog"  # gunicorn's lines, written by a thread of their own
 
 _stop_s = _settings.STOP_GRACE_S + KILL_WAIT_S
 _longest_control_s = _settings.CONTROL_LOCK_WAIT_S + _stop_s + _settings.START_TIMEOUT_S

@@ -74,7 +74,8 @@ def gunicorn_settings(monkeypatch, **env):
 def test_gunicorn_config_takes_host_port_and_workers_from_the_environment(monkeypatch):
     conf = gunicorn_settings(monkeypatch, PANEL_HOST="127.0.0.1", PANEL_PORT="5123", PANEL_WORKERS="5")
     assert conf["bind"] == ["127.0.0.1:5123"] and conf["workers"] == 5
-    assert conf["worker_class"] == "gthread" and conf["threads"] >= 2
+    assert conf["worker_class"] == "panel.web.server.PanelWorker" and conf["threads"] >= 2
+    assert conf["logger_class"] == "panel.web.server.AccessLog"
     assert conf["wsgi_app"] == "app:create_app()" and conf["chdir"] == str(ROOT)
     assert gunicorn_settings(monkeypatch, PANEL_HOST="::1")["bind"] == ["[::1]:5123"]
 
