@@ -55,6 +55,11 @@ def is_preview(row):
     return hasattr(row, "args" + SIZE)
 
 
+def _json(text):
+    """A previewed JSON text's value; the empty list and object most runs hold are not parsed."""
+    return [] if text == "[]" else {} if text == "{}" else json.loads(text)
+
+
 def values(row):
     """({field: value as the API shows it}, {field: whole size in bytes} of the fields cut), for a list row or a
     whole run (nothing cut). A cut value is its first characters as a string (of its JSON text for args and kwargs);
@@ -67,5 +72,5 @@ def values(row):
         if text is not None and len(text) > bound:
             shown[name], cut[name] = text[:bound], getattr(row, name + SIZE)
         else:
-            shown[name] = json.loads(text) if name in JSON_FIELDS and text is not None else text
+            shown[name] = _json(text) if name in JSON_FIELDS and text is not None else text
     return shown, cut
