@@ -62,7 +62,7 @@ def bulk_load(path, insert_sql, rows):
     index took."""
     import sqlite3
 
-    from panel.database import SEARCH_TABLE
+    from panel.database import SQLITE_SEARCH_TABLES
     from panel.runlog import tally
     conn = sqlite3.connect(path)
     made = conn.execute("SELECT type, name, sql FROM sqlite_master WHERE type IN ('index', 'trigger') "
@@ -75,7 +75,8 @@ def bulk_load(path, insert_sql, rows):
     for _, _, sql in made:
         conn.execute(sql)
     began = time.perf_counter()
-    conn.execute(f"INSERT INTO {SEARCH_TABLE}({SEARCH_TABLE}) VALUES ('rebuild')")
+    for name in SQLITE_SEARCH_TABLES:
+        conn.execute(f"INSERT INTO {name}({name}) VALUES ('rebuild')")
     conn.commit()
     for statement in tally.recount_sql("sqlite"):  # what the triggers would have kept, counted once
         conn.execute(statement)

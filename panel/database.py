@@ -93,24 +93,34 @@ def write_aside(engine, statement, what):
 
 
 # Text search over runs without a scan: an index made for substrings, kept by the database itself on every write
-# of a run (whichever writer), so every writer keeps it. SQLite: an FTS5 trigram table over task_logs (its own
+# of a run (whichever writer), so every writer keeps it. SQLite: FTS5 trigram tables over task_logs (their own
 # content), kept by triggers; PostgreSQL: a pg_trgm GIN index over the same columns joined. `SEARCHED` is what
-# panel/runlog/search.py asks of it; migrations/versions/a1c3e5f7b9d2 makes the same for an existing database.
+# panel/runlog/search.py asks of it; migrations/versions/a1c3e5f7b9d2 and c9e1f3a5b7d0 make the same for an existing
+# database. SQLite keeps two tables, what a run was sent with and how it ended: an update re-indexes every column
+# of its table, and a run's ending should index its result and error, not its arguments again. A row with nothing
+# for a table (a run not ended yet) is not in it; no column sizes are kept (nothing ranks).
 SEARCHED = ("celery_task_id", "args", "kwargs", "result", "error")
 SEARCH_TABLE = "run_search"
-_COLUMNS = ", ".join(SEARCHED)
-_NEW, _OLD = (", ".join(f"{side}.{c}" for c in SEARCHED) for side in ("new", "old"))
-SQLITE_SEARCH_DDL = (
-    f"CREATE VIRTUAL TABLE IF NOT EXISTS {SEARCH_TABLE} USING fts5({_COLUMNS}, content='task_logs', "
-    "content_rowid='id', tokenize='trigram')",
-    f"CREATE TRIGGER IF NOT EXISTS task_logs_search_insert AFTER INSERT ON task_logs BEGIN "
-    f"INSERT INTO {SEARCH_TABLE}(rowid, {_COLUMNS}) VALUES (new.id, {_NEW}); END",
-    f"CREATE TRIGGER IF NOT EXISTS task_logs_search_delete AFTER DELETE ON task_logs BEGIN "
-    f"INSERT INTO {SEARCH_TABLE}({SEARCH_TABLE}, rowid, {_COLUMNS}) VALUES ('delete', old.id, {_OLD}); END",
-    f"CREATE TRIGGER IF NOT EXISTS task_logs_search_update AFTER UPDATE OF {_COLUMNS} ON task_logs BEGIN "
-    f"INSERT INTO {SEARCH_TABLE}({SEARCH_TABLE}, rowid, {_COLUMNS}) VALUES ('delete', old.id, {_OLD}); "
-    f"INSERT INTO {SEARCH_TABLE}(rowid, {_COLUMNS}) VALUES (new.id, {_NEW}); END",
-)
+SQLITE_SEARCH_TABLES = {SEARCH_TABLE: ("celery_task_id", "args", "kwargs"), "run_search_end": ("result", "error")}
+
+
+def _sqlite_search_ddl(name, columns, trigger):
+    """One FTS5 table over some of task_logs' columns and the three triggers that keep it."""
+    cols = ", ".join(columns)
+    new, old = (", ".join(f"{side}.{c}" for c in columns) for side in ("new", "old"))
+    has_new, has_old = (" OR ".join(f"{side}.{c} IS NOT NULL" for c in columns) for side in ("new", "old"))
+    forget = f"INSERT INTO {name}({name}, rowid, {cols}) SELECT 'delete', old.id, {old} WHERE {has_old};"
+    index = f"INSERT INTO {name}(rowid, {cols}) SELECT new.id, {new} WHERE {has_new};"
+    return (f"CREATE VIRTUAL TABLE IF NOT EXISTS {name} USING fts5({cols}, content='task_logs', content_rowid='id', "
+            "tokenize='trigram', columnsize=0)",
+            f"CREATE TRIGGER IF NOT EXISTS task_logs_{trigger}_insert AFTER INSERT ON task_logs BEGIN {index} END",
+            f"CREATE TRIGGER IF NOT EXISTS task_logs_{trigger}_delete AFTER DELETE ON task_logs BEGIN {forget} END",
+            f"CREATE TRIGGER IF NOT EXISTS task_logs_{trigger}_update AFTER UPDATE OF {cols} ON task_logs BEGIN "
+            f"{forget} {index} END")
+
+
+SQLITE_SEARCH_DDL = (_sqlite_search_ddl(SEARCH_TABLE, SQLITE_SEARCH_TABLES[SEARCH_TABLE], "search")
+                     + _sqlite_search_ddl("run_search_end", SQLITE_SEARCH_TABLES["run_search_end"], "search_end"))
 # One text per run, lowered as the scan's icontains lowers, the columns apart by a unit separator (json -> text and
 # lower are immutable, as an index wants).
 PG_SEPARATOR = chr(31)
@@ -138,5 +148,6 @@ def _search_index(target, connection, **_):
 
 @event.listens_for(Run.__table__, "before_drop")
 def _drop_search_index(target, connection, **_):
-    if connection.dialect.name == "sqlite":  # the triggers go with the table; the FTS table does not
-        connection.exec_driver_sql(f"DROP TABLE IF EXISTS {SEARCH_TABLE}")
+    if connection.dialect.name == "sqlite":  # the triggers go with the table; the FTS tables do not
+        for name in SQLITE_SEARCH_TABLES:
+            connection.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")

@@ -90,12 +90,13 @@ def test_an_edit_that_reads_first_never_fails_when_a_worker_writes_meanwhile(mak
     def untrace(dbapi_conn, *_):
         dbapi_conn.set_trace_callback(None)
 
+    thread = threading.Thread(target=editor)
+    thread.start()
+    assert read_done.wait(10), errors
+    # Traced from here: the editor's own connection, checked out already, must not count as the worker's write.
     event.listen(engine, "checkout", trace)
     event.listen(engine, "checkin", untrace)
     try:
-        thread = threading.Thread(target=editor)
-        thread.start()
-        assert read_done.wait(10), errors
         # The unit of work holds the write lock from its read on: any other writer can only wait for it.
         probe = sqlite3.connect(app.config["SQLALCHEMY_DATABASE_URI"].removeprefix("sqlite:///"), timeout=0,
                                 isolation_level=None)

@@ -181,7 +181,7 @@ def test_a_start_and_success_written_as_one_leave_the_row_the_two_writes_in_turn
         with app.app_context(), db.engine.connect() as conn:
             found = {r[0] for r in conn.exec_driver_sql(
                 "SELECT celery_task_id FROM task_logs WHERE id IN "
-                "(SELECT rowid FROM run_search WHERE run_search MATCH '\"needle-in-result\"')")}
+                "(SELECT rowid FROM run_search_end WHERE run_search_end MATCH '\"needle-in-result\"')")}
         assert found == {task_id for pair in pairs for task_id in pair}
 
 

@@ -174,3 +174,27 @@ def test_the_migration_indexes_the_runs_already_there(make_app):
     with app.app_context():
         upgrade()
     assert answer(app, "before the index", "sqlite") == {old}
+
+
+def test_the_split_migration_finds_what_the_one_table_index_held_and_then_keeps_both(make_app):
+    """SQLite: from the one FTS table to two (sent with / ended with), the runs already there found by either."""
+    app = make_app()
+    with app.app_context():
+        db.drop_all()
+        upgrade(revision="b3d5f7a9c1e2")  # the one table over all five columns
+        db.session.remove()
+    ended, waiting = add_runs(app, [{"args": ["sent-before-split"], "result": '"ended-before-split"'},
+                                    {"args": ["still-waiting"], "error": "an error-before-split"}])
+    with app.app_context():
+        upgrade()
+        tables = {r[0] for r in db.session.execute(text("SELECT name FROM sqlite_master WHERE name LIKE 'run_search%' "
+                                                        "AND type = 'table' AND sql LIKE 'CREATE VIRTUAL%'"))}
+    assert tables == {"run_search", "run_search_end"}
+    assert answer(app, "sent-before", "sqlite") == {ended} and answer(app, "ended-before", "sqlite") == {ended}
+    assert answer(app, "error-before", "sqlite") == {waiting} and answer(app, "still-wait", "sqlite") == {waiting}
+    with app.app_context():
+        db.session.execute(text("UPDATE task_logs SET result = :result, error = NULL WHERE celery_task_id = :id"),
+                           {"id": waiting, "result": '"ended-after-split"'})
+        db.session.commit()
+    assert answer(app, "ended-after", "sqlite") == {waiting} and answer(app, "error-before", "sqlite") == set()
+    assert answer(app, "still-wait", "sqlite") == {waiting}  # its arguments were not touched by its ending

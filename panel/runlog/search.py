@@ -6,10 +6,10 @@ import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from sqlalchemy import String, and_, cast, func, literal, literal_column, or_, select, table, tuple_
+from sqlalchemy import String, and_, cast, func, literal, literal_column, or_, select, table, tuple_, union
 
 from models import Run, db, iso
-from panel.database import PG_SEARCH_TEXT, PG_SEPARATOR, SEARCH_TABLE, reader
+from panel.database import PG_SEARCH_TEXT, PG_SEPARATOR, SQLITE_SEARCH_TABLES, reader
 from panel.errors import ValidationError
 from panel.runlog import trigrams
 from panel.runlog.previews import LIST_COLUMNS
@@ -127,10 +127,12 @@ def _contains(expression, q):
 
 
 def _fts(q):
-    """The ids SQLite's FTS5 trigram index finds for `q` (a superset of the scan's: it folds more case)."""
+    """The ids SQLite's FTS5 trigram indexes find for `q` (a superset of the scan's: it folds more case), in what
+    runs were sent with or in how they ended."""
     phrase = '"' + q.replace('"', '""') + '"'  # one FTS5 string: every character as itself
-    return select(literal_column("rowid")).select_from(table(SEARCH_TABLE)).where(
-        literal_column(SEARCH_TABLE).op("MATCH")(phrase))
+    found = [select(literal_column("rowid")).select_from(table(name)).where(literal_column(name).op("MATCH")(phrase))
+             for name in SQLITE_SEARCH_TABLES]
+    return union(*found)
 
 
 def narrows(q, conn):
