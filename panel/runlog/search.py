@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from sqlalchemy import String, and_, cast, func, literal, literal_column, or_, select, table, tuple_, union
+from sqlalchemy import String, and_, cast, func, literal, literal_column, or_, select, table, tuple_, union_all
 
 from models import Run, db, iso
 from panel.database import PG_SEARCH_TEXT, PG_SEPARATOR, SQLITE_SEARCH_TABLES, reader
@@ -132,7 +132,7 @@ def _fts(q):
     phrase = '"' + q.replace('"', '""') + '"'  # one FTS5 string: every character as itself
     found = [select(literal_column("rowid")).select_from(table(name)).where(literal_column(name).op("MATCH")(phrase))
              for name in SQLITE_SEARCH_TABLES]
-    return union(*found)
+    return union_all(*found)  # IN and a count up to PROBE need no duplicates removed (a sort of every match)
 
 
 def narrows(q, conn):
