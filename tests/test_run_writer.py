@@ -10,7 +10,7 @@ import pytest
 
 from models import Run, db, utcnow
 from panel.broker import remote
-from panel.runlog import recorder
+from panel.runlog import recorder, statements
 from panel.runlog.writer import RunWriter
 from tests.helpers import SqliteLock, start_worker, wait_for
 
@@ -135,15 +135,15 @@ def _succeeded(task_id, now, result='"needle-in-result"'):
 
 def test_merged_joins_only_a_start_and_its_own_success_side_by_side():
     now = utcnow()
-    [ran] = recorder.merged([_started("a", now), _succeeded("a", now)])
+    [ran] = statements.merged([_started("a", now), _succeeded("a", now)])
     assert [name for name, _ in ran] == ["ran"]
     assert (ran[0][1]["status"], ran[0][1]["state"], ran[0][1]["error"]) == ("completed", "SUCCESS", None)
     apart = [_started("a", now), _insert("b"), _succeeded("a", now)]
-    assert recorder.merged(apart) == apart  # something else between: written as queued
+    assert statements.merged(apart) == apart  # something else between: written as queued
     other = [_started("a", now), _succeeded("b", now)]
-    assert recorder.merged(other) == other
+    assert statements.merged(other) == other
     failed = [_started("a", now), (("failed", {"tid": "a", "now": now, "error": "E", "tb": None}),)]
-    assert recorder.merged(failed) == failed
+    assert statements.merged(failed) == failed
 
 
 def _row(app, task_id):

@@ -13,7 +13,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from models import COMPLETED, FAILED, PENDING, RUNNING, Run, db, utcnow
 from panel.database import dispose_after_fork, reader
-from panel.runlog import prepared, runtime, statements
+from panel.runlog import prepared, statements
 from panel.runlog.spool import Spool
 from panel.runlog.writer import RunWriter
 
@@ -73,29 +73,13 @@ def _write(*steps):
 
 def _write_batch(changes):
     """The writer's changes in one transaction; one the database rejects must not take the others along."""
-    changes = merged(changes)
+    changes = statements.merged(changes)
     try:
         _attempt([step for steps in changes for step in steps])
     except Exception as exc:
         log.warning("a batch of %d run changes failed (%s); writing them one by one", len(changes), exc)
         for steps in changes:
             _write(*steps)
-
-
-def merged(changes):
-    """A run's start and its success queued side by side (a short task) become one write of the ended run: one
-    statement and one index update instead of two. Both move a run whatever its state, so one is the two in turn."""
-    out = []
-    for steps in changes:
-        before = out[-1][0] if out else (None, None)
-        if before[0] == "started" and steps[0][0] == "succeeded" and steps[0][1]["tid"] == before[1]["celery_task_id"]:
-            started, ended = before[1], steps[0][1]
-            ran = dict(started, status=COMPLETED, state="SUCCESS", finished_at=ended["now"], result=ended["result"],
-                       runtime_s=runtime.between(started["started_at"], ended["now"]), error=None)
-            out[-1] = (("ran", ran), *out[-1][1:], *steps[1:])
-        else:
-            out.append(steps)
-    return out
 
 
 def _attempt(steps):

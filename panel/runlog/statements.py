@@ -63,7 +63,7 @@ def for_dialect(dialect_name):
         # One statement whether or not a sender recorded the run, so a start needs no answer back.
         "started": _upsert_run(dialect_name, run_columns,
                                ("status", "state", "started_at", "worker", "next_retry_at")),
-        # "started" and "succeeded" of a short run in one write (recorder.merged): the run inserted or moved ended.
+        # "started" and "succeeded" of a short run in one write (merged, below): the run inserted or moved ended.
         "ran": _upsert_run(dialect_name, run_columns + ENDED, ("status", "state", "started_at", "worker",
                                                                 "next_retry_at") + ENDED),
         "succeeded": _run_change("succeeded", status=COMPLETED, state="SUCCESS", finished_at=bindparam("now"),
@@ -77,3 +77,19 @@ def for_dialect(dialect_name):
                                runtime_s=ran, error=bindparam("error")),
         "schedule_status": update(tasks_t).where(tasks_t.c.id == schedule_of_run).values(status=bindparam("st")),
     }
+
+
+def merged(changes):
+    """A run's start and its success queued side by side (a short task) become one write of the ended run: one
+    statement and one index update instead of two. Both move a run whatever its state, so one is the two in turn."""
+    out = []
+    for steps in changes:
+        before = out[-1][0] if out else (None, None)
+        if before[0] == "started" and steps[0][0] == "succeeded" and steps[0][1]["tid"] == before[1]["celery_task_id"]:
+            started, ended = before[1], steps[0][1]
+            ran = dict(started, status=COMPLETED, state="SUCCESS", finished_at=ended["now"], result=ended["result"],
+                       runtime_s=runtime.between(started["started_at"], ended["now"]), error=None)
+            out[-1] = (("ran", ran), *out[-1][1:], *steps[1:])
+        else:
+            out.append(steps)
+    return out
