@@ -213,3 +213,19 @@ def test_a_scheduled_runs_badge_follows_it_in_a_real_worker(make_app):
     other = celery.send_task("tests.add", args=[1, 1])  # no schedule's: the badge stays
     wait_for(lambda: (r := run_row_or_none(app, other.id)) and r.status == "completed", 20, "the other run to end")
     assert badge() == ("failed", 2)
+
+
+def test_a_workers_main_process_writes_at_once_and_its_pool_processes_through_their_writer(make_app, monkeypatch):
+    """The main process forks its pool: no writer thread of its own may hold a lock across a fork (a revoke it
+    records is written at once); a pool process it forks goes back to writing behind its tasks."""
+    from celery import signals
+    app = make_app()
+    monkeypatch.setattr(recorder, "_writer", None)
+    monkeypatch.setattr(recorder, "_direct", False)
+    signals.worker_init.send(sender=None)
+    task_id = uuid.uuid4().hex
+    recorder.on_publish(sender="tests.add", body=([1], {}, {}), headers={"id": task_id, "task": "tests.add"})
+    assert recorder._writer is None  # no thread started in the main process
+    assert run_row_or_none(app, task_id) is not None  # written before the call returned, no flush
+    recorder._start_writer()  # what worker_process_init runs in a forked pool process
+    assert recorder._direct is False and recorder._writer is not None

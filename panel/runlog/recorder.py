@@ -30,6 +30,7 @@ _sql = {}
 _spool = None
 _writer = None  # this process's writer: changes commit behind the send and the task (writer.py)
 _writer_lock = threading.Lock()
+_direct = False  # a worker's main process forks: a thread's lock held at a fork is held for ever in the child
 
 
 def _run(steps):
@@ -39,10 +40,10 @@ def _run(steps):
 def _record(*steps):
     """A run change, queued for this process's writer: neither a send nor a task waits on the database."""
     global _writer
-    if _writer is None:
-        with _writer_lock:
-            if _writer is None:
-                _writer = RunWriter(_write_batch)
+    if _direct:
+        return _write(*steps)
+    with _writer_lock:
+        _writer = _writer or RunWriter(_write_batch)
     _writer.put(steps)
 
 
@@ -262,6 +263,7 @@ def connect(app, celery):
     signals.after_task_publish.connect(on_schedule_publish, weak=False)
     if not app.config["RECORD_RUNS"]:
         return
+    signals.worker_init.connect(_write_directly, weak=False)
     signals.worker_process_init.connect(_start_writer, weak=False)
     signals.worker_process_shutdown.connect(_flush_writer, weak=False)
     signals.after_task_publish.connect(on_publish, weak=False)
@@ -274,10 +276,16 @@ def connect(app, celery):
     signals.task_unknown.connect(on_refused, weak=False)
 
 
+def _write_directly(**_):
+    """The worker's main process (and a solo pool's tasks in it) writes at once: it forks, it keeps no threads."""
+    global _direct
+    _direct = True
+
+
 def _start_writer(**_):
     """A prefork pool process starts its writer before its first task."""
-    global _writer
-    _writer = RunWriter(_write_batch)
+    global _writer, _direct
+    _direct, _writer = False, RunWriter(_write_batch)
 
 
 def _flush_writer(**_):
