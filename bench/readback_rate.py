@@ -1,4 +1,4 @@
-"""Runs per second read back from each result store (`results.ended_since`: listed, decoded, in the seam's shape).
+"""Runs per second read back from each result store (`stores.ended_since`: listed, decoded, in the seam's shape).
 
 10,000 ended runs (SUCCESS, a few FAILURE, with extended fields) are stored in each, encoded as each backend
 encodes them: Redis through Celery's own backend (a private redis-server); Celery's SQLAlchemy table on SQLite
@@ -18,7 +18,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from bench.common import private_stack
-from panel.broker import results
+from panel.broker import results as stores  # not `results`: make bench calls a bench module's results()
 
 RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 10000
 REPEATS = 3
@@ -103,7 +103,7 @@ def rate(label, read, since):
 def sql_benches(celery, folder, since, now):
     sqlite_url = f"sqlite:///{folder / 'celery_results.db'}"
     fill_celery_table(sa.create_engine(sqlite_url), None, now)
-    rate("SQLAlchemy backend on SQLite", results.open_store(celery, "db+" + sqlite_url).ended_since, since)
+    rate("SQLAlchemy backend on SQLite", stores.open_store(celery, "db+" + sqlite_url).ended_since, since)
     schema = f"bench_readback_{uuid.uuid4().hex[:8]}"
     admin = sa.create_engine(PG_URL)
     with admin.begin() as conn:
@@ -111,7 +111,7 @@ def sql_benches(celery, folder, since, now):
     try:
         fill_celery_table(admin, schema, now)
         celery.conf.database_table_schemas = {"task": schema}
-        rate("SQLAlchemy backend on PostgreSQL", results.open_store(celery, "db+" + PG_URL).ended_since, since)
+        rate("SQLAlchemy backend on PostgreSQL", stores.open_store(celery, "db+" + PG_URL).ended_since, since)
     finally:
         celery.conf.database_table_schemas = None
         with admin.begin() as conn:
@@ -119,7 +119,7 @@ def sql_benches(celery, folder, since, now):
         admin.dispose()
     django_url = f"sqlite:///{folder / 'django.sqlite3'}"
     fill_django_table(sa.create_engine(django_url), now)
-    rate("django-db (django-celery-results)", results.open_store(celery, "django-db", django_url).ended_since, since)
+    rate("django-db (django-celery-results)", stores.open_store(celery, "django-db", django_url).ended_since, since)
 
 
 def main():
@@ -129,7 +129,7 @@ def main():
         celery = app.extensions["celery"]
         celery.conf.result_extended = True
         fill_redis(celery)
-        rate("Redis", results.store_of(celery).ended_since, since)
+        rate("Redis", stores.store_of(celery).ended_since, since)
         sql_benches(celery, Path(tmp), since, now)
 
 
