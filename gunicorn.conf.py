@@ -34,7 +34,7 @@ bind = [_bind_address(_settings.PANEL_HOST, _settings.PANEL_PORT)]
 workers = _settings.PANEL_WORKERS
 # Threads, because a start, stop or restart holds its request for seconds (and waits for the control
 # lock up to CONTROL_LOCK_WAIT_S): with sync workers three such requests would starve every poller.
-worker_class = "panel.web.server.PanelWorker"  # gthread's, serving a kept-alive connection's next request at once
+worker_class = "panel.web.server.PanelWorker"  # gthread's, writing its queued access lines before it exits
 threads = _settings.PANEL_THREADS
 logger_class = "panel.web.server.AccessLog"  # gunicorn's lines, written by a thread of their own
 

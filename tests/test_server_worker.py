@@ -1,9 +1,6 @@
-"""The gunicorn worker and logger of `make serve` (panel/web/server.py): a thread waits for a kept-alive connection's
-next request only when nobody else needs it, and the access log says what gunicorn's own would, in order, to the end."""
-import io
+"""The gunicorn worker and logger of `make serve` (panel/web/server.py): the access log says what gunicorn's own would,
+in order, to the end, and a worker with two threads answers every kept-alive client."""
 import re
-import socket
-import threading
 import types
 from datetime import timedelta
 
@@ -14,56 +11,6 @@ from gunicorn.glogging import Logger
 
 from panel.web import server
 from tests.gunicorn_stack import GunicornPanel
-
-
-def _worker(threads=4, alive=True, queued=0, waiting=0):
-    """A PanelWorker's waiting rule without a gunicorn around it (its state set as the pool would)."""
-    worker = object.__new__(server.PanelWorker)
-    worker.cfg = types.SimpleNamespace(threads=threads)
-    worker.alive, worker._count_lock, worker._queued, worker._waiting = alive, threading.Lock(), queued, waiting
-    return worker
-
-
-@pytest.fixture
-def connection():
-    """A served connection (its socket, as gthread holds it) and the client's end."""
-    ours, client = socket.socketpair()
-    unreader = types.SimpleNamespace(buf=io.BytesIO())
-    conn = types.SimpleNamespace(sock=ours, parser=types.SimpleNamespace(unreader=unreader))
-    yield conn, client
-    ours.close()
-    client.close()
-
-
-def test_a_thread_serves_the_next_request_that_came_on_its_connection(connection):
-    conn, client = connection
-    client.sendall(b"GET / HTTP/1.1\r\n\r\n")
-    worker = _worker()
-    assert worker._next_request(conn) is True
-    assert worker._waiting == 0, "the count of waiting threads is back where it was"
-
-
-def test_a_thread_does_not_wait_when_no_request_comes_and_says_so(connection):
-    conn, _ = connection
-    worker = _worker()
-    assert worker._next_request(conn) is False and worker._waiting == 0
-
-
-@pytest.mark.parametrize("state", [{"queued": 1}, {"threads": 1}, {"threads": 4, "waiting": 3}, {"alive": False}],
-                         ids=["a-request-waits-for-a-thread", "one-thread", "last-free-thread", "stopping"])
-def test_a_thread_never_waits_when_someone_else_may_need_it(connection, state):
-    conn, client = connection
-    client.sendall(b"GET / HTTP/1.1\r\n\r\n")  # even with a request there: gthread's poller hands it on
-    worker = _worker(**state)
-    assert worker._next_request(conn) is False
-    assert worker._waiting == state.get("waiting", 0)
-
-
-def test_bytes_read_ahead_are_left_to_gthreads_own_path(connection):
-    conn, client = connection
-    conn.parser.unreader.buf.write(b"GET /next HTTP/1.1\r\n")
-    client.sendall(b"\r\n")
-    assert _worker()._next_request(conn) is False
 
 
 def _request(path, status="200 OK"):
@@ -99,7 +46,7 @@ def test_access_lines_are_gunicorns_own_in_order_and_written_before_the_worker_e
 
 @pytest.mark.timeout(300)
 def test_one_worker_with_two_threads_answers_every_request_of_three_kept_alive_clients(tmp_path, redis_server):
-    """At most one thread waits for its connection: the other answers the two other clients in turn."""
+    """Three kept-alive clients on two threads: every request answered, every line written by the worker's exit."""
     log = tmp_path / "access.log"
     panel = GunicornPanel(tmp_path, redis_server.url, workers=1, PANEL_THREADS=2, PANEL_ACCESS_LOG=str(log))
     try:
