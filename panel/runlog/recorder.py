@@ -42,8 +42,9 @@ def _record(*steps):
     global _writer
     if _direct:
         return _write(*steps)
-    with _writer_lock:
-        _writer = _writer or RunWriter(_write_batch)
+    if _writer is None:  # the lock only for the first change of a process, not for every change
+        with _writer_lock:
+            _writer = _writer or RunWriter(_write_batch)
     _writer.put(steps)
 
 
