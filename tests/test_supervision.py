@@ -188,6 +188,45 @@ def test_decoys_are_neither_matched_nor_signalled(app, client, decoys):
     assert all(p.poll() is None for p in decoys), "a decoy was signalled"
 
 
+ORPHANING_WORKER = """\
+import os, sys, time
+child = os.fork()
+if child == 0:  # stays as the pool child does: forked, the worker's command line, no exec
+    time.sleep(120)
+    os._exit(0)
+print(child, flush=True)
+sys.stdin.read()  # the test closes stdin: this 'worker' dies and leaves its child behind
+os._exit(0)
+"""
+
+
+@pytest.fixture
+def orphaning_worker(app, tmp_path):
+    """A process with our worker's command line that forks a child, then dies on cue, leaving the child."""
+    fake = tmp_path / "celery"
+    fake.write_text(f"#!{sys.executable}\n{ORPHANING_WORKER}")
+    fake.chmod(0o755)
+    proc = subprocess.Popen([str(fake), "-A", "celery_app", "worker"], cwd=str(ROOT), env=child_env(app),
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True)
+    yield proc, int(proc.stdout.readline())
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # the group outlives its leader: this takes the child left behind
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=10)
+
+
+def test_a_pool_child_left_behind_by_a_killed_worker_is_not_taken_for_a_worker(app, orphaning_worker):
+    worker, child = orphaning_worker
+    [ref] = wait_for(lambda: (refs := scan(app)[WORKER]) and refs[0].children and refs, 10, "the worker and its child")
+    assert (ref.pid, ref.children) == (worker.pid, (child,))
+    worker.stdin.close()
+    worker.wait(timeout=10)
+    assert psutil.Process(child).ppid() != worker.pid, "the child is an orphan now"
+    assert psutil.Process(child).status() != psutil.STATUS_ZOMBIE
+    assert scan(app)[WORKER] == [], "a dead worker's leftover child would be called a worker and its exit unknown"
+
+
 def test_a_stale_pid_and_create_time_is_not_signalled():
     victim = subprocess.Popen(["sleep", "60"])
     try:

@@ -86,6 +86,17 @@ def _is_ours(proc, instance, workdir):
 
 
 PROC = Path("/proc")
+PF_FORKNOEXEC = 0x40  # the kernel's per-process flag: forked, and no exec since
+
+
+def _forked_without_exec(pid):
+    """True for a fork that never ran exec: a pool child, never a worker someone started (those exec celery)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            fields = fh.read().rsplit(b")", 1)[1].split()  # the name in (...) may hold spaces
+        return bool(int(fields[6]) & PF_FORKNOEXEC)
+    except (OSError, IndexError, ValueError):
+        return False
 
 
 def _command_lines():
@@ -124,6 +135,8 @@ def scan(instance, target=EMBEDDED):
             if kind == WORKER and parent and parent[1] == WORKER:
                 pool.setdefault(ppid, []).append(pid)
                 continue
+            if kind == WORKER and _forked_without_exec(pid):
+                continue  # a pool child whose worker just died, in the moment before it dies too (PDEATHSIG)
             found[pid] = (proc.create_time(), argv, kind)
         except psutil.Error:
             continue
