@@ -1,5 +1,6 @@
 """The gunicorn worker and logger of `make serve` (panel/web/server.py): the access log says what gunicorn's own would,
 in order, to the end, and a worker with two threads answers every kept-alive client."""
+import base64
 import re
 import types
 from datetime import timedelta
@@ -13,12 +14,19 @@ from panel.web import server
 from tests.gunicorn_stack import GunicornPanel
 
 
-def _request(path, status="200 OK"):
+def _request(path, status="200 OK", n=0):
+    """A request as gunicorn hands it to its logger; every few, one with a quote, a Basic user, no length, no agent."""
+    agent = 'curl/8 "quoted"' if n % 5 == 1 else "curl/8"
     environ = {"REQUEST_METHOD": "GET", "RAW_URI": path, "PATH_INFO": path, "QUERY_STRING": "",
-               "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": "127.0.0.1", "HTTP_USER_AGENT": "curl/8",
+               "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": "127.0.0.1", "HTTP_USER_AGENT": agent,
                "HTTP_REFERER": "http://127.0.0.1:5000/"}
-    req = types.SimpleNamespace(headers=[("USER-AGENT", "curl/8"), ("X-TRACE", path)])
-    resp = types.SimpleNamespace(status=status, sent=len(path), headers=[("Content-Type", "application/json")])
+    if n % 5 == 2:
+        environ["HTTP_AUTHORIZATION"] = "Basic " + base64.b64encode(b"ada:secret").decode()
+    if n % 5 == 3:
+        del environ["HTTP_USER_AGENT"], environ["HTTP_REFERER"]
+    req = types.SimpleNamespace(headers=[("USER-AGENT", agent), ("X-TRACE", path)])
+    sent = None if n % 5 == 4 else 0 if n % 5 == 3 else len(path)
+    resp = types.SimpleNamespace(status=status, sent=sent, headers=[("Content-Type", "application/json")])
     return resp, req, environ, timedelta(microseconds=1234)
 
 
@@ -35,8 +43,8 @@ def test_access_lines_are_gunicorns_own_in_order_and_written_before_the_worker_e
             cfg.set("access_log_format", line_format)
         monkeypatch.setattr(logger_class, "now", lambda self: "[05/Dec/2026:21:00:00 +0000]")
         log = logger_class(cfg)
-        for path in paths:
-            log.access(*_request(path, "404 NOT FOUND" if path.endswith("7") else "200 OK"))
+        for n, path in enumerate(paths):
+            log.access(*_request(path, "404 NOT FOUND" if path.endswith("7") else "200 OK", n))
         if isinstance(log, server.AccessLog):
             log.write_pending()
         written[name] = (tmp_path / f"{name}.log").read_text()
