@@ -3,7 +3,8 @@
 The panel runs as `make serve` runs it (gunicorn, gthread) with a Bearer token; Flower 2.2 runs from a virtualenv
 of its own (.venv/flower, pinned in bench/flower-requirements.txt) with its unauthenticated API, answering
 from its in-memory event state. One worker (events on) runs a burst of tasks both see; then each read is asked of
-both in turns, on one keep-alive connection each. Target: the panel's median at or below Flower's.
+both in turns, on one keep-alive connection each. Target: the panel's median at or below Flower's. Beside them, each
+server's floor: the panel's /healthz (no database, no login) and Flower's /healthcheck, asked the same way.
 Usage: `.venv/bin/python -m bench.flower_reads [TASKS]`.
 """
 import hashlib
@@ -102,11 +103,15 @@ def seen_by_both(http, flower, panel, task_id):
     wait_for(ready, BURST_WAIT_S, lambda: f"the panel and Flower to both know the run and the worker: {said}")
 
 
+FLOOR = "floor: health check"
+
+
 def reads(panel, flower, task_id):
-    """(label, panel URL, Flower URL) of each read compared."""
+    """(label, panel URL, Flower URL) of each read compared, and last each server's floor."""
     return [("one run (JSON)", panel.url(f"/api/runs/{task_id}"), f"{flower.base}/api/task/info/{task_id}"),
             ("workers list (JSON)", panel.url("/api/workers"), f"{flower.base}/api/workers"),
-            ("page of 50 runs (JSON)", panel.url("/api/runs?limit=50"), f"{flower.base}/api/tasks?limit=50")]
+            ("page of 50 runs (JSON)", panel.url("/api/runs?limit=50"), f"{flower.base}/api/tasks?limit=50"),
+            (FLOOR, panel.url("/healthz"), f"{flower.base}/healthcheck")]
 
 
 def timed_get(http, url):
@@ -154,8 +159,9 @@ def results():
             if panel is not None:
                 panel.stop()
             redis.stop()
+    floor_ours, floor_theirs = medians.pop(FLOOR)
     return [row(f"{label}, panel vs Flower 2.2 ({TASKS:,} runs)", ours, "ms", "<= Flower's median",
-                ours <= theirs, f"Flower {theirs:.2f} ms")
+                ours <= theirs, f"Flower {theirs:.2f} ms; floors {floor_ours:.2f} / {floor_theirs:.2f} ms")
             for label, (ours, theirs) in medians.items()]
 
 
