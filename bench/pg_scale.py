@@ -86,19 +86,23 @@ def seed(url, rows):
         return seed_s, time.perf_counter() - began
 
 
-def deep_cursor(url, where=""):
-    """The keyset cursor a person holds 90 % of the way to the oldest run of a filtered list."""
+def deep_cursor(url, where="", sort="newest"):
+    """The keyset cursor a person holds 90 % of the way through a filtered list in one of its orders."""
+    key, way = ("runtime_s", "DESC") if sort == "slowest" else ("queued_at", "ASC" if sort == "oldest" else "DESC")
+    if sort == "slowest":  # the slowest-first list holds only runs with a runtime (panel/runlog/search.py)
+        where = f"{where} AND runtime_s IS NOT NULL" if where else "WHERE runtime_s IS NOT NULL"
     with psycopg.connect(url) as conn:
         total = conn.execute(f"SELECT count(*) FROM task_logs {where}").fetchone()[0]
-        at, run_id = conn.execute(f"SELECT queued_at, id FROM task_logs {where} ORDER BY queued_at DESC, id DESC "
+        at, run_id = conn.execute(f"SELECT {key}, id FROM task_logs {where} ORDER BY {key} {way}, id {way} "
                                   "LIMIT 1 OFFSET %s", (int(total * 0.9),)).fetchone()
-    return search.encode_cursor(at, run_id)
+    return search.encode_cursor(at, run_id, sort)
 
 
 def cases(get, url):
     """(label, kind, call) for every page, filter, sort, search, chart and /metrics."""
     day = (utcnow() - timedelta(days=60)).date()
     deep, deep_failed = deep_cursor(url), deep_cursor(url, "WHERE state='FAILURE'")
+    deep_oldest, deep_slowest = deep_cursor(url, sort="oldest"), deep_cursor(url, sort="slowest")
     return [("first page", "page", lambda: get("/api/runs")),
            ("deep page 90 % in (keyset)", "page", lambda: get(f"/api/runs?cursor={deep}")),
            ("status=FAILURE", "page", lambda: get("/api/runs?status=FAILURE")),
@@ -109,6 +113,12 @@ def cases(get, url):
            ("one week", "page", lambda: get(f"/api/runs?since={day}&until={day + timedelta(days=7)}")),
            ("week+FAILURE+task", "page",
             lambda: get(f"/api/runs?since={day}&until={day + timedelta(days=7)}&status=FAILURE&task=crawl_url")),
+           ("oldest first", "page", lambda: get("/api/runs?sort=oldest")),
+           ("oldest first, 90 % in", "page", lambda: get(f"/api/runs?sort=oldest&cursor={deep_oldest}")),
+           ("slowest first", "page", lambda: get("/api/runs?sort=slowest")),
+           ("slowest first, 90 % in", "page", lambda: get(f"/api/runs?sort=slowest&cursor={deep_slowest}")),
+           ("slowest first, status=FAILURE", "page", lambda: get("/api/runs?sort=slowest&status=FAILURE")),
+           ("slowest first, task=reports.task_07", "page", lambda: get("/api/runs?sort=slowest&task=reports.task_07")),
            ("search rare (site49999.example)", "search", lambda: get("/api/runs?q=site49999.example")),
            ("search common (invoice)", "search", lambda: get("/api/runs?q=invoice")),
            ("search common + status=FAILURE", "search", lambda: get("/api/runs?q=invoice&status=FAILURE")),
