@@ -97,21 +97,22 @@ def results():
     print_cpu(cpu)
     return [row("run recording, throughput on / off (prefork -c 2)", ratio, "x", f">= {TARGET_RATIO}",
                 ratio >= TARGET_RATIO, f"off {statistics.median(off):,.0f} tasks/s, on {statistics.median(on):,.0f};"
-                f" CPU a task {_all_cpu(cpu[False]):,.0f} -> {_all_cpu(cpu[True]):,.0f} us")]
+                f" CPU a task {cpu_medians(cpu[False])['all']:,.0f} -> {cpu_medians(cpu[True])['all']:,.0f} us")]
 
 
-def _all_cpu(stacks):
-    return statistics.median(sum(stack.values()) for stack in stacks)
+def cpu_medians(stacks):
+    """The median over the stacks of the CPU microseconds a task cost in each role, and in all of them together."""
+    by_role = {role: statistics.median(stack[role] for stack in stacks) for role in stacks[0]}
+    return dict(by_role, all=statistics.median(sum(stack.values()) for stack in stacks))
 
 
 def print_cpu(cpu):
-    """CPU microseconds a task, median over the stacks, per role and in all, recording off and on."""
-    def median_of(stacks, role):
-        return _all_cpu(stacks) if role == "all" else statistics.median(stack[role] for stack in stacks)
-    print("CPU a task (us, median of stacks)    " + "".join(f"{role:>13}" for role in (*cpu[False][0], "all")))
+    """CPU microseconds a task per role and in all, recording off and on."""
+    medians = {record: cpu_medians(stacks) for record, stacks in cpu.items()}
+    print("CPU a task (us, median of stacks)    " + "".join(f"{role:>13}" for role in medians[False]))
     for record in (False, True):
         print(f"recording {'on ' if record else 'off'}                        "
-              + "".join(f"{median_of(cpu[record], role):13.0f}" for role in (*cpu[record][0], "all")))
+              + "".join(f"{us:13.0f}" for us in medians[record].values()))
 
 
 def main():
