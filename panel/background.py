@@ -33,6 +33,7 @@ class Background:
         self.path = Path(app.config["INSTANCE_PATH"]) / "run" / "background.lock"
         self._fh = None
         self._stops = []
+        self._turn = threading.Lock()  # a stop() that comes while _act starts the duties waits, then stops them all
         self.tries = 0  # how often it tried for the lock (a standby keeps trying)
 
     def _try_lock(self):
@@ -59,17 +60,22 @@ class Background:
             self.stop_event.wait(STANDBY_S)
 
     def _act(self):
-        self.acting.set()
-        # The start-up settle of open runs waits until the run log from events listens.
-        self._stops = [reconciler.start(self.app, listening=self.listening), monitor.start(self.app),
-                       tally.start(self.app)]
-        if from_events.enabled(self.app.config):
-            self._stops.append(from_events.start(self.app, on_listening=self.listening.set))
-        else:
-            self.listening.set()
-        if in_panel.enabled(self.app.config):
-            self._stops.append(in_panel.start(self.app))
-        threading.Thread(target=watch_loop, args=(self.app, self.stop_event), name="watchdog", daemon=True).start()
+        with self._turn:
+            if self.stop_event.is_set():  # stopped while it waited for the lock: start nothing
+                self._release()
+                return
+            # The start-up settle of open runs waits until the run log from events listens.
+            self._stops = [reconciler.start(self.app, listening=self.listening), monitor.start(self.app),
+                           tally.start(self.app)]
+            if from_events.enabled(self.app.config):
+                self._stops.append(from_events.start(self.app, on_listening=self.listening.set))
+            else:
+                self.listening.set()
+            if in_panel.enabled(self.app.config):
+                self._stops.append(in_panel.start(self.app))
+            threading.Thread(target=watch_loop, args=(self.app, self.stop_event), name="watchdog",
+                             daemon=True).start()
+            self.acting.set()  # last: whoever waits for it may stop() at once, and every duty is in _stops
 
     def start(self):
         _alive.add(self)
@@ -79,13 +85,17 @@ class Background:
     def stop(self):
         self.stop_event.set()
         _alive.discard(self)
-        for stop in self._stops:
-            stop.set()
+        with self._turn:
+            for stop in self._stops:
+                stop.set()
+            self._release()
+            self.acting.clear()
+
+    def _release(self):
         if self._fh is not None:
             fcntl.flock(self._fh, fcntl.LOCK_UN)
             self._fh.close()
             self._fh = None
-        self.acting.clear()
 
 
 def actor_pid(instance_path):

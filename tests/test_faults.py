@@ -1,5 +1,6 @@
 """Faults the panel must survive, each injected into real processes: Redis away, the database locked,
 the panel restarted under a running Celery, two panel processes racing for the background duties."""
+import threading
 from pathlib import Path
 
 import pytest
@@ -185,6 +186,29 @@ def test_one_background_actor_per_instance_and_a_standby_takes_over(make_app):
         first.stop()
         second.stop()
     FAULTS.append(("two panel processes on one instance", "one acts (file lock); the other took over when it stopped"))
+
+
+def test_a_stop_that_comes_while_the_duties_start_ends_every_one_of_them(make_app, monkeypatch):
+    app = make_app()
+    before, seen, real_start = set(threading.enumerate()), set(), background.tally.start
+
+    def slow_start(app):
+        """The run tally starts late: the stop comes after the reconciler and the monitor started, before it."""
+        seen.update(t for t in threading.enumerate() if t not in before)
+        wait_for(handle.stop_event.is_set, 10, "the stop to come while the duties start")
+        return real_start(app)
+
+    monkeypatch.setattr(background.tally, "start", slow_start)
+    handle = background.start(app)
+    wait_for(lambda: seen, 10, "the duties to be starting")
+    handle.stop()
+    seen.update(t for t in threading.enumerate() if t not in before)
+    assert {"run-reconciler", "cluster-monitor"} <= {t.name for t in seen}  # they ran when the stop came
+    wait_for(lambda: not [t for t in seen if t.is_alive()], 10,
+             lambda: f"every duty to end; alive: {sorted(t.name for t in seen if t.is_alive())}")
+    assert not handle.acting.is_set()
+    FAULTS.append(("a panel stopped while its background duties start",
+                   "the stop waited for them to start, then ended every one (none left running)"))
 
 
 def test_a_broker_that_dies_in_the_middle_of_a_request_is_a_503_not_a_500(make_app, tmp_path, monkeypatch):

@@ -95,8 +95,9 @@ def panels():
 
 
 def _threads_gone():
-    wait_for(lambda: not any(t.name in ("run-events", "run-reconciler") and t.is_alive()
-                             for t in threading.enumerate()), 30, "the recorder and reconciler to stop")
+    def alive():
+        return [t.name for t in threading.enumerate() if t.name in ("run-events", "run-reconciler") and t.is_alive()]
+    wait_for(lambda: not alive(), 30, lambda: f"the recorder and reconciler to stop; alive: {alive()}")
 
 
 def restarted(app):

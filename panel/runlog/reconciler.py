@@ -78,8 +78,9 @@ def reconcile_once(app):
 def caught_up(app, stop, listening, wait_s):
     """Wait (at most wait_s) until the run log from events listens and has read what waited for it; True if so."""
     deadline = time.monotonic() + wait_s
-    if not listening.wait(wait_s):
-        return False
+    while not listening.wait(0.2):  # in slices: a panel stopped meanwhile ends this thread at once
+        if stop.is_set() or time.monotonic() >= deadline:
+            return False
     config = app.config
     if connection.is_redis(config["CELERY_BROKER_URL"]):
         return True  # PUB/SUB: nothing waited; what ended meanwhile is in the result backend
