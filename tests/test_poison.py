@@ -6,6 +6,7 @@ the broker, takes it out of the queue into the quarantine, alerts, and starts th
 """
 import base64
 import json
+from pathlib import Path
 
 from playwright.sync_api import expect
 
@@ -15,7 +16,10 @@ from panel.host.processes import WORKER
 from panel.supervision import crashlog, quarantine
 from tests.helpers import ARTIFACTS, FAULTS, api_client, run_row, start_worker, wait_for
 
-DEPTH = 480  # about 1 KB of JSON; deeper than the prefork pool's pickler can go inside the worker's stack
+# Pickle spends two of Python's 1,000 recursion levels on each list level, JSON one: 520 levels can never be
+# pickled for the pool, from any stack, yet the sender encodes and the worker decodes them. At 480 it rode on the
+# worker's stack depth: 470 pickled, and in one full run the worker took a 480-deep poison and never died.
+DEPTH = 520
 
 
 def nested(depth):
@@ -23,6 +27,12 @@ def nested(depth):
     for _ in range(depth):
         value = [value]
     return value
+
+
+def worker_log(app, lines=25):
+    """The last lines of the worker's log, to say what the worker did when a wait fails."""
+    path = Path(app.config["INSTANCE_PATH"]) / "logs" / "worker.log"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else "(no log)"
 
 
 def kept(app):
@@ -39,7 +49,8 @@ def test_a_message_the_worker_dies_on_is_quarantined_and_the_worker_runs_the_nex
     first_pid = start_worker(app)
     poison = celery.send_task("crawl_url", kwargs={"url": nested(DEPTH)})
     after = celery.send_task("tests.add", args=(2, 3))
-    [row] = wait_for(lambda: kept(app), 120, "the poison message in the quarantine")
+    [row] = wait_for(lambda: kept(app), 120, lambda: f"the poison message in the quarantine; its run "
+                     f"{getattr(run_row(app, poison.id), 'status', None)}; the worker's log ends:\n{worker_log(app)}")
     assert row.celery_task_id == poison.id and row.deaths >= 2 and "RecursionError" in row.evidence
     with app.app_context():  # it is out of the broker: a second take finds nothing
         assert messages.take(celery, poison.id, quarantine.search_queues(app.config, celery)) is None
