@@ -54,7 +54,6 @@ class Background:
         while not self.stop_event.is_set():
             self.tries += 1
             if self._try_lock():
-                log.info("background duties: this process (pid %s) acts", os.getpid())
                 self._act()
                 return
             self.stop_event.wait(STANDBY_S)
@@ -64,6 +63,7 @@ class Background:
             if self.stop_event.is_set():  # stopped while it waited for the lock: start nothing
                 self._release()
                 return
+            log.info("background duties: this process (pid %s) acts", os.getpid())
             # The start-up settle of open runs waits until the run log from events listens.
             self._stops = [reconciler.start(self.app, listening=self.listening), monitor.start(self.app),
                            tally.start(self.app)]
