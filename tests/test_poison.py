@@ -6,13 +6,13 @@ the broker, takes it out of the queue into the quarantine, alerts, and starts th
 """
 import base64
 import json
-from pathlib import Path
 
 from playwright.sync_api import expect
 
 from models import QUARANTINED, AlertEvent, QuarantinedMessage, Run, db
 from panel.broker import messages
 from panel.host.processes import WORKER
+from panel.host.supervisor import tail
 from panel.supervision import crashlog, quarantine
 from tests.helpers import ARTIFACTS, FAULTS, api_client, run_row, start_worker, wait_for
 
@@ -27,12 +27,6 @@ def nested(depth):
     for _ in range(depth):
         value = [value]
     return value
-
-
-def worker_log(app, lines=25):
-    """The last lines of the worker's log, to say what the worker did when a wait fails."""
-    path = Path(app.config["INSTANCE_PATH"]) / "logs" / "worker.log"
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else "(no log)"
 
 
 def kept(app):
@@ -50,7 +44,8 @@ def test_a_message_the_worker_dies_on_is_quarantined_and_the_worker_runs_the_nex
     poison = celery.send_task("crawl_url", kwargs={"url": nested(DEPTH)})
     after = celery.send_task("tests.add", args=(2, 3))
     [row] = wait_for(lambda: kept(app), 120, lambda: f"the poison message in the quarantine; its run "
-                     f"{getattr(run_row(app, poison.id), 'status', None)}; the worker's log ends:\n{worker_log(app)}")
+                     f"{getattr(run_row(app, poison.id), 'status', None)}; the worker's log ends:\n"
+                     f"{tail(app.extensions['supervisor'].log_path(WORKER))}")
     assert row.celery_task_id == poison.id and row.deaths >= 2 and "RecursionError" in row.evidence
     with app.app_context():  # it is out of the broker: a second take finds nothing
         assert messages.take(celery, poison.id, quarantine.search_queues(app.config, celery)) is None
